@@ -1,0 +1,87 @@
+"""envelope: envelope encryption for large files and streams, compatible with the AWS Encryption SDK.
+
+The recipe API: `encrypt`/`decrypt` for bytes, `encrypt_stream`/`decrypt_stream` and the
+`Encryptor`/`Decryptor` file objects for streams, keyrings that wrap the data key, and one error
+root, `EnvelopeError`. `envelope.aio` has the async mirrors; `envelope.kms` the embedded
+key-management service. `envelope.format` and `envelope.crypto` are lower layers, not re-exported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .api import decrypt as decrypt
+from .api import encrypt as encrypt
+from .errors import AuthenticationError as AuthenticationError
+from .errors import EnvelopeError as EnvelopeError
+from .errors import FormatError as FormatError
+from .errors import KeyDisabledError as KeyDisabledError
+from .errors import KeyNotFoundError as KeyNotFoundError
+from .errors import KeyringError as KeyringError
+from .errors import KMSError as KMSError
+from .errors import NoMatchingKeyError as NoMatchingKeyError
+from .errors import PolicyError as PolicyError
+from .format.header import EncryptedDataKey as EncryptedDataKey
+from .format.header import Header as Header
+from .format.suites import AlgorithmSuite as AlgorithmSuite
+from .format.suites import CommitmentPolicy as CommitmentPolicy
+from .keyrings.base import Keyring as Keyring
+from .keyrings.multi import MultiKeyring as MultiKeyring
+from .keyrings.raw_aes import RawAESKeyring as RawAESKeyring
+from .keyrings.raw_rsa import RawRSAKeyring as RawRSAKeyring
+from .materials.base import MaterialsManager as MaterialsManager
+from .materials.default import DefaultMaterialsManager as DefaultMaterialsManager
+from .materials.materials import DecryptionMaterials as DecryptionMaterials
+from .materials.materials import DecryptionRequest as DecryptionRequest
+from .materials.materials import EncryptionMaterials as EncryptionMaterials
+from .materials.materials import EncryptionRequest as EncryptionRequest
+from .materials.required_context import RequiredEncryptionContextManager as RequiredEncryptionContextManager
+from .streaming.sync import Decryptor as Decryptor
+from .streaming.sync import Encryptor as Encryptor
+from .streaming.sync import decrypt_stream as decrypt_stream
+from .streaming.sync import encrypt_stream as encrypt_stream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlgorithmSuite",
+    "AuthenticationError",
+    "CommitmentPolicy",
+    "DecryptionMaterials",
+    "DecryptionRequest",
+    "Decryptor",
+    "DefaultMaterialsManager",
+    "EncryptedDataKey",
+    "EncryptionMaterials",
+    "EncryptionRequest",
+    "Encryptor",
+    "EnvelopeError",
+    "FormatError",
+    "Header",
+    "KMSError",
+    "KeyDisabledError",
+    "KeyNotFoundError",
+    "Keyring",
+    "KeyringError",
+    "MaterialsManager",
+    "MultiKeyring",
+    "NoMatchingKeyError",
+    "PolicyError",
+    "RawAESKeyring",
+    "RawRSAKeyring",
+    "RequiredEncryptionContextManager",
+    "decrypt",
+    "decrypt_stream",
+    "encrypt",
+    "encrypt_stream",
+]
+
+_SUBMODULES = frozenset({"aio", "kms"})
+
+
+def __getattr__(name: str) -> Any:
+    # envelope.kms and envelope.aio load on first use: most programs need neither.
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'envelope' has no attribute {name!r}")

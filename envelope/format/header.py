@@ -1,0 +1,193 @@
+"""Message header: encrypted data keys, header body layouts v1 and v2 (format-spec/message.md §4).
+
+`parse_header` checks structure and limits only. It does not verify the header authentication tag
+or the key commitment; nothing parsed here may be trusted until the streaming layer has.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..errors import FormatError, PolicyError
+from .context import parse_context, serialize_context
+from .reader import Incomplete, Reader, decode_utf8
+from .suites import AlgorithmSuite
+
+__all__ = [
+    "ContentType",
+    "DEFAULT_MAX_HEADER_LENGTH",
+    "EncryptedDataKey",
+    "Header",
+    "ParsedHeader",
+    "parse_header",
+    "serialize_header_auth",
+    "serialize_header_body",
+]
+
+# §9: a header may not exceed this many bytes unless the caller raises the limit. It bounds what
+# an incremental parser buffers before it can authenticate anything.
+DEFAULT_MAX_HEADER_LENGTH = 4 * 1024 * 1024
+IV_LENGTH = 12
+TAG_LENGTH = 16
+_V1_TYPE = 0x80
+_BASE64_HINT = "the input looks base64-encoded; decode it to binary first (for example: base64 -d)"
+
+
+class ContentType(enum.IntEnum):
+    """Body layout (format-spec/message.md §5)."""
+
+    NON_FRAMED = 0x01
+    FRAMED = 0x02
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedDataKey:
+    """One wrapped copy of the data key: who can unwrap it and the wrapped bytes (§4.4)."""
+
+    provider_id: str
+    provider_info: bytes
+    ciphertext: bytes
+
+    def serialize(self) -> bytes:
+        pid = self.provider_id.encode("utf-8")
+        for name, value in (("provider id", pid), ("provider info", self.provider_info),
+                            ("ciphertext", self.ciphertext)):
+            if len(value) > 0xFFFF:
+                raise ValueError(f"encrypted data key {name} is longer than 65535 bytes")
+        return b"".join((
+            len(pid).to_bytes(2, "big"), pid,
+            len(self.provider_info).to_bytes(2, "big"), bytes(self.provider_info),
+            len(self.ciphertext).to_bytes(2, "big"), bytes(self.ciphertext),
+        ))
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A message header as written on the wire, without its authentication fields.
+
+    ``encryption_context`` is the stored context only: keys a required-encryption-context manager
+    kept out of the header are not in it.
+    """
+
+    version: int
+    algorithm: AlgorithmSuite
+    message_id: bytes
+    encryption_context: Mapping[str, str]
+    encrypted_data_keys: tuple[EncryptedDataKey, ...]
+    content_type: ContentType
+    frame_length: int
+    commitment_key: bytes = b""  # v2 "suite data" (§2.3); empty for v1
+
+    @property
+    def is_framed(self) -> bool:
+        return self.content_type is ContentType.FRAMED
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedHeader:
+    """What `parse_header` found: the header, its exact body bytes and its authentication fields."""
+
+    header: Header
+    body: bytes = field(repr=False)  # exact bytes authenticated by the header tag (§4.5)
+    auth_iv: bytes  # v1: as serialized; v2: twelve zero bytes
+    auth_tag: bytes
+    length: int  # bytes consumed, header body plus authentication
+
+
+def serialize_header_body(header: Header) -> bytes:
+    """Serialize the header body (everything the header authentication tag covers, §4.1/§4.2)."""
+    suite = header.algorithm
+    if suite.message_format_version != header.version:
+        raise ValueError(f"{suite.name} is written with message format version {suite.message_format_version}")
+    ec = serialize_context(header.encryption_context)
+    if not header.encrypted_data_keys:
+        raise ValueError("a message needs at least one encrypted data key")
+    if len(header.encrypted_data_keys) > 0xFFFF:
+        raise ValueError("a message holds at most 65535 encrypted data keys")
+    edks = b"".join(edk.serialize() for edk in header.encrypted_data_keys)
+    count = len(header.encrypted_data_keys).to_bytes(2, "big")
+    frame = header.frame_length.to_bytes(4, "big")
+    if header.version == 2:
+        return b"".join((b"\x02", suite.wire_id, header.message_id, len(ec).to_bytes(2, "big"), ec,
+                         count, edks, bytes([header.content_type]), frame, header.commitment_key))
+    return b"".join((b"\x01", bytes([_V1_TYPE]), suite.wire_id, header.message_id,
+                     len(ec).to_bytes(2, "big"), ec, count, edks, bytes([header.content_type]),
+                     b"\x00\x00\x00\x00", bytes([IV_LENGTH]), frame))
+
+
+def serialize_header_auth(version: int, tag: bytes) -> bytes:
+    """v1 writes a zero IV before the tag; v2 writes the tag alone (§4.5)."""
+    return (bytes(IV_LENGTH) + tag) if version == 1 else tag
+
+
+def parse_header(buf: bytes | bytearray | memoryview, *,
+                 max_encrypted_data_keys: int | None = None,
+                 max_header_length: int = DEFAULT_MAX_HEADER_LENGTH) -> ParsedHeader:
+    """Parse a header and its authentication fields from the start of ``buf``.
+
+    :raises Incomplete: ``buf`` ends before the header does (``.needed`` says how far it must grow).
+    :raises FormatError: the bytes are not a valid header, or exceed a limit.
+    :raises PolicyError: more encrypted data keys than ``max_encrypted_data_keys`` (checked as soon
+        as the count is read, before any key is parsed).
+    """
+    try:
+        return _parse(Reader(buf), max_encrypted_data_keys)
+    except Incomplete as incomplete:
+        if incomplete.needed > max_header_length:
+            raise FormatError(f"message header is longer than the {max_header_length}-byte limit") from None
+        raise
+
+
+def _parse(r: Reader, max_edks: int | None) -> ParsedHeader:
+    version = r.u8()
+    if version == 1:
+        if r.u8() != _V1_TYPE:
+            raise FormatError("unknown message type in a version 1 header")
+        id_length = 16
+    elif version == 2:
+        id_length = 32
+    elif version == 0x41:  # 'A': "AY" or "Ag" is how a v1 or v2 message starts in base64 (§10)
+        raise FormatError("not an envelope message: unsupported version 0x41", hint=_BASE64_HINT)
+    else:
+        raise FormatError(f"not an envelope message: unsupported version 0x{version:02x}")
+    suite_id = r.u16()
+    try:
+        suite = AlgorithmSuite(suite_id)
+    except ValueError:
+        raise FormatError(f"unknown algorithm suite 0x{suite_id:04x}") from None
+    if suite.message_format_version != version:
+        raise FormatError(f"algorithm suite {suite.name} may not appear in a version {version} header")
+    message_id = r.take(id_length)
+    context = parse_context(r.u16_bytes())
+    edk_count = r.u16()
+    if edk_count == 0:
+        raise FormatError("header has no encrypted data keys")
+    if max_edks is not None and edk_count > max_edks:
+        raise PolicyError(f"message has {edk_count} encrypted data keys; the limit is {max_edks}")
+    edks = []
+    for _ in range(edk_count):
+        provider_id = decode_utf8(r.u16_bytes(), "an encrypted data key provider id")
+        edks.append(EncryptedDataKey(provider_id, r.u16_bytes(), r.u16_bytes()))
+    try:
+        content_type = ContentType(r.u8())
+    except ValueError:
+        raise FormatError("unknown content type") from None
+    if version == 1:
+        if r.take(4) != b"\x00\x00\x00\x00":
+            raise FormatError("reserved header bytes are not zero")
+        if r.u8() != IV_LENGTH:
+            raise FormatError("header IV length is not 12")
+    frame_length = r.u32()
+    commitment_key = r.take(32) if version == 2 and suite.is_committing else b""
+    if content_type is ContentType.FRAMED and frame_length == 0:
+        raise FormatError("framed message with frame length 0")
+    if content_type is ContentType.NON_FRAMED and frame_length != 0:
+        raise FormatError("non-framed message with a non-zero frame length")
+    body_end = r.offset
+    auth_iv = r.take(IV_LENGTH) if version == 1 else bytes(IV_LENGTH)
+    auth_tag = r.take(TAG_LENGTH)
+    header = Header(version, suite, message_id, context, tuple(edks), content_type, frame_length, commitment_key)
+    body = r.slice(0, body_end)
+    return ParsedHeader(header, body, auth_iv, auth_tag, r.offset)

@@ -1,0 +1,1 @@
+"""Keyrings: wrap data keys into encrypted data keys and unwrap them again."""

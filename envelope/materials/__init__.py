@@ -1,0 +1,1 @@
+"""Cryptographic materials and the managers that assemble them from keyrings."""

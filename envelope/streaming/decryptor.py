@@ -1,0 +1,353 @@
+"""The sans-IO message decryptor (format-spec/message.md §4-§6, §10).
+
+Release rule: a frame's plaintext leaves this object only after its tag verifies; for signed
+suites the final frame (or the single block) is held until the signature verifies. The caller
+must call `finalize`: without it a truncated message is indistinguishable from a complete one.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from collections.abc import Mapping
+
+from ..crypto.aead import AEAD
+from ..crypto.kdf import derive_keys
+from ..crypto.signing import Verifier
+from ..errors import AuthenticationError, FormatError, PolicyError
+from ..format.body import FINAL_FRAME_MARKER, FRAME_OVERHEAD, BodyKind, body_aad, frame_iv
+from ..format.context import serialize_context
+from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header, ParsedHeader, parse_header
+from ..format.reader import Incomplete
+from ..format.suites import CommitmentPolicy
+from ..materials.materials import DecryptionMaterials, DecryptionRequest
+
+__all__ = ["DEFAULT_MAX_NON_FRAMED_LENGTH", "MessageDecryptor"]
+
+Buffer = bytes | bytearray | memoryview
+# A non-framed body cannot be released before its single tag verifies, so it is buffered whole;
+# this bounds that buffer (format-spec/message.md §9).
+DEFAULT_MAX_NON_FRAMED_LENGTH = 256 * 1024 * 1024
+
+
+class _State(enum.Enum):
+    HEADER = 1
+    MATERIALS = 2
+    BODY = 3
+    FOOTER = 4
+    DONE = 5
+
+
+class MessageDecryptor:
+    """Turns one message back into plaintext.
+
+    Use: feed bytes with `update`/`update_into`. Once the header is parsed, `request` is set and
+    nothing more is decrypted until the caller obtains materials (from a materials manager) and
+    passes them to `supply_materials`. Then feed the rest and call `finalize`.
+
+    :param commitment_policy: suites this decryptor accepts (checked before any key is unwrapped).
+    :param encryption_context: the caller's expected context; forwarded to the materials manager.
+    :param max_encrypted_data_keys: refuse headers with more EDKs (before any unwrap).
+    :param allow_signed: if False, signed messages are refused at the header, so every frame's
+        plaintext can be released as soon as it verifies (true streaming).
+    """
+
+    def __init__(self, *, commitment_policy: CommitmentPolicy = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT,
+                 encryption_context: Mapping[str, str] | None = None,
+                 max_encrypted_data_keys: int | None = None, allow_signed: bool = True,
+                 max_header_length: int = DEFAULT_MAX_HEADER_LENGTH,
+                 max_non_framed_length: int = DEFAULT_MAX_NON_FRAMED_LENGTH) -> None:
+        if max_encrypted_data_keys is not None and max_encrypted_data_keys < 1:
+            raise ValueError("max_encrypted_data_keys must be at least 1")
+        self._policy = commitment_policy
+        self._reproduced = dict(encryption_context) if encryption_context is not None else None
+        self._max_edks = max_encrypted_data_keys
+        self._allow_signed = allow_signed
+        self._max_header = max_header_length
+        self._max_non_framed = max_non_framed_length
+        self._state = _State.HEADER
+        self._buf = bytearray()
+        self._need = 1  # do not try to parse before the buffer holds this many bytes
+        self._parsed: ParsedHeader | None = None
+        self.request: DecryptionRequest | None = None
+        self._aead: AEAD | None = None
+        self._verifier: Verifier | None = None
+        self._sequence = 1
+        self._held = b""  # signed suites: the last frame's plaintext, until the signature verifies
+
+    @property
+    def header(self) -> Header | None:
+        """The parsed header; authenticated only once `supply_materials` has returned."""
+        return self._parsed.header if self._parsed is not None else None
+
+    @property
+    def needs_materials(self) -> bool:
+        return self._state is _State.MATERIALS
+
+    @property
+    def done(self) -> bool:
+        return self._state is _State.DONE
+
+    # -- header --------------------------------------------------------------------------------
+
+    def _parse_header(self) -> None:
+        if len(self._buf) < self._need:
+            return
+        try:
+            parsed = parse_header(self._buf, max_encrypted_data_keys=self._max_edks,
+                                  max_header_length=self._max_header)
+        except Incomplete as incomplete:
+            self._need = incomplete.needed
+            return
+        header = parsed.header
+        suite = header.algorithm
+        # Commitment policy and signed-message refusal come before any key is unwrapped (§10).
+        if not self._policy.allows_decrypt(suite):
+            raise PolicyError(
+                f"commitment policy {self._policy.name} refuses the non-committing suite {suite.name}",
+                hint="decrypt with commitment_policy=REQUIRE_ENCRYPT_ALLOW_DECRYPT to read older messages")
+        if suite.is_signing and not self._allow_signed:
+            raise PolicyError(f"the message is signed ({suite.name}) and signed messages are refused",
+                              hint="allow signed messages, or encrypt with an unsigned suite for streaming")
+        self._parsed = parsed
+        del self._buf[:parsed.length]
+        self.request = DecryptionRequest(algorithm=suite, encrypted_data_keys=header.encrypted_data_keys,
+                                         encryption_context=header.encryption_context,
+                                         commitment_policy=self._policy,
+                                         reproduced_encryption_context=self._reproduced)
+        self._state = _State.MATERIALS
+
+    def supply_materials(self, materials: DecryptionMaterials) -> None:
+        """Authenticate the header with the unwrapped data key; afterwards the body can be read.
+
+        :raises AuthenticationError: wrong key commitment or header tag (the data key or the
+            encryption context does not belong to this message).
+        """
+        parsed = self._parsed
+        if self._state is not _State.MATERIALS or parsed is None:
+            raise ValueError("supply_materials is called once, after the header is parsed")
+        header = parsed.header
+        data_key = materials.plaintext_data_key
+        if data_key is None or materials.algorithm is not header.algorithm:
+            raise ValueError("materials do not match the message's algorithm suite or hold no key")
+        key, commitment_key = derive_keys(header.algorithm, data_key, header.message_id)
+        # §2.3: compare the commitment in constant time before the key is used at all.
+        if header.algorithm.is_committing and not hmac.compare_digest(commitment_key, header.commitment_key):
+            raise AuthenticationError("key commitment does not match: the data key does not belong to this message")
+        aead = AEAD(key)
+        required = {k: materials.encryption_context[k] for k in materials.required_encryption_context_keys
+                    if k in materials.encryption_context}
+        aead.open(parsed.auth_iv, parsed.auth_tag, parsed.body + serialize_context(required),
+                  "header (check the encryption context)")
+        if header.algorithm.signature_curve is not None:
+            if materials.verification_key is None:
+                raise FormatError("signed message without a verification key")
+            self._verifier = Verifier.from_encoded(header.algorithm.signature_curve, materials.verification_key)
+            self._verifier.update(parsed.body)
+            self._verifier.update(parsed.auth_iv + parsed.auth_tag if header.version == 1 else parsed.auth_tag)
+        self._aead = aead
+        self._state = _State.BODY
+
+    # -- body ----------------------------------------------------------------------------------
+
+    def output_bound(self, n: int) -> int:
+        """How large a buffer `update_into` may need when fed ``n`` more bytes."""
+        return len(self._buf) + n + len(self._held)
+
+    def update(self, data: Buffer) -> bytes:
+        out = bytearray(self.output_bound(len(data)))
+        n = self.update_into(data, out)
+        del out[n:]
+        return bytes(out)
+
+    def update_into(self, data: Buffer, out: bytearray | memoryview) -> int:
+        """Feed message bytes; write authenticated plaintext into ``out``; return its length."""
+        view = memoryview(out)
+        data = memoryview(data).cast("B")
+        if self._state is _State.DONE:
+            if len(data):
+                raise AuthenticationError("trailing data after the end of the message")
+            return 0
+        if self._state in (_State.HEADER, _State.MATERIALS):
+            self._buf += data
+            if self._state is _State.HEADER:
+                self._parse_header()
+            return 0
+        written = 0
+        pos = 0
+        if self._buf and not len(data):
+            # Body bytes that arrived with the header, before the materials did.
+            data = memoryview(bytes(self._buf))
+            self._buf.clear()
+        # Complete an element that straddles calls by copying only its missing bytes, then read
+        # whole elements straight from the input (zero-copy when fed one frame per call).
+        while self._buf and pos < len(data) and self._state is not _State.DONE:
+            want = self._wanted(bytes(self._buf[:24])) - len(self._buf)
+            take = data[pos:pos + want]
+            self._buf += take
+            pos += len(take)
+            if len(self._buf) < self._wanted(bytes(self._buf[:24])):
+                continue
+            element = memoryview(bytes(self._buf))
+            self._buf.clear()
+            used, n = self._step(element, view[written:])
+            if used != len(element):  # pragma: no cover - _wanted and _step agree on sizes
+                raise RuntimeError("envelope: internal error: element size mismatch")
+            written += n
+        while pos < len(data) and not self._buf:
+            used, n = self._step(data[pos:], view[written:])
+            if used == 0:
+                break
+            pos += used
+            written += n
+        if pos < len(data):
+            if self._state is _State.DONE:
+                raise AuthenticationError("trailing data after the end of the message")
+            self._buf += data[pos:]
+        return written
+
+    def _wanted(self, prefix: bytes | memoryview) -> int:
+        """Total size of the next body element, or of the prefix that determines it.
+
+        :raises FormatError: the prefix announces a length beyond the limits (§9).
+        """
+        header = self._parsed.header if self._parsed is not None else None
+        if header is None:  # pragma: no cover
+            raise RuntimeError("envelope: internal error: body without header")
+        n = len(prefix)
+        if self._state is _State.FOOTER:
+            return 2 if n < 2 else 2 + int.from_bytes(prefix[:2], "big")
+        if header.frame_length == 0:
+            if n < 20:
+                return 20
+            length = int.from_bytes(prefix[12:20], "big")
+            if length > self._max_non_framed:
+                raise FormatError(f"non-framed body of {length} bytes exceeds the {self._max_non_framed}-byte limit")
+            return 36 + length
+        if n < 4:
+            return 4
+        if prefix[:4] != FINAL_FRAME_MARKER:
+            return header.frame_length + FRAME_OVERHEAD
+        if n < 24:
+            return 24
+        length = int.from_bytes(prefix[20:24], "big")
+        if length > header.frame_length:
+            raise FormatError(f"final frame is longer ({length}) than the frame length ({header.frame_length})")
+        return 40 + length
+
+    def size_hint(self) -> int:
+        """How many bytes to read next so that the following `update` can work without copying."""
+        if self._state is _State.HEADER:
+            return max(self._need - len(self._buf), 4096)
+        if self._state is _State.BODY and self._parsed is not None and self._parsed.header.frame_length:
+            return max(self._parsed.header.frame_length + FRAME_OVERHEAD - len(self._buf), 1)
+        return 65536
+
+    def _step(self, data: memoryview, out: memoryview) -> tuple[int, int]:
+        """Consume one frame (or the footer) from ``data`` if it is complete: (bytes used, written)."""
+        if self._state is _State.BODY:
+            parsed = self._parsed
+            if parsed is None:  # pragma: no cover
+                raise RuntimeError("envelope: internal error: body without header")
+            if parsed.header.frame_length == 0:
+                return self._single_block(data, out)
+            return self._frame(data, out, parsed.header.frame_length)
+        if self._state is _State.FOOTER:
+            return self._footer(data, out)
+        return 0, 0
+
+    def _frame(self, data: memoryview, out: memoryview, frame_length: int) -> tuple[int, int]:
+        if len(data) < 4:
+            return 0, 0
+        aead = self._aead
+        if aead is None:  # pragma: no cover
+            raise RuntimeError("envelope: internal error: body before materials")
+        message_id = self._parsed.header.message_id  # type: ignore[union-attr]
+        seq = self._sequence
+        if data[:4] != FINAL_FRAME_MARKER:
+            size = frame_length + FRAME_OVERHEAD
+            if len(data) < size:
+                return 0, 0
+            self._check_sequence(int.from_bytes(data[:4], "big"), data[4:16])
+            if seq >= 0xFFFFFFFF - 1:
+                raise FormatError("too many frames")
+            aead.open_into(data[4:16], data[16:size], body_aad(message_id, BodyKind.FRAME, seq, frame_length),
+                           out[:frame_length], f"frame {seq}")
+            self._hash(data[:size])
+            self._sequence = seq + 1
+            return size, frame_length
+        if len(data) < 24:
+            return 0, 0
+        self._check_sequence(int.from_bytes(data[4:8], "big"), data[8:20])
+        length = int.from_bytes(data[20:24], "big")
+        if length > frame_length:
+            raise FormatError(f"final frame is longer ({length}) than the frame length ({frame_length})")
+        size = 24 + length + 16
+        if len(data) < size:
+            return 0, 0
+        aad = body_aad(message_id, BodyKind.FINAL_FRAME, seq, length)
+        self._hash(data[:size])
+        return size, self._release_last(aead, data[8:20], data[24:size], aad, out, length, f"final frame {seq}")
+
+    def _single_block(self, data: memoryview, out: memoryview) -> tuple[int, int]:
+        if len(data) < 20:
+            return 0, 0
+        if bytes(data[:12]) != frame_iv(1):
+            raise FormatError("single-block body has an unexpected IV")
+        length = int.from_bytes(data[12:20], "big")
+        if length > self._max_non_framed:
+            raise FormatError(f"non-framed body of {length} bytes exceeds the {self._max_non_framed}-byte limit")
+        size = 20 + length + 16
+        if len(data) < size:
+            return 0, 0
+        aead = self._aead
+        if aead is None:  # pragma: no cover
+            raise RuntimeError("envelope: internal error: body before materials")
+        aad = body_aad(self._parsed.header.message_id, BodyKind.SINGLE_BLOCK, 1, length)  # type: ignore[union-attr]
+        self._hash(data[:size])
+        return size, self._release_last(aead, data[:12], data[20:size], aad, out, length, "message body")
+
+    def _release_last(self, aead: AEAD, iv: memoryview, sealed: memoryview, aad: bytes, out: memoryview,
+                      length: int, what: str) -> int:
+        if self._verifier is None:
+            aead.open_into(iv, sealed, aad, out[:length], what)
+            self._state = _State.DONE
+            return length
+        # Signed: hold the last plaintext until the signature verifies (§10).
+        self._held = aead.open(iv, sealed, aad, what)
+        self._state = _State.FOOTER
+        return 0
+
+    def _footer(self, data: memoryview, out: memoryview) -> tuple[int, int]:
+        if len(data) < 2:
+            return 0, 0
+        size = 2 + int.from_bytes(data[:2], "big")
+        if len(data) < size:
+            return 0, 0
+        if self._verifier is None:  # pragma: no cover
+            raise RuntimeError("envelope: internal error: footer without verifier")
+        self._verifier.verify(bytes(data[2:size]))
+        held, self._held = self._held, b""
+        out[:len(held)] = held
+        self._state = _State.DONE
+        return size, len(held)
+
+    def _check_sequence(self, seq: int, iv: memoryview) -> None:
+        if seq != self._sequence:
+            raise AuthenticationError(f"frame {self._sequence} is missing or out of order (found {seq})")
+        if bytes(iv) != frame_iv(seq):
+            raise AuthenticationError(f"frame {seq} has an unexpected IV")
+
+    def _hash(self, data: memoryview) -> None:
+        if self._verifier is not None:
+            self._verifier.update(data)
+
+    def finalize(self) -> bytes:
+        """Check that the message ended exactly; raises AuthenticationError if it is truncated."""
+        if self._state is not _State.DONE:
+            where = {_State.HEADER: "in the header", _State.MATERIALS: "before its body",
+                     _State.BODY: "in the body", _State.FOOTER: "before its signature"}[self._state]
+            raise AuthenticationError(f"message is truncated {where}")
+        if self._buf:
+            raise AuthenticationError("trailing data after the end of the message")
+        return b""
