@@ -8,7 +8,7 @@ from typing import Any
 from .format.header import Header
 from .keyrings.base import Keyring
 from .materials.base import MaterialsManager
-from .streaming.session import new_decryptor, new_encryptor, resolve_materials_manager, supply
+from .streaming.session import new_decryptor, new_encryptor, plaintext_writer, resolve_materials_manager, supply
 
 __all__ = ["decrypt", "encrypt"]
 
@@ -27,18 +27,24 @@ def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_mana
             **options: Any) -> bytes:
     """Encrypt ``plaintext`` into one message.
 
+    The plaintext is authenticated and encrypted; the encryption context is authenticated and
+    stored in the clear in the header (never put secrets in it).
+
     :param keyring: wraps the data key (or pass ``materials_manager=``).
-    :param encryption_context: str -> str pairs, authenticated and stored in the header (never secret).
-    :param algorithm: an `AlgorithmSuite` member or its name; default: the commitment policy's default.
-    :param frame_length: bytes per frame; default: the measured default (1 MiB).
+    :param encryption_context: str -> str pairs bound to the message.
+    :param algorithm: an `AlgorithmSuite` member or its name; default: the commitment policy's
+        default, AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384.
+    :param frame_length: plaintext bytes per frame; default 1 MiB (chosen by measurement);
+        0 writes the legacy non-framed body.
     :param commitment_policy: default REQUIRE_ENCRYPT_REQUIRE_DECRYPT.
     :param max_encrypted_data_keys: refuse materials with more encrypted data keys.
+    :param compression: ``"zstd"`` to compress before encrypting; ``compression_level`` (default 3).
     :returns: the message bytes.
     """
     data = _as_buffer(plaintext, "plaintext")
-    encryptor = new_encryptor(keyring=keyring, materials_manager=materials_manager,
-                              plaintext_length=len(data), **options)
-    return encryptor.update(data) + encryptor.finalize()
+    session = new_encryptor(keyring=keyring, materials_manager=materials_manager,
+                            plaintext_length=len(data), **options)
+    return session.update(data) + session.finalize()
 
 
 def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
@@ -50,18 +56,25 @@ def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_man
     :param commitment_policy: default REQUIRE_ENCRYPT_REQUIRE_DECRYPT (refuses non-committing suites).
     :param max_encrypted_data_keys: refuse messages with more encrypted data keys.
     :param allow_signed: False refuses signed messages.
+    :param decompress: False returns a compressed message's zstd bytes as they are.
+    :param max_decompressed_size: refuse to decompress beyond this many bytes.
+    :param max_compression_ratio: refuse output/input beyond this ratio (default 1000; None: off).
     :returns: (plaintext, authenticated header).
     :raises FormatError: not a message (a hint says so if it looks base64-encoded).
     :raises AuthenticationError: tampered, truncated, trailing data, or wrong context.
     :raises NoMatchingKeyError: no keyring could unwrap the data key; ``.errors`` says why for each.
+    :raises PolicyError: commitment policy, context mismatch, EDK limit or decompression limit.
     """
     data = _as_buffer(ciphertext, "ciphertext")
     manager = resolve_materials_manager(keyring, materials_manager)
-    decryptor = new_decryptor(encryption_context=encryption_context, **options)
-    out = decryptor.update(data)
+    decryptor, output_options = new_decryptor(encryption_context=encryption_context, **options)
+    decryptor.update(data)
     if not decryptor.needs_materials:
         decryptor.finalize()  # raises: the input ended inside the header
     header = supply(decryptor, manager)
-    out += decryptor.update(b"")
+    parts: list[bytes] = []
+    write, finish = plaintext_writer(header, lambda chunk: parts.append(bytes(chunk)), output_options)
+    write(decryptor.update(b""))
     decryptor.finalize()
-    return out, header
+    finish()
+    return b"".join(parts), header

@@ -6,19 +6,31 @@ same defaults, limits and policy checks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from ..errors import PolicyError
+from ..format.context import ENVELOPE_PREFIX
 from ..format.header import Header
 from ..format.suites import AlgorithmSuite, CommitmentPolicy
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..materials.default import DefaultMaterialsManager
 from ..materials.materials import EncryptionRequest
+from .compression import COMPRESSION_KEY, DEFAULT_MAX_COMPRESSION_RATIO, Compressor, Decompressor, compression_of
 from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
 
-__all__ = ["DEFAULT_FRAME_LENGTH", "new_decryptor", "new_encryptor", "resolve_materials_manager", "supply"]
+__all__ = [
+    "DEFAULT_FRAME_LENGTH",
+    "EncryptSession",
+    "OutputOptions",
+    "new_decryptor",
+    "new_encryptor",
+    "plaintext_writer",
+    "resolve_materials_manager",
+    "supply",
+]
 
 # Chosen by measurement (bench/bench_frames.py): per-frame cost is ~6 us of Python, so 1 MiB frames
 # keep it under 1% of the AES time while a few frames of memory stay small (format-spec §11).
@@ -46,12 +58,32 @@ def _check_context(encryption_context: Mapping[str, str] | None) -> dict[str, st
     return dict(encryption_context)
 
 
+@dataclass(slots=True)
+class EncryptSession:
+    """A started message: the sans-IO encryptor and, if asked for, the zstd compressor before it."""
+
+    encryptor: MessageEncryptor
+    compressor: Compressor | None = None
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        if self.compressor is not None:
+            data = self.compressor.compress(data)
+        return self.encryptor.update(data)
+
+    def finalize(self) -> bytes:
+        out = b""
+        if self.compressor is not None:
+            out = self.encryptor.update(self.compressor.flush())
+        return out + self.encryptor.finalize()
+
+
 def new_encryptor(*, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
                   encryption_context: Mapping[str, str] | None = None,
                   algorithm: AlgorithmSuite | str | int | None = None, frame_length: int | None = None,
                   commitment_policy: CommitmentPolicy | str | None = None,
                   max_encrypted_data_keys: int | None = None,
-                  plaintext_length: int | None = None) -> MessageEncryptor:
+                  compression: str | None = None, compression_level: int | None = None,
+                  plaintext_length: int | None = None) -> EncryptSession:
     """Get encryption materials and start a message (this is where the keyring is called)."""
     manager = resolve_materials_manager(keyring, materials_manager)
     policy = CommitmentPolicy.coerce(commitment_policy)
@@ -64,7 +96,21 @@ def new_encryptor(*, keyring: Keyring | None = None, materials_manager: Material
         raise ValueError("frame_length must be 1 .. 2**32-1 (or 0 for the legacy non-framed body)")
     if max_encrypted_data_keys is not None and max_encrypted_data_keys < 1:
         raise ValueError("max_encrypted_data_keys must be at least 1")
-    request = EncryptionRequest(_check_context(encryption_context), policy, suite, plaintext_length)
+    context = _check_context(encryption_context)
+    for key in context:
+        if key.startswith(ENVELOPE_PREFIX):
+            raise ValueError(f"encryption context key {key!r} uses the prefix {ENVELOPE_PREFIX!r}, "
+                             "which envelope reserves for its own extensions")
+    compressor = None
+    if compression is not None:
+        if compression != "zstd":
+            raise ValueError(f"unknown compression {compression!r}; the only one is 'zstd'")
+        compressor = Compressor(3 if compression_level is None else compression_level)
+        context[COMPRESSION_KEY] = compression
+        plaintext_length = None  # the compressed length is not known in advance
+    elif compression_level is not None:
+        raise ValueError("compression_level needs compression='zstd'")
+    request = EncryptionRequest(context, policy, suite, plaintext_length)
     materials = manager.get_encryption_materials(request)
     if not policy.allows_encrypt(materials.algorithm):
         raise PolicyError(f"the materials manager chose {materials.algorithm.name}, "
@@ -72,15 +118,20 @@ def new_encryptor(*, keyring: Keyring | None = None, materials_manager: Material
     if max_encrypted_data_keys is not None and len(materials.encrypted_data_keys) > max_encrypted_data_keys:
         raise PolicyError(f"{len(materials.encrypted_data_keys)} encrypted data keys exceed "
                           f"max_encrypted_data_keys={max_encrypted_data_keys}")
-    return MessageEncryptor(materials, frame_length)
+    return EncryptSession(MessageEncryptor(materials, frame_length), compressor)
 
 
 def new_decryptor(*, encryption_context: Mapping[str, str] | None = None,
                   commitment_policy: CommitmentPolicy | str | None = None,
-                  max_encrypted_data_keys: int | None = None, allow_signed: bool = True) -> MessageDecryptor:
-    return MessageDecryptor(commitment_policy=CommitmentPolicy.coerce(commitment_policy),
-                            encryption_context=_check_context(encryption_context) if encryption_context else None,
-                            max_encrypted_data_keys=max_encrypted_data_keys, allow_signed=allow_signed)
+                  max_encrypted_data_keys: int | None = None, allow_signed: bool = True,
+                  decompress: bool = True, max_decompressed_size: int | None = None,
+                  max_compression_ratio: float | None = DEFAULT_MAX_COMPRESSION_RATIO,
+                  ) -> tuple[MessageDecryptor, OutputOptions]:
+    decryptor = MessageDecryptor(
+        commitment_policy=CommitmentPolicy.coerce(commitment_policy),
+        encryption_context=_check_context(encryption_context) if encryption_context else None,
+        max_encrypted_data_keys=max_encrypted_data_keys, allow_signed=allow_signed)
+    return decryptor, OutputOptions(decompress, max_decompressed_size, max_compression_ratio)
 
 
 def supply(decryptor: MessageDecryptor, manager: MaterialsManager) -> Header:
@@ -93,3 +144,27 @@ def supply(decryptor: MessageDecryptor, manager: MaterialsManager) -> Header:
     if header is None:  # pragma: no cover
         raise RuntimeError("envelope: internal error: header missing after materials")
     return header
+
+
+@dataclass(frozen=True, slots=True)
+class OutputOptions:
+    """What decrypt does with authenticated plaintext of a compressed message (§8.2)."""
+
+    decompress: bool = True
+    max_decompressed_size: int | None = None
+    max_compression_ratio: float | None = DEFAULT_MAX_COMPRESSION_RATIO
+
+
+def plaintext_writer(header: Header, write: Callable[[bytes | memoryview], object],
+                     options: OutputOptions) -> tuple[Callable[[bytes | memoryview], object], Callable[[], None]]:
+    """Return (write, finish) for the authenticated plaintext of a message with this header.
+
+    Messages declaring zstd compression are decompressed on the way (unless the caller asked for
+    the raw bytes); ``finish`` checks the compressed stream ended cleanly.
+    """
+    compression = compression_of(header.encryption_context)
+    if compression is None or not options.decompress:
+        return write, lambda: None
+    decompressor = Decompressor(write, max_output=options.max_decompressed_size,
+                                max_ratio=options.max_compression_ratio)
+    return decompressor.write, decompressor.finish

@@ -8,20 +8,21 @@ frames; write to a temporary file and rename on success if the output must be al
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, Protocol
 
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from .decryptor import MessageDecryptor
-from .encryptor import MessageEncryptor
-from .session import new_decryptor, new_encryptor, resolve_materials_manager, supply
+from .session import EncryptSession, OutputOptions, new_decryptor, new_encryptor, plaintext_writer, \
+    resolve_materials_manager, supply
 
 __all__ = ["Decryptor", "Encryptor", "decrypt_stream", "encrypt_stream"]
 
 Buffer = bytes | bytearray | memoryview
 _READ_SIZE = 1024 * 1024
+_MAX_ZERO_COPY_FRAME = 64 * 1024 * 1024
 
 
 class _Writable(Protocol):
@@ -41,6 +42,8 @@ def _fill(source: Any, buf: bytearray | memoryview) -> int:
             n = readinto(view[total:])
         else:
             chunk = source.read(len(view) - total)
+            if isinstance(chunk, str):
+                raise TypeError("source must be opened in binary mode")
             n = len(chunk) if chunk else 0
             view[total:total + n] = chunk
         if not n:
@@ -50,9 +53,9 @@ def _fill(source: Any, buf: bytearray | memoryview) -> int:
 
 
 def _chunks(source: Any, size: int) -> Iterator[Buffer]:
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    if isinstance(source, (bytes, bytearray, memoryview, str)):
         raise TypeError("source must be a binary file-like object or an iterable of bytes; "
-                        "for bytes use envelope.encrypt/decrypt or io.BytesIO")
+                        "for bytes use envelope.encrypt/decrypt or wrap them in io.BytesIO")
     if hasattr(source, "read"):
         while True:
             chunk = source.read(size)
@@ -68,42 +71,35 @@ def _chunks(source: Any, size: int) -> Iterator[Buffer]:
             yield chunk
 
 
-def _pump_encrypt(encryptor: MessageEncryptor, source: Any, sink: _Writable) -> None:
+def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None:
+    encryptor = session.encryptor
     sink.write(encryptor.take_header())
     n = encryptor.frame_length
-    if n and hasattr(source, "readinto") and n <= 64 * 1024 * 1024:
-        _pump_encrypt_frames(encryptor, source, sink)
+    if session.compressor is None and 0 < n <= _MAX_ZERO_COPY_FRAME and hasattr(source, "readinto"):
+        _pump_encrypt_frames(session, source, sink)
         return
-    out = bytearray()
     for chunk in _chunks(source, max(n, _READ_SIZE)):
-        bound = encryptor.output_bound(len(chunk))
-        if len(out) < bound:
-            out = bytearray(bound)
-        written = encryptor.update_into(chunk, out)
-        if written:
-            sink.write(memoryview(out)[:written])
-    sink.write(encryptor.finalize())
+        out = session.update(chunk)
+        if out:
+            sink.write(out)
+    sink.write(session.finalize())
 
 
-def _pump_encrypt_frames(encryptor: MessageEncryptor, source: Any, sink: _Writable) -> None:
+def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) -> None:
     """Zero-copy path: whole frames read into reused buffers and sealed into a reused buffer."""
+    encryptor = session.encryptor
     n = encryptor.frame_length
     buffers = (bytearray(n), bytearray(n))
-    out = bytearray(n + 64 + encryptor.footer_size)
-    out_view = memoryview(out)
+    out = memoryview(bytearray(n + 64 + encryptor.footer_size))
     current = 0
     filled = _fill(source, buffers[0])
-    while True:
-        if filled == n:
-            following = _fill(source, buffers[1 - current])
-            if following:
-                size = encryptor.seal_frame_into(buffers[current], out_view)
-                sink.write(out_view[:size])
-                current, filled = 1 - current, following
-                continue
-        size = encryptor.seal_final_into(memoryview(buffers[current])[:filled], out_view)
-        sink.write(out_view[:size])
-        return
+    while filled == n:
+        following = _fill(source, buffers[1 - current])
+        if not following:
+            break
+        sink.write(out[:encryptor.seal_frame_into(buffers[current], out)])
+        current, filled = 1 - current, following
+    sink.write(out[:encryptor.seal_final_into(memoryview(buffers[current])[:filled], out)])
 
 
 def encrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
@@ -112,23 +108,39 @@ def encrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None =
 
     :param source: a binary file-like object (``readinto`` or ``read``) or an iterable of bytes.
     :param sink: anything with ``write(bytes)``; it is not closed.
-    :param options: ``encryption_context``, ``algorithm``, ``frame_length``,
-        ``commitment_policy``, ``max_encrypted_data_keys`` as for `envelope.encrypt`.
+    :param options: ``encryption_context``, ``algorithm``, ``frame_length``, ``commitment_policy``,
+        ``max_encrypted_data_keys``, ``compression``, ``compression_level`` as for `envelope.encrypt`.
     :returns: the message header.
     """
-    encryptor = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
-    _pump_encrypt(encryptor, source, sink)
-    return encryptor.header
+    session = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
+    _pump_encrypt(session, source, sink)
+    return session.encryptor.header
 
 
-def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source: Any, sink: _Writable) -> Header:
+class _Output:
+    """Where authenticated plaintext goes once the header is known (decompressing if declared)."""
+
+    def __init__(self, write: Callable[[Any], object], options: OutputOptions) -> None:
+        self._raw_write = write
+        self._options = options
+        self.write: Callable[[Any], object] = self._before_header
+        self.finish: Callable[[], None] = lambda: None
+
+    def _before_header(self, data: Any) -> object:  # pragma: no cover - nothing precedes the header
+        raise RuntimeError("envelope: internal error: plaintext before the header")
+
+    def start(self, header: Header) -> None:
+        self.write, self.finish = plaintext_writer(header, self._raw_write, self._options)
+
+
+def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source: Any, output: _Output) -> Header:
     header: Header | None = None
-    readinto = getattr(source, "readinto", None)
     buf = bytearray(0)
     out = bytearray(0)
-    chunks = None if readinto is not None else _chunks(source, _READ_SIZE)
+    chunks = None if hasattr(source, "readinto") else _chunks(source, _READ_SIZE)
     while True:
         if chunks is None:
+            # Read exactly what the decryptor wants next, so a frame is decrypted in place.
             want = decryptor.size_hint()
             if len(buf) < want:
                 buf = bytearray(want)
@@ -147,10 +159,15 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
         written = decryptor.update_into(chunk, out)
         if decryptor.needs_materials:
             header = supply(decryptor, manager)
-            written += decryptor.update_into(b"", memoryview(out)[written:])
+            output.start(header)
+            bound = decryptor.output_bound(0)
+            if len(out) < bound:
+                out = bytearray(bound)
+            written = decryptor.update_into(b"", out)
         if written:
-            sink.write(memoryview(out)[:written])
+            output.write(memoryview(out)[:written])
     decryptor.finalize()
+    output.finish()
     if header is None:  # pragma: no cover - finalize raised for a message without a header
         raise RuntimeError("envelope: internal error: finished without a header")
     return header
@@ -165,13 +182,14 @@ def decrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None =
     frame is written only after the signature verifies. If an error is raised, frames written
     before it were authentic but the message is incomplete: discard the output.
 
-    :param options: ``commitment_policy``, ``max_encrypted_data_keys``, ``allow_signed``.
+    :param options: ``commitment_policy``, ``max_encrypted_data_keys``, ``allow_signed``,
+        ``decompress``, ``max_decompressed_size``, ``max_compression_ratio`` as for `envelope.decrypt`.
     :returns: the authenticated header.
     :raises AuthenticationError: tampering, truncation or trailing data.
     """
     manager = resolve_materials_manager(keyring, materials_manager)
-    decryptor = new_decryptor(encryption_context=encryption_context, **options)
-    return _pump_decrypt(decryptor, manager, source, sink)
+    decryptor, output_options = new_decryptor(encryption_context=encryption_context, **options)
+    return _pump_decrypt(decryptor, manager, source, _Output(sink.write, output_options))
 
 
 class Encryptor(io.RawIOBase):
@@ -179,20 +197,19 @@ class Encryptor(io.RawIOBase):
 
     Call `close` (or leave the ``with`` block normally): only then are the final frame and
     signature written. If the ``with`` block raises, the message is left unfinished on purpose,
-    so that a partial message can never decrypt as if it were complete.
+    so that a partial message can never decrypt as if it were complete. ``sink`` is not closed.
     """
 
     def __init__(self, sink: _Writable, *, keyring: Keyring | None = None,
                  materials_manager: MaterialsManager | None = None, **options: Any) -> None:
         super().__init__()
         self._sink = sink
-        self._core = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
-        self._out = bytearray()
+        self._session = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
         self._aborted = False
 
     @property
     def header(self) -> Header:
-        return self._core.header
+        return self._session.encryptor.header
 
     def writable(self) -> bool:
         return True
@@ -201,19 +218,16 @@ class Encryptor(io.RawIOBase):
         if self.closed:
             raise ValueError("write to a closed Encryptor")
         view = memoryview(data).cast("B")
-        bound = self._core.output_bound(len(view))
-        if len(self._out) < bound:
-            self._out = bytearray(bound)
-        n = self._core.update_into(view, self._out)
-        if n:
-            self._sink.write(memoryview(self._out)[:n])
+        out = self._session.update(view)
+        if out:
+            self._sink.write(out)
         return len(view)
 
     def close(self) -> None:
         if not self.closed:
             try:
                 if not self._aborted:
-                    self._sink.write(self._core.finalize())
+                    self._sink.write(self._session.finalize())
             finally:
                 super().close()
 
@@ -226,8 +240,8 @@ class Encryptor(io.RawIOBase):
 class Decryptor(io.RawIOBase):
     """A readable file object yielding the authenticated plaintext of the message in ``source``.
 
-    `read` returns plaintext only after it is authenticated; it raises AuthenticationError on
-    tampering or truncation, at the latest when the end of the message is reached.
+    `read` returns plaintext only after it is authenticated, and raises AuthenticationError on
+    tampering or truncation (at the latest when the end of the message is reached).
     """
 
     def __init__(self, source: Source, *, keyring: Keyring | None = None,
@@ -235,9 +249,10 @@ class Decryptor(io.RawIOBase):
                  encryption_context: Mapping[str, str] | None = None, **options: Any) -> None:
         super().__init__()
         self._manager = resolve_materials_manager(keyring, materials_manager)
-        self._core = new_decryptor(encryption_context=encryption_context, **options)
+        self._core, output_options = new_decryptor(encryption_context=encryption_context, **options)
         self._chunks = _chunks(source, _READ_SIZE)
         self._ready = bytearray()
+        self._output = _Output(self._ready.extend, output_options)
         self._eof = False
         self._header: Header | None = None
 
@@ -246,7 +261,7 @@ class Decryptor(io.RawIOBase):
         """The authenticated header (reads the start of the message if needed)."""
         while self._header is None and not self._eof:
             self._advance()
-        if self._header is None:
+        if self._header is None:  # pragma: no cover - _advance raises first
             raise RuntimeError("envelope: internal error: no header after the end of input")
         return self._header
 
@@ -257,12 +272,16 @@ class Decryptor(io.RawIOBase):
         chunk = next(self._chunks, None)
         if chunk is None:
             self._core.finalize()
+            self._output.finish()
             self._eof = True
             return
-        self._ready += self._core.update(chunk)
+        out = self._core.update(chunk)
         if self._core.needs_materials:
             self._header = supply(self._core, self._manager)
-            self._ready += self._core.update(b"")
+            self._output.start(self._header)
+            out = self._core.update(b"")
+        if out:
+            self._output.write(out)
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -274,10 +293,8 @@ class Decryptor(io.RawIOBase):
         return n
 
     def readall(self) -> bytes:
-        parts = [bytes(self._ready)]
-        self._ready.clear()
         while not self._eof:
             self._advance()
-            parts.append(bytes(self._ready))
-            self._ready.clear()
-        return b"".join(parts)
+        data = bytes(self._ready)
+        self._ready.clear()
+        return data
