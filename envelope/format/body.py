@@ -13,6 +13,7 @@ __all__ = [
     "FRAME_OVERHEAD",
     "FINAL_FRAME_OVERHEAD",
     "MAX_FRAMES",
+    "MAX_REGULAR_SEQUENCE",
     "MAX_FRAME_LENGTH",
     "MAX_NON_FRAMED_LENGTH",
     "BodyKind",
@@ -22,7 +23,8 @@ __all__ = [
 ]
 
 FINAL_FRAME_MARKER = b"\xff\xff\xff\xff"
-MAX_FRAMES = 0xFFFFFFFF - 1  # sequence numbers 1 .. 2^32-2; 0xFFFFFFFF is the final-frame marker
+MAX_FRAMES = 0xFFFFFFFF  # the final frame may carry sequence number 2^32-1 (§9)
+MAX_REGULAR_SEQUENCE = 0xFFFFFFFE  # a regular frame's number may not look like the final-frame marker
 MAX_FRAME_LENGTH = 0xFFFFFFFF
 MAX_NON_FRAMED_LENGTH = 2**36 - 32  # GCM's limit for one invocation (§5.5)
 FRAME_OVERHEAD = 4 + 12 + 16  # seq ‖ IV ‖ … ‖ tag

@@ -24,7 +24,8 @@ def _sort_key(item: tuple[bytes, bytes]) -> bytes:
 def serialize_context(context: Mapping[str, str]) -> bytes:
     """Serialize a context: empty map -> b""; else count, then entries sorted by UTF-8 key bytes.
 
-    :raises ValueError: a key or value is not a str, or the serialization exceeds 65535 bytes.
+    :raises TypeError: a key or value is not a str.
+    :raises ValueError: the serialization exceeds 65535 bytes.
     """
     if not context:
         return b""

@@ -133,11 +133,14 @@ def parse_header(buf: bytes | bytearray | memoryview, *,
         as the count is read, before any key is parsed).
     """
     try:
-        return _parse(Reader(buf), max_encrypted_data_keys)
+        parsed = _parse(Reader(buf), max_encrypted_data_keys)
     except Incomplete as incomplete:
         if incomplete.needed > max_header_length:
             raise FormatError(f"message header is longer than the {max_header_length}-byte limit") from None
         raise
+    if parsed.length > max_header_length:
+        raise FormatError(f"message header is longer than the {max_header_length}-byte limit")
+    return parsed
 
 
 def _parse(r: Reader, max_edks: int | None) -> ParsedHeader:

@@ -15,7 +15,15 @@ from ..crypto.aead import AEAD
 from ..crypto.kdf import derive_keys
 from ..crypto.signing import Verifier
 from ..errors import AuthenticationError, FormatError, PolicyError
-from ..format.body import FINAL_FRAME_MARKER, FRAME_OVERHEAD, BodyKind, body_aad, frame_iv
+from ..format.body import (
+    FINAL_FRAME_MARKER,
+    FRAME_OVERHEAD,
+    MAX_NON_FRAMED_LENGTH,
+    MAX_REGULAR_SEQUENCE,
+    BodyKind,
+    body_aad,
+    frame_iv,
+)
 from ..format.context import serialize_context
 from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header, ParsedHeader, parse_header
 from ..format.reader import Incomplete
@@ -64,7 +72,7 @@ class MessageDecryptor:
         self._max_edks = max_encrypted_data_keys
         self._allow_signed = allow_signed
         self._max_header = max_header_length
-        self._max_non_framed = max_non_framed_length
+        self._max_non_framed = min(max_non_framed_length, MAX_NON_FRAMED_LENGTH)
         self._state = _State.HEADER
         self._buf = bytearray()
         self._need = 1  # do not try to parse before the buffer holds this many bytes
@@ -269,8 +277,8 @@ class MessageDecryptor:
             if len(data) < size:
                 return 0, 0
             self._check_sequence(int.from_bytes(data[:4], "big"), data[4:16])
-            if seq >= 0xFFFFFFFF - 1:
-                raise FormatError("too many frames")
+            if seq > MAX_REGULAR_SEQUENCE:
+                raise FormatError("too many frames (§9)")
             aead.open_into(data[4:16], data[16:size], body_aad(message_id, BodyKind.FRAME, seq, frame_length),
                            out[:frame_length], f"frame {seq}")
             self._hash(data[:size])
@@ -293,7 +301,7 @@ class MessageDecryptor:
         if len(data) < 20:
             return 0, 0
         if bytes(data[:12]) != frame_iv(1):
-            raise FormatError("single-block body has an unexpected IV")
+            raise AuthenticationError("message body has an unexpected IV")
         length = int.from_bytes(data[12:20], "big")
         if length > self._max_non_framed:
             raise FormatError(f"non-framed body of {length} bytes exceeds the {self._max_non_framed}-byte limit")

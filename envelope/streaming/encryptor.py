@@ -15,7 +15,7 @@ from ..format.body import (
     FINAL_FRAME_MARKER,
     FINAL_FRAME_OVERHEAD,
     FRAME_OVERHEAD,
-    MAX_FRAMES,
+    MAX_REGULAR_SEQUENCE,
     MAX_NON_FRAMED_LENGTH,
     BodyKind,
     body_aad,
@@ -87,8 +87,8 @@ class MessageEncryptor:
         n = self.frame_length
         if len(plaintext) != n or not n:
             raise ValueError("a regular frame holds exactly frame_length bytes")
-        if self._sequence > MAX_FRAMES - 1:
-            raise ValueError("message would exceed the maximum number of frames")
+        if self._sequence > MAX_REGULAR_SEQUENCE:
+            raise ValueError("message would exceed the maximum number of frames (§9)")
         seq = self._sequence
         iv = frame_iv(seq)
         out[0:4] = seq.to_bytes(4, "big")

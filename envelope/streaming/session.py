@@ -162,8 +162,10 @@ def plaintext_writer(header: Header, write: Callable[[bytes | memoryview], objec
     Messages declaring zstd compression are decompressed on the way (unless the caller asked for
     the raw bytes); ``finish`` checks the compressed stream ended cleanly.
     """
+    if not options.decompress:
+        return write, lambda: None  # the caller asked for the bytes as stored (§8.1 opt-out)
     compression = compression_of(header.encryption_context)
-    if compression is None or not options.decompress:
+    if compression is None:
         return write, lambda: None
     decompressor = Decompressor(write, max_output=options.max_decompressed_size,
                                 max_ratio=options.max_compression_ratio)
