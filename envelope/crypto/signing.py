@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from ..errors import AuthenticationError, FormatError
 from .random import random_bytes
 
-__all__ = ["PUBLIC_KEY_CONTEXT_KEY", "Signer", "Verifier", "generate_signing_key"]
+__all__ = ["PUBLIC_KEY_CONTEXT_KEY", "HashLike", "Signer", "Verifier", "generate_signing_key"]
 
 PUBLIC_KEY_CONTEXT_KEY = "aws-crypto-public-key"  # §2.4: base64 of the compressed public point
 
@@ -36,6 +38,11 @@ _CURVES: dict[str, tuple[ec.EllipticCurve, str, int, int]] = {
               103),
 }
 _PREHASH = {"sha256": hashes.SHA256, "sha384": hashes.SHA384}
+
+
+class HashLike(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def digest(self) -> bytes: ...
 
 
 def generate_signing_key(curve: str) -> ec.EllipticCurvePrivateKey:
@@ -65,7 +72,11 @@ class Signer:
     def __init__(self, curve: str, private_key: ec.EllipticCurvePrivateKey) -> None:
         self._curve = curve
         self._key = private_key
-        self._hash = hashlib.new(_CURVES[curve][1])
+        self._hash: HashLike = hashlib.new(_CURVES[curve][1])
+
+    def wrap_hash(self, wrap: Callable[[HashLike], HashLike]) -> None:
+        """Let a driver run the hashing elsewhere (another thread); order of updates is kept."""
+        self._hash = wrap(self._hash)
 
     @property
     def public_key(self) -> str:
@@ -95,7 +106,11 @@ class Verifier:
     def __init__(self, curve: str, public_key: ec.EllipticCurvePublicKey) -> None:
         self._curve = curve
         self._key = public_key
-        self._hash = hashlib.new(_CURVES[curve][1])
+        self._hash: HashLike = hashlib.new(_CURVES[curve][1])
+
+    def wrap_hash(self, wrap: Callable[[HashLike], HashLike]) -> None:
+        """Let a driver run the hashing elsewhere (another thread); order of updates is kept."""
+        self._hash = wrap(self._hash)
 
     @classmethod
     def from_encoded(cls, curve: str, encoded: str) -> Verifier:

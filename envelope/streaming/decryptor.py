@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..crypto.aead import AEAD
 from ..crypto.kdf import derive_keys
-from ..crypto.signing import Verifier
+from ..crypto.signing import HashLike, Verifier
 from ..errors import AuthenticationError, FormatError, PolicyError
 from ..format.body import (
     FINAL_FRAME_MARKER,
@@ -155,6 +155,15 @@ class MessageDecryptor:
             self._verifier.update(parsed.auth_iv + parsed.auth_tag if header.version == 1 else parsed.auth_tag)
         self._aead = aead
         self._state = _State.BODY
+
+    def wrap_signature_hash(self, wrap: Callable[[HashLike], HashLike]) -> None:
+        """Hand the signature hash to a driver that runs it on another thread (no-op if unsigned)."""
+        if self._verifier is not None:
+            self._verifier.wrap_hash(wrap)
+
+    @property
+    def is_signed(self) -> bool:
+        return self._verifier is not None
 
     # -- body ----------------------------------------------------------------------------------
 

@@ -7,10 +7,12 @@ decrypt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..crypto.aead import AEAD
 from ..crypto.kdf import derive_keys
 from ..crypto.random import random_bytes
-from ..crypto.signing import Signer
+from ..crypto.signing import HashLike, Signer
 from ..format.body import (
     FINAL_FRAME_MARKER,
     FINAL_FRAME_OVERHEAD,
@@ -139,6 +141,11 @@ class MessageEncryptor:
         out[12:20] = n.to_bytes(8, "big")
         self._aead.seal_into(iv, plaintext, body_aad(self.message_id, BodyKind.SINGLE_BLOCK, 1, n), out[20:20 + n + 16])
         return n + 36
+
+    def wrap_signature_hash(self, wrap: Callable[[HashLike], HashLike]) -> None:
+        """Hand the signature hash to a driver that runs it on another thread (no-op if unsigned)."""
+        if self._signer is not None:
+            self._signer.wrap_hash(wrap)
 
     @property
     def footer_size(self) -> int:

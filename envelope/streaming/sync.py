@@ -14,6 +14,7 @@ from typing import IO, Any, Protocol
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
+from . import pipeline
 from .decryptor import MessageDecryptor
 from .session import EncryptSession, OutputOptions, new_decryptor, new_encryptor, plaintext_writer, \
     resolve_materials_manager, supply
@@ -23,6 +24,9 @@ __all__ = ["Decryptor", "Encryptor", "decrypt_stream", "encrypt_stream"]
 Buffer = bytes | bytearray | memoryview
 _READ_SIZE = 1024 * 1024
 _MAX_ZERO_COPY_FRAME = 64 * 1024 * 1024
+# Frames at least this large go through the threaded pipeline; below it, thread hand-offs cost
+# more than they save (bench/bench_stream.py).
+_PIPELINE_MIN_FRAME = 16 * 1024
 
 
 class _Writable(Protocol):
@@ -89,10 +93,14 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
     """Zero-copy path: whole frames read into reused buffers and sealed into a reused buffer."""
     encryptor = session.encryptor
     n = encryptor.frame_length
-    buffers = (bytearray(n), bytearray(n))
+    first = bytearray(n)
+    filled = _fill(source, first)
+    if filled == n and n >= _PIPELINE_MIN_FRAME:
+        pipeline.encrypt_body(encryptor, source, sink.write, first, filled)
+        return
+    buffers = (first, bytearray(n) if filled == n else first)
     out = memoryview(bytearray(n + 64 + encryptor.footer_size))
     current = 0
-    filled = _fill(source, buffers[0])
     while filled == n:
         following = _fill(source, buffers[1 - current])
         if not following:
@@ -160,6 +168,10 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
         if decryptor.needs_materials:
             header = supply(decryptor, manager)
             output.start(header)
+            if chunks is None and header.frame_length >= _PIPELINE_MIN_FRAME:
+                pipeline.decrypt_body(decryptor, source, output.write)
+                output.finish()
+                return header
             bound = decryptor.output_bound(0)
             if len(out) < bound:
                 out = bytearray(bound)

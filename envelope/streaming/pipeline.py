@@ -1,0 +1,223 @@
+"""Threaded file-to-file pipelines for the sync driver: reader, crypto and writer on their own threads.
+
+AES-GCM into reused buffers, file reads and writes, and hashlib on large buffers all release
+the GIL, so a reader thread, the calling thread (AES) and a back thread (signature hash, then
+write) use both cores without processes. Output order and bytes are identical to the
+single-threaded path; buffers are recycled through small pools, so memory stays a few frames.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..crypto.signing import HashLike
+from .decryptor import MessageDecryptor
+from .encryptor import MessageEncryptor
+
+__all__ = ["decrypt_body", "encrypt_body"]
+
+_POOL = 4  # buffers per pool: enough to keep every stage busy, few enough to bound memory
+_STOP = object()
+
+
+def _fill(source: Any, buf: memoryview) -> int:
+    total = 0
+    while total < len(buf):
+        n = source.readinto(buf[total:])
+        if not n:
+            break
+        total += n
+    return total
+
+
+class _Back:
+    """The back thread: runs submitted callables in order, remembers the first error."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2 * _POOL + 4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="envelope-back", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is _STOP:
+                return
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:  # handed to the calling thread by check()
+                    self._error = exc
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, job: Callable[[], object]) -> None:
+        self.check()
+        self._queue.put(job)
+
+    def drain(self) -> None:
+        done = threading.Event()
+        self._queue.put(done.set)
+        while not done.wait(0.05):
+            self.check()
+        self.check()
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join()
+
+
+class _HashOnBack:
+    """A hash whose updates run on the back thread, in order; digest() waits for them."""
+
+    def __init__(self, inner: HashLike, back: _Back) -> None:
+        self._inner = inner
+        self._back = back
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._back.submit(lambda: self._inner.update(data))
+
+    def digest(self) -> bytes:
+        self._back.drain()
+        return self._inner.digest()
+
+
+class _Reader:
+    """The reader thread: fills pooled buffers with exactly ``size`` bytes (fewer only at the end)."""
+
+    def __init__(self, source: Any, size: int) -> None:
+        self.free: queue.Queue[bytearray] = queue.Queue()
+        for _ in range(_POOL):
+            self.free.put(bytearray(size))
+        self.filled: queue.Queue[Any] = queue.Queue()
+        self._source = source
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="envelope-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                buf = self.free.get()
+                if buf is _STOP:
+                    return
+                n = _fill(self._source, memoryview(buf))
+                self.filled.put((buf, n))
+                if n < len(buf):
+                    return
+        except BaseException as exc:  # handed to the calling thread by next()
+            self.filled.put(exc)
+
+    def next(self) -> tuple[bytearray, int]:
+        item = self.filled.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.free.put(_STOP)  # type: ignore[arg-type]
+        self._thread.join()
+
+
+def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memoryview], object],
+                 first: bytearray, first_length: int) -> None:
+    """Seal every frame after the header; ``first`` holds the first full frame already read."""
+    n = encryptor.frame_length
+    back = _Back()
+    reader = _Reader(source, n)
+    out_free: queue.Queue[memoryview] = queue.Queue()
+    for _ in range(_POOL):
+        out_free.put(memoryview(bytearray(n + 64 + encryptor.footer_size)))
+    encryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
+
+    def emit(out: memoryview, size: int) -> None:
+        def job() -> None:
+            write(out[:size])
+            out_free.put(out)
+        back.submit(job)
+
+    try:
+        current, filled = first, first_length
+        while True:
+            following, following_length = reader.next() if filled == n else (None, 0)
+            if following is not None and following_length:
+                out = _take(out_free, back)
+                emit(out, encryptor.seal_frame_into(current, out))
+                if current is not first:
+                    reader.free.put(current)
+                current, filled = following, following_length
+                continue
+            out = _take(out_free, back)
+            # The footer's signature needs every hash update first: seal_final_into drains the
+            # back thread through _HashOnBack.digest().
+            emit(out, encryptor.seal_final_into(memoryview(current)[:filled], out))
+            break
+        back.drain()
+    finally:
+        reader.stop()
+        back.stop()
+
+
+def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memoryview], object]) -> None:
+    """Decrypt everything after the header (materials already supplied) and write it in order."""
+    header = decryptor.header
+    if header is None or decryptor.needs_materials:  # pragma: no cover
+        raise RuntimeError("envelope: internal error: body pipeline before materials")
+    size = header.frame_length + 32  # one regular frame: read whole frames, decrypt in place
+    back = _Back()
+    reader = _Reader(source, size)
+    out_free: queue.Queue[memoryview] = queue.Queue()
+    for _ in range(_POOL):
+        out_free.put(memoryview(bytearray(2 * size + decryptor.output_bound(0))))
+    decryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
+    signed = decryptor.is_signed
+
+    def emit(out: memoryview, count: int) -> None:
+        def job() -> None:
+            write(out[:count])
+            out_free.put(out)
+        back.submit(job)
+
+    try:
+        out = _take(out_free, back)
+        pending = decryptor.update_into(b"", out)  # body bytes that arrived with the header
+        at_end = False
+        while True:
+            if pending:
+                emit(out, pending)
+                out = _take(out_free, back)
+            if at_end:
+                break
+            buf, got = reader.next()
+            at_end = got < size  # the reader stops after a short read
+            if not got:
+                break
+            if len(out) < decryptor.output_bound(got):
+                out = memoryview(bytearray(decryptor.output_bound(got)))
+            pending = decryptor.update_into(memoryview(buf)[:got], out)
+            if signed:
+                # This buffer's frames are queued for hashing on the back thread: recycle after.
+                back.submit(lambda buf=buf: reader.free.put(buf))
+            else:
+                reader.free.put(buf)
+        decryptor.finalize()
+        back.drain()
+    finally:
+        reader.stop()
+        back.stop()
+
+
+def _take(pool: queue.Queue[memoryview], back: _Back) -> memoryview:
+    """A free output buffer; if the back thread failed, its error instead of waiting forever."""
+    while True:
+        try:
+            return pool.get(timeout=0.05)
+        except queue.Empty:
+            back.check()
