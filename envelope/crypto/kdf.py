@@ -40,6 +40,6 @@ def derive_keys(suite: AlgorithmSuite, data_key: bytes, message_id: bytes) -> tu
         commit = HKDFExpand(hash_cls(), 32, COMMIT_KEY_LABEL).derive(prk)
         return key, commit
     # v1 HKDF suites: no salt (HashLen zero bytes), info = suite id ‖ message id (§2.2).
-    salt = bytes(hash_cls.digest_size)
+    salt = bytes(hash_cls().digest_size)
     prk = hmac.digest(salt, data_key, suite.kdf_hash)
     return HKDFExpand(hash_cls(), suite.key_length, suite.wire_id + message_id).derive(prk), b""

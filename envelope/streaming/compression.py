@@ -174,7 +174,7 @@ class Decompressor:
         self._max_ratio = max_ratio
         self._frames = _FrameTracker()
         self._writer = zstandard.ZstdDecompressor().stream_writer(
-            _LimitedSink(sink, self), write_size=_CHUNK, write_return_read=True)
+            _LimitedSink(sink, self), write_size=_CHUNK, write_return_read=True)  # type: ignore[arg-type]
 
     def account(self, n: int) -> None:
         self.produced += n
@@ -200,7 +200,7 @@ class Decompressor:
     def finish(self) -> None:
         """Check the zstd stream ended cleanly."""
         try:
-            self._writer.flush()
+            self._writer.flush()  # type: ignore[no-untyped-call]
         except zstandard.ZstdError as exc:
             raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
         if not self._frames.complete:

@@ -198,7 +198,7 @@ class MessageDecryptor:
             self._buf.clear()
         # Complete an element that straddles calls by copying only its missing bytes, then read
         # whole elements straight from the input (zero-copy when fed one frame per call).
-        while self._buf and pos < len(data) and self._state is not _State.DONE:
+        while self._buf and pos < len(data) and not self.done:
             want = self._wanted(bytes(self._buf[:24])) - len(self._buf)
             take = data[pos:pos + want]
             self._buf += take
@@ -218,7 +218,7 @@ class MessageDecryptor:
             pos += used
             written += n
         if pos < len(data):
-            if self._state is _State.DONE:
+            if self.done:
                 raise AuthenticationError("trailing data after the end of the message")
             self._buf += data[pos:]
         return written

@@ -8,6 +8,7 @@ single-threaded path; buffers are recycled through small pools, so memory stays 
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -204,7 +205,7 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
             pending = decryptor.update_into(memoryview(buf)[:got], out)
             if signed:
                 # This buffer's frames are queued for hashing on the back thread: recycle after.
-                back.submit(lambda buf=buf: reader.free.put(buf))
+                back.submit(functools.partial(reader.free.put, buf))
             else:
                 reader.free.put(buf)
         decryptor.finalize()
