@@ -56,6 +56,7 @@ def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_man
     :param commitment_policy: default REQUIRE_ENCRYPT_REQUIRE_DECRYPT (refuses non-committing suites).
     :param max_encrypted_data_keys: refuse messages with more encrypted data keys.
     :param allow_signed: False refuses signed messages.
+    :param max_header_length: refuse headers longer than this (default 4 MiB, format-spec §9).
     :param decompress: False returns a compressed message's zstd bytes as they are.
     :param max_decompressed_size: refuse to decompress beyond this many bytes.
     :param max_compression_ratio: refuse output/input beyond this ratio (default 1000; None: off).

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import PolicyError
 from ..format.context import ENVELOPE_PREFIX
-from ..format.header import Header
+from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header
 from ..format.suites import AlgorithmSuite, CommitmentPolicy
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
@@ -124,13 +124,14 @@ def new_encryptor(*, keyring: Keyring | None = None, materials_manager: Material
 def new_decryptor(*, encryption_context: Mapping[str, str] | None = None,
                   commitment_policy: CommitmentPolicy | str | None = None,
                   max_encrypted_data_keys: int | None = None, allow_signed: bool = True,
-                  decompress: bool = True, max_decompressed_size: int | None = None,
+                  max_header_length: int = DEFAULT_MAX_HEADER_LENGTH, decompress: bool = True, max_decompressed_size: int | None = None,
                   max_compression_ratio: float | None = DEFAULT_MAX_COMPRESSION_RATIO,
                   ) -> tuple[MessageDecryptor, OutputOptions]:
     decryptor = MessageDecryptor(
         commitment_policy=CommitmentPolicy.coerce(commitment_policy),
         encryption_context=_check_context(encryption_context) if encryption_context else None,
-        max_encrypted_data_keys=max_encrypted_data_keys, allow_signed=allow_signed)
+        max_encrypted_data_keys=max_encrypted_data_keys, allow_signed=allow_signed,
+        max_header_length=max_header_length)
     return decryptor, OutputOptions(decompress, max_decompressed_size, max_compression_ratio)
 
 
