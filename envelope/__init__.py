@@ -31,6 +31,11 @@ from .keyrings.multi import MultiKeyring as MultiKeyring
 from .keyrings.raw_aes import RawAESKeyring as RawAESKeyring
 from .keyrings.raw_rsa import RawRSAKeyring as RawRSAKeyring
 from .materials.base import MaterialsManager as MaterialsManager
+from .materials.cache import CacheStats as CacheStats
+from .materials.cache import CryptoCache as CryptoCache
+from .materials.cache import LocalCache as LocalCache
+from .materials.caching import CachingMaterialsManager as CachingMaterialsManager
+from .materials.caching import CachingStats as CachingStats
 from .materials.default import DefaultMaterialsManager as DefaultMaterialsManager
 from .materials.materials import DecryptionMaterials as DecryptionMaterials
 from .materials.materials import DecryptionRequest as DecryptionRequest
@@ -47,7 +52,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AlgorithmSuite",
     "AuthenticationError",
+    "CacheStats",
+    "CachingMaterialsManager",
+    "CachingStats",
     "CommitmentPolicy",
+    "CryptoCache",
     "DecryptionMaterials",
     "DecryptionRequest",
     "Decryptor",
@@ -64,6 +73,7 @@ __all__ = [
     "KeyNotFoundError",
     "Keyring",
     "KeyringError",
+    "LocalCache",
     "MaterialsManager",
     "MultiKeyring",
     "NoMatchingKeyError",

@@ -64,8 +64,18 @@ class EncryptSession:
 
     encryptor: MessageEncryptor
     compressor: Compressor | None = None
+    plaintext_length: int | None = None  # declared up front; more input is refused
+    consumed: int = 0
+
+    def count(self, n: int) -> None:
+        """Refuse input beyond the declared plaintext length: a cached data key's byte limit
+        relies on it (format-spec §9)."""
+        self.consumed += n
+        if self.plaintext_length is not None and self.consumed > self.plaintext_length:
+            raise ValueError(f"more plaintext than the declared plaintext_length={self.plaintext_length}")
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        self.count(len(data))
         if self.compressor is not None:
             data = self.compressor.compress(data)
         return self.encryptor.update(data)
@@ -118,7 +128,7 @@ def new_encryptor(*, keyring: Keyring | None = None, materials_manager: Material
     if max_encrypted_data_keys is not None and len(materials.encrypted_data_keys) > max_encrypted_data_keys:
         raise PolicyError(f"{len(materials.encrypted_data_keys)} encrypted data keys exceed "
                           f"max_encrypted_data_keys={max_encrypted_data_keys}")
-    return EncryptSession(MessageEncryptor(materials, frame_length), compressor)
+    return EncryptSession(MessageEncryptor(materials, frame_length), compressor, plaintext_length)
 
 
 def new_decryptor(*, encryption_context: Mapping[str, str] | None = None,

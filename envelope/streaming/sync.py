@@ -79,7 +79,10 @@ def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None
     encryptor = session.encryptor
     sink.write(encryptor.take_header())
     n = encryptor.frame_length
-    if session.compressor is None and 0 < n <= _MAX_ZERO_COPY_FRAME and hasattr(source, "readinto"):
+    # The zero-copy paths feed the encryptor directly; compression and a declared length (which
+    # the session counts) take the general path.
+    if (session.compressor is None and session.plaintext_length is None
+            and 0 < n <= _MAX_ZERO_COPY_FRAME and hasattr(source, "readinto")):
         _pump_encrypt_frames(session, source, sink)
         return
     for chunk in _chunks(source, max(n, _READ_SIZE)):
