@@ -44,6 +44,16 @@ def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_mana
     data = _as_buffer(plaintext, "plaintext")
     session = new_encryptor(keyring=keyring, materials_manager=materials_manager,
                             plaintext_length=len(data), **options)
+    encryptor = session.encryptor
+    if session.compressor is None and 0 < len(data) <= encryptor.frame_length:
+        # One final frame: seal straight into the output, no frame buffering (format-spec §5.4).
+        header = encryptor.take_header()
+        out = bytearray(len(header) + len(data) + 40 + encryptor.footer_size)
+        out[:len(header)] = header
+        with memoryview(out) as view:
+            end = len(header) + encryptor.seal_final_into(data, view[len(header):])
+        del out[end:]
+        return bytes(out)
     return session.update(data) + session.finalize()
 
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import hmac
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-
 from ..format.suites import AlgorithmSuite
 
 __all__ = ["DERIVE_KEY_LABEL", "COMMIT_KEY_LABEL", "derive_keys"]
 
 DERIVE_KEY_LABEL = b"DERIVEKEY"
 COMMIT_KEY_LABEL = b"COMMITKEY"
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
-}
+_DIGEST_SIZE = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+
+def _expand_one_block(prk: bytes, info: bytes, length: int, hash_name: str) -> bytes:
+    """HKDF-Expand (RFC 5869 §2.3) when ``length`` fits one hash block, as every suite's does:
+    T(1) = HMAC(PRK, info ‖ 0x01). One HMAC call instead of a KDF object per key."""
+    return hmac.digest(prk, info + b"\x01", hash_name)[:length]
 
 
 def derive_keys(suite: AlgorithmSuite, data_key: bytes, message_id: bytes) -> tuple[bytes, bytes]:
@@ -32,14 +33,12 @@ def derive_keys(suite: AlgorithmSuite, data_key: bytes, message_id: bytes) -> tu
         raise ValueError(f"{suite.name} needs a {suite.key_length}-byte data key, got {len(data_key)}")
     if suite.kdf_hash is None:
         return data_key, b""
-    hash_cls = _HASHES[suite.kdf_hash]
+    hash_name = suite.kdf_hash
     if suite.is_committing:
         # HKDF-SHA512 with the message id as salt: extract once, expand twice (§2.3).
-        prk = hmac.digest(message_id, data_key, suite.kdf_hash)
-        key = HKDFExpand(hash_cls(), suite.key_length, suite.wire_id + DERIVE_KEY_LABEL).derive(prk)
-        commit = HKDFExpand(hash_cls(), 32, COMMIT_KEY_LABEL).derive(prk)
-        return key, commit
+        prk = hmac.digest(message_id, data_key, hash_name)
+        key = _expand_one_block(prk, suite.wire_id + DERIVE_KEY_LABEL, suite.key_length, hash_name)
+        return key, _expand_one_block(prk, COMMIT_KEY_LABEL, 32, hash_name)
     # v1 HKDF suites: no salt (HashLen zero bytes), info = suite id ‖ message id (§2.2).
-    salt = bytes(hash_cls().digest_size)
-    prk = hmac.digest(salt, data_key, suite.kdf_hash)
-    return HKDFExpand(hash_cls(), suite.key_length, suite.wire_id + message_id).derive(prk), b""
+    prk = hmac.digest(bytes(_DIGEST_SIZE[hash_name]), data_key, hash_name)
+    return _expand_one_block(prk, suite.wire_id + message_id, suite.key_length, hash_name), b""

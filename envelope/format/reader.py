@@ -6,6 +6,8 @@ so an incremental parser can wait for them instead of re-parsing on every byte.
 
 from __future__ import annotations
 
+import struct
+
 from ..errors import FormatError
 
 
@@ -23,42 +25,50 @@ class Incomplete(Exception):
 class Reader:
     """Sequential big-endian reads from a buffer (format-spec/message.md §1)."""
 
-    __slots__ = ("_buf", "offset")
+    __slots__ = ("_buf", "_size", "offset")
 
     def __init__(self, buf: bytes | bytearray | memoryview, offset: int = 0) -> None:
-        self._buf = memoryview(buf)
+        self._buf = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
+        self._size = len(buf)
         self.offset = offset
 
-    def take(self, n: int) -> bytes:
-        end = self.offset + n
-        if end > len(self._buf):
+    def _claim(self, n: int) -> int:
+        start = self.offset
+        end = start + n
+        if end > self._size:
             raise Incomplete(end)
-        out = bytes(self._buf[self.offset:end])
         self.offset = end
-        return out
+        return start
+
+    def take(self, n: int) -> bytes:
+        start = self._claim(n)
+        return bytes(self._buf[start:start + n])
 
     def slice(self, start: int, end: int) -> bytes:
         """Bytes already read, for example a header body to authenticate."""
         return bytes(self._buf[start:end])
 
-    def uint(self, n: int) -> int:
-        return int.from_bytes(self.take(n), "big")
-
     def u8(self) -> int:
-        return self.uint(1)
+        return _U8.unpack_from(self._buf, self._claim(1))[0]  # type: ignore[no-any-return]
 
     def u16(self) -> int:
-        return self.uint(2)
+        return _U16.unpack_from(self._buf, self._claim(2))[0]  # type: ignore[no-any-return]
 
     def u32(self) -> int:
-        return self.uint(4)
+        return _U32.unpack_from(self._buf, self._claim(4))[0]  # type: ignore[no-any-return]
 
     def u64(self) -> int:
-        return self.uint(8)
+        return _U64.unpack_from(self._buf, self._claim(8))[0]  # type: ignore[no-any-return]
 
     def u16_bytes(self) -> bytes:
         """A UInt16 length followed by that many bytes."""
         return self.take(self.u16())
+
+
+_U8 = struct.Struct(">B")
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
 
 
 def decode_utf8(raw: bytes, what: str) -> str:

@@ -48,12 +48,16 @@ class EncryptionMaterials:
         if len(data_key) != self.algorithm.key_length:
             raise ValueError(f"{self.algorithm.name} needs a {self.algorithm.key_length}-byte data key")
         edks = self.encrypted_data_keys + ((encrypted_data_key,) if encrypted_data_key else ())
-        return dataclasses.replace(self, plaintext_data_key=bytes(data_key), encrypted_data_keys=edks)
+        # Direct construction: dataclasses.replace costs more than the rest of a small message.
+        return EncryptionMaterials(self.algorithm, self.encryption_context, edks, bytes(data_key),
+                                   self.signing_key, self.required_encryption_context_keys)
 
     def with_encrypted_data_key(self, encrypted_data_key: EncryptedDataKey) -> EncryptionMaterials:
         if self.plaintext_data_key is None:
             raise ValueError("cannot add an encrypted data key before the data key exists")
-        return dataclasses.replace(self, encrypted_data_keys=self.encrypted_data_keys + (encrypted_data_key,))
+        return EncryptionMaterials(self.algorithm, self.encryption_context,
+                                   self.encrypted_data_keys + (encrypted_data_key,), self.plaintext_data_key,
+                                   self.signing_key, self.required_encryption_context_keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,8 @@ class DecryptionMaterials:
             raise ValueError("decryption materials already hold a data key")
         if len(data_key) != self.algorithm.key_length:
             raise ValueError(f"{self.algorithm.name} needs a {self.algorithm.key_length}-byte data key")
-        return dataclasses.replace(self, plaintext_data_key=bytes(data_key))
+        return DecryptionMaterials(self.algorithm, self.encryption_context, bytes(data_key),
+                                   self.verification_key, self.required_encryption_context_keys)
 
 
 @dataclass(frozen=True, slots=True)
