@@ -27,6 +27,12 @@ from .format.header import Header as Header
 from .format.suites import AlgorithmSuite as AlgorithmSuite
 from .format.suites import CommitmentPolicy as CommitmentPolicy
 from .keyrings.base import Keyring as Keyring
+from .keyrings.kms import KMSClient as KMSClient
+from .keyrings.kms import KMSKeyring as KMSKeyring
+from .keyrings.kms import KMSMRKAwareKeyring as KMSMRKAwareKeyring
+from .keyrings.kms_discovery import DiscoveryFilter as DiscoveryFilter
+from .keyrings.kms_discovery import KMSDiscoveryKeyring as KMSDiscoveryKeyring
+from .keyrings.kms_discovery import KMSMRKAwareDiscoveryKeyring as KMSMRKAwareDiscoveryKeyring
 from .keyrings.multi import MultiKeyring as MultiKeyring
 from .keyrings.raw_aes import RawAESKeyring as RawAESKeyring
 from .keyrings.raw_rsa import RawRSAKeyring as RawRSAKeyring
@@ -61,6 +67,7 @@ __all__ = [
     "DecryptionRequest",
     "Decryptor",
     "DefaultMaterialsManager",
+    "DiscoveryFilter",
     "EncryptedDataKey",
     "EncryptionMaterials",
     "EncryptionRequest",
@@ -68,7 +75,12 @@ __all__ = [
     "EnvelopeError",
     "FormatError",
     "Header",
+    "KMSClient",
+    "KMSDiscoveryKeyring",
     "KMSError",
+    "KMSKeyring",
+    "KMSMRKAwareDiscoveryKeyring",
+    "KMSMRKAwareKeyring",
     "KeyDisabledError",
     "KeyNotFoundError",
     "Keyring",
