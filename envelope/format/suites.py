@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypeVar
 
 __all__ = ["AlgorithmSuite", "CommitmentPolicy", "SuiteInfo"]
 
@@ -72,20 +73,28 @@ class AlgorithmSuite(enum.IntEnum):
     @classmethod
     def coerce(cls, value: AlgorithmSuite | str | int) -> AlgorithmSuite:
         """Accept a member, its name, or its numeric id; raise ValueError otherwise."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().upper()]
-            except KeyError:
-                names = ", ".join(m.name for m in cls)
-                raise ValueError(f"unknown algorithm suite {value!r}; expected one of {names}") from None
+        if isinstance(value, (cls, str)):
+            return _by_name(cls, value, "algorithm suite")
         if isinstance(value, int) and not isinstance(value, bool):
             try:
                 return cls(value)
             except ValueError:
                 raise ValueError(f"unknown algorithm suite id 0x{value:04x}") from None
         raise TypeError(f"algorithm must be an AlgorithmSuite, its name or id, not {type(value).__name__}")
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _by_name(cls: type[_E], value: _E | str, what: str) -> _E:
+    """A member given itself or its name (any case); ValueError listing the names otherwise."""
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls[str(value).strip().upper()]
+    except KeyError:
+        names = ", ".join(m.name for m in cls)
+        raise ValueError(f"unknown {what} {value!r}; expected one of {names}") from None
 
 
 _S = SuiteInfo
@@ -131,12 +140,6 @@ class CommitmentPolicy(enum.Enum):
     def coerce(cls, value: CommitmentPolicy | str | None) -> CommitmentPolicy:
         if value is None:
             return cls.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().upper()]
-            except KeyError:
-                names = ", ".join(m.name for m in cls)
-                raise ValueError(f"unknown commitment policy {value!r}; expected one of {names}") from None
+        if isinstance(value, (cls, str)):
+            return _by_name(cls, value, "commitment policy")
         raise TypeError(f"commitment_policy must be a CommitmentPolicy or its name, not {type(value).__name__}")
