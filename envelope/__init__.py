@@ -26,6 +26,7 @@ from .format.header import EncryptedDataKey as EncryptedDataKey
 from .format.header import Header as Header
 from .format.suites import AlgorithmSuite as AlgorithmSuite
 from .format.suites import CommitmentPolicy as CommitmentPolicy
+from .inspect import read_header as read_header
 from .keyrings.base import Keyring as Keyring
 from .keyrings.kms import KMSClient as KMSClient
 from .keyrings.kms import KMSKeyring as KMSKeyring
@@ -97,6 +98,7 @@ __all__ = [
     "decrypt_stream",
     "encrypt",
     "encrypt_stream",
+    "read_header",
 ]
 
 _SUBMODULES = frozenset({"aio", "kms"})

@@ -7,7 +7,7 @@ or the key commitment; nothing parsed here may be trusted until the streaming la
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import FormatError, PolicyError
@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_MAX_HEADER_LENGTH",
     "EncryptedDataKey",
     "Header",
+    "HeaderScanner",
     "ParsedHeader",
     "parse_header",
     "serialize_header_auth",
@@ -194,3 +195,63 @@ def _parse(r: Reader, max_edks: int | None) -> ParsedHeader:
     header = Header(version, suite, message_id, context, tuple(edks), content_type, frame_length, commitment_key)
     body = r.slice(0, body_end)
     return ParsedHeader(header, body, auth_iv, auth_tag, r.offset)
+
+
+class HeaderScanner:
+    """Finds where a header ends by walking only its length fields, resuming where it stopped.
+
+    An incremental reader asks `scan` after each arrival; only when the whole header is present
+    does it run the full `parse_header`, so work stays linear in the header size however the
+    bytes are chunked. It checks the limits that bound buffering (header length, EDK count) as
+    early as the bytes allow; everything else is left to `parse_header`.
+    """
+
+    def __init__(self, *, max_encrypted_data_keys: int | None = None,
+                 max_header_length: int = DEFAULT_MAX_HEADER_LENGTH) -> None:
+        self._max_edks = max_encrypted_data_keys
+        self._max_length = max_header_length
+        self._walk = self._fields()
+        self.needed = next(self._walk)  # the buffer length at which scanning can go on
+
+    def scan(self, buf: bytes | bytearray | memoryview) -> int | None:
+        """Return the full header length once ``buf`` holds it (or once the bytes are invalid, so
+        that `parse_header` reports why); None while more bytes are needed."""
+        while len(buf) >= self.needed:
+            try:
+                self.needed = self._walk.send(buf)
+            except StopIteration as done:
+                length: int = done.value
+                return length
+            if self.needed > self._max_length:
+                raise FormatError(f"message header is longer than the {self._max_length}-byte limit")
+        return None
+
+    def _fields(self) -> Generator[int, bytes | bytearray | memoryview, int]:
+        buf = yield 1
+        version = buf[0]
+        if version not in (1, 2):
+            return 1  # not a header: parse_header says why
+        pos = 2 if version == 1 else 1
+        buf = yield pos + 2
+        try:
+            suite = AlgorithmSuite(int.from_bytes(buf[pos:pos + 2], "big"))
+        except ValueError:
+            return pos + 2
+        pos += 2 + (16 if version == 1 else 32)
+        buf = yield pos + 2
+        context_end = pos + 2 + int.from_bytes(buf[pos:pos + 2], "big")
+        buf = yield context_end + 2
+        parse_context(bytes(buf[pos + 2:context_end]))  # a malformed context is reported now, not as truncation
+        pos = context_end
+        count = int.from_bytes(buf[pos:pos + 2], "big")
+        if self._max_edks is not None and count > self._max_edks:
+            raise PolicyError(f"message has {count} encrypted data keys; the limit is {self._max_edks}")
+        pos += 2
+        for _ in range(3 * count):  # provider id, provider info, ciphertext
+            buf = yield pos + 2
+            pos += 2 + int.from_bytes(buf[pos:pos + 2], "big")
+        pos += 1 + (4 + 1 if version == 1 else 0) + 4  # content type, [reserved, IV length], frame length
+        pos += 32 if version == 2 and suite.is_committing else 0
+        pos += IV_LENGTH + TAG_LENGTH if version == 1 else TAG_LENGTH
+        yield pos
+        return pos

@@ -25,8 +25,7 @@ from ..format.body import (
     frame_iv,
 )
 from ..format.context import serialize_context
-from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header, ParsedHeader, parse_header
-from ..format.reader import Incomplete
+from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header, HeaderScanner, ParsedHeader, parse_header
 from ..format.suites import CommitmentPolicy
 from ..materials.materials import DecryptionMaterials, DecryptionRequest
 
@@ -36,6 +35,7 @@ Buffer = bytes | bytearray | memoryview
 # A non-framed body cannot be released before its single tag verifies, so it is buffered whole;
 # this bounds that buffer (format-spec/message.md §9).
 DEFAULT_MAX_NON_FRAMED_LENGTH = 256 * 1024 * 1024
+_MAX_READ_HINT = 4 * 1024 * 1024
 
 
 class _State(enum.Enum):
@@ -75,7 +75,8 @@ class MessageDecryptor:
         self._max_non_framed = min(max_non_framed_length, MAX_NON_FRAMED_LENGTH)
         self._state = _State.HEADER
         self._buf = bytearray()
-        self._need = 1  # do not try to parse before the buffer holds this many bytes
+        self._scanner = HeaderScanner(max_encrypted_data_keys=max_encrypted_data_keys,
+                                      max_header_length=max_header_length)
         self._parsed: ParsedHeader | None = None
         self.request: DecryptionRequest | None = None
         self._aead: AEAD | None = None
@@ -99,14 +100,11 @@ class MessageDecryptor:
     # -- header --------------------------------------------------------------------------------
 
     def _parse_header(self) -> None:
-        if len(self._buf) < self._need:
+        # Scan lengths first (resumable, linear); parse once the header is all here (§9).
+        if self._scanner.scan(self._buf) is None:
             return
-        try:
-            parsed = parse_header(self._buf, max_encrypted_data_keys=self._max_edks,
-                                  max_header_length=self._max_header)
-        except Incomplete as incomplete:
-            self._need = incomplete.needed
-            return
+        parsed = parse_header(bytes(self._buf), max_encrypted_data_keys=self._max_edks,
+                              max_header_length=self._max_header)
         header = parsed.header
         suite = header.algorithm
         # Commitment policy and signed-message refusal come before any key is unwrapped (§10).
@@ -200,6 +198,13 @@ class MessageDecryptor:
         # whole elements straight from the input (zero-copy when fed one frame per call).
         while self._buf and pos < len(data) and not self.done:
             want = self._wanted(bytes(self._buf[:24])) - len(self._buf)
+            if want <= 0:
+                # The buffer already holds whole elements (body bytes that came with the header):
+                # read on from buffer and input together.
+                data = memoryview(bytes(self._buf) + bytes(data[pos:]))
+                pos = 0
+                self._buf.clear()
+                break
             take = data[pos:pos + want]
             self._buf += take
             pos += len(take)
@@ -255,9 +260,11 @@ class MessageDecryptor:
     def size_hint(self) -> int:
         """How many bytes to read next so that the following `update` can work without copying."""
         if self._state is _State.HEADER:
-            return max(self._need - len(self._buf), 4096)
+            return min(max(self._scanner.needed - len(self._buf), 4096), _MAX_READ_HINT)
         if self._state is _State.BODY and self._parsed is not None and self._parsed.header.frame_length:
-            return max(self._parsed.header.frame_length + FRAME_OVERHEAD - len(self._buf), 1)
+            # Capped: what a driver allocates must follow the bytes that arrive, not the frame
+            # length a header claims (§9); bigger frames gather in the straddle buffer.
+            return min(max(self._parsed.header.frame_length + FRAME_OVERHEAD - len(self._buf), 1), _MAX_READ_HINT)
         return 65536
 
     def _step(self, data: memoryview, out: memoryview) -> tuple[int, int]:

@@ -89,13 +89,39 @@ class _HashOnBack:
         return self._inner.digest()
 
 
+class _Pool:
+    """Up to _POOL buffers, allocated only when needed, so memory follows the data (a short
+    message never pays for a full pool of large frames)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._made = 0
+        self.free: queue.Queue[Any] = queue.Queue()
+
+    def take(self, back: _Back | None = None) -> Any:
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            pass
+        if self._made < _POOL:
+            self._made += 1
+            return memoryview(bytearray(self._size))
+        while True:  # all in use: wait; if the back thread failed, raise its error instead
+            try:
+                return self.free.get(timeout=0.05)
+            except queue.Empty:
+                if back is not None:
+                    back.check()
+
+    def put(self, buf: Any) -> None:
+        self.free.put(buf)
+
+
 class _Reader:
     """The reader thread: fills pooled buffers with exactly ``size`` bytes (fewer only at the end)."""
 
     def __init__(self, source: Any, size: int) -> None:
-        self.free: queue.Queue[bytearray] = queue.Queue()
-        for _ in range(_POOL):
-            self.free.put(bytearray(size))
+        self.pool = _Pool(size)
         self.filled: queue.Queue[Any] = queue.Queue()
         self._source = source
         self._stopping = False
@@ -105,17 +131,17 @@ class _Reader:
     def _run(self) -> None:
         try:
             while not self._stopping:
-                buf = self.free.get()
+                buf = self.pool.take()
                 if buf is _STOP:
                     return
-                n = _fill(self._source, memoryview(buf))
+                n = _fill(self._source, buf)
                 self.filled.put((buf, n))
                 if n < len(buf):
                     return
         except BaseException as exc:  # handed to the calling thread by next()
             self.filled.put(exc)
 
-    def next(self) -> tuple[bytearray, int]:
+    def next(self) -> tuple[memoryview, int]:
         item = self.filled.get()
         if isinstance(item, BaseException):
             raise item
@@ -123,7 +149,7 @@ class _Reader:
 
     def stop(self) -> None:
         self._stopping = True
-        self.free.put(_STOP)  # type: ignore[arg-type]
+        self.pool.put(_STOP)
         self._thread.join()
 
 
@@ -133,29 +159,28 @@ def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memo
     n = encryptor.frame_length
     back = _Back()
     reader = _Reader(source, n)
-    out_free: queue.Queue[memoryview] = queue.Queue()
-    for _ in range(_POOL):
-        out_free.put(memoryview(bytearray(n + 64 + encryptor.footer_size)))
+    outputs = _Pool(n + 64 + encryptor.footer_size)
     encryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
 
     def emit(out: memoryview, size: int) -> None:
         def job() -> None:
             write(out[:size])
-            out_free.put(out)
+            outputs.put(out)
         back.submit(job)
 
     try:
-        current, filled = first, first_length
+        current: bytearray | memoryview = first
+        filled = first_length
         while True:
             following, following_length = reader.next() if filled == n else (None, 0)
             if following is not None and following_length:
-                out = _take(out_free, back)
+                out = outputs.take(back)
                 emit(out, encryptor.seal_frame_into(current, out))
                 if current is not first:
-                    reader.free.put(current)
+                    reader.pool.put(current)
                 current, filled = following, following_length
                 continue
-            out = _take(out_free, back)
+            out = outputs.take(back)
             # The footer's signature needs every hash update first: seal_final_into drains the
             # back thread through _HashOnBack.digest().
             emit(out, encryptor.seal_final_into(memoryview(current)[:filled], out))
@@ -174,26 +199,24 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
     size = header.frame_length + 32  # one regular frame: read whole frames, decrypt in place
     back = _Back()
     reader = _Reader(source, size)
-    out_free: queue.Queue[memoryview] = queue.Queue()
-    for _ in range(_POOL):
-        out_free.put(memoryview(bytearray(2 * size + decryptor.output_bound(0))))
+    outputs = _Pool(2 * size + decryptor.output_bound(0))
     decryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
     signed = decryptor.is_signed
 
     def emit(out: memoryview, count: int) -> None:
         def job() -> None:
             write(out[:count])
-            out_free.put(out)
+            outputs.put(out)
         back.submit(job)
 
     try:
-        out = _take(out_free, back)
+        out = outputs.take(back)
         pending = decryptor.update_into(b"", out)  # body bytes that arrived with the header
         at_end = False
         while True:
             if pending:
                 emit(out, pending)
-                out = _take(out_free, back)
+                out = outputs.take(back)
             if at_end:
                 break
             buf, got = reader.next()
@@ -202,23 +225,14 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
                 break
             if len(out) < decryptor.output_bound(got):
                 out = memoryview(bytearray(decryptor.output_bound(got)))
-            pending = decryptor.update_into(memoryview(buf)[:got], out)
+            pending = decryptor.update_into(buf[:got], out)
             if signed:
                 # This buffer's frames are queued for hashing on the back thread: recycle after.
-                back.submit(functools.partial(reader.free.put, buf))
+                back.submit(functools.partial(reader.pool.put, buf))
             else:
-                reader.free.put(buf)
+                reader.pool.put(buf)
         decryptor.finalize()
         back.drain()
     finally:
         reader.stop()
         back.stop()
-
-
-def _take(pool: queue.Queue[memoryview], back: _Back) -> memoryview:
-    """A free output buffer; if the back thread failed, its error instead of waiting forever."""
-    while True:
-        try:
-            return pool.get(timeout=0.05)
-        except queue.Empty:
-            back.check()

@@ -27,6 +27,9 @@ _MAX_ZERO_COPY_FRAME = 64 * 1024 * 1024
 # Frames at least this large go through the threaded pipeline; below it, thread hand-offs cost
 # more than they save (bench/bench_stream.py).
 _PIPELINE_MIN_FRAME = 16 * 1024
+# Larger claimed frames take the single-threaded path, whose reads are capped, so a hostile
+# header cannot make the pipeline allocate for data that never arrives (format-spec §9).
+_PIPELINE_MAX_FRAME = 4 * 1024 * 1024
 
 
 class _Writable(Protocol):
@@ -171,7 +174,7 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
         if decryptor.needs_materials:
             header = supply(decryptor, manager)
             output.start(header)
-            if chunks is None and header.frame_length >= _PIPELINE_MIN_FRAME:
+            if chunks is None and _PIPELINE_MIN_FRAME <= header.frame_length <= _PIPELINE_MAX_FRAME:
                 pipeline.decrypt_body(decryptor, source, output.write)
                 output.finish()
                 return header

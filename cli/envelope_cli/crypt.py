@@ -1,0 +1,269 @@
+"""`envelope encrypt` and `envelope decrypt`: files, directories and pipes, one message per file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from contextlib import ExitStack
+from typing import IO, Any, cast
+
+import envelope
+
+from .exits import CLIError, ExitCode
+from .files import STDIO, AtomicOutput, Job, file_mode, plan_jobs
+from .headers import header_dict
+from .keys import add_key_arguments, build_keyring
+from .progress import Progress, make_progress
+
+__all__ = ["add_parsers", "run_decrypt", "run_encrypt"]
+
+DEFAULT_SUFFIX = ".envelope"
+_SIZE = re.compile(r"^(\d+)\s*([kmg]?)(?:i?b)?$", re.IGNORECASE)
+
+
+def _size(text: str) -> int:
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 4096, 64K, 1M)")
+    return int(match.group(1)) * (1 << (10 * " kmg".index((match.group(2) or " ").lower())))
+
+
+def _suite(text: str) -> envelope.AlgorithmSuite:
+    try:
+        return envelope.AlgorithmSuite.coerce(text)
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"unknown algorithm suite {text!r}; one of: {', '.join(s.name for s in envelope.AlgorithmSuite)}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser, decrypt: bool) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="files or directories (with -r) to read; - reads stdin")
+    parser.add_argument("-o", "--output", metavar="PATH",
+                        help="output file, or directory for several inputs; - writes stdout (default: "
+                             "beside each input, or stdout for stdin)")
+    parser.add_argument("-r", "--recursive", action="store_true", help="process directories recursively")
+    parser.add_argument("--suffix", default=DEFAULT_SUFFIX,
+                        help=f"suffix encrypt appends and decrypt strips (default: {DEFAULT_SUFFIX}; decrypt "
+                             "appends .decrypted to names without it)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing outputs (never the input); without it an existing output is an error")
+    parser.add_argument("-c", "--encryption-context", action="append", default=[], metavar="K=V",
+                        help=("on decrypt, K=V requires that pair and a bare K requires the key (repeatable)"
+                              if decrypt else "authenticated context stored in the header (repeatable)"))
+    parser.add_argument("--commitment-policy", choices=[p.name for p in envelope.CommitmentPolicy],
+                        help="default: REQUIRE_ENCRYPT_REQUIRE_DECRYPT")
+    parser.add_argument("--max-encrypted-data-keys", type=_positive, metavar="N",
+                        help="refuse messages with more encrypted data keys")
+    parser.add_argument("--caching", type=float, metavar="SECONDS",
+                        help="reuse data keys / unwrapped keys for this long within one run "
+                             "(caching materials manager; helps many small files)")
+    parser.add_argument("--metadata-output", metavar="FILE",
+                        help="write one JSON line per file (header, context, keys, sizes); - for stdout")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_key_arguments(parser, decrypt=decrypt)
+
+
+def add_parsers(subparsers: Any, epilog: str) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    enc = subparsers.add_parser(
+        "encrypt", help="encrypt files or stdin", formatter_class=fmt, epilog=epilog,
+        description="Encrypt each input into an ESDK-compatible message (FILE -> FILE.envelope).\n"
+                    "Output appears only when complete; an existing output is never replaced without "
+                    "--overwrite.")
+    _common(enc, decrypt=False)
+    enc.add_argument("--algorithm", type=_suite, metavar="SUITE",
+                     help="algorithm suite (default: AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384)")
+    enc.add_argument("--frame-length", type=_size, metavar="BYTES",
+                     help="plaintext bytes per frame, e.g. 64K or 1M (default 1M; 0: non-framed)")
+    enc.add_argument("--compress", action="store_true", help="compress with zstd before encrypting")
+    enc.add_argument("--compression-level", type=int, metavar="N", help="zstd level (default 3; needs --compress)")
+    enc.set_defaults(run=run_encrypt)
+
+    dec = subparsers.add_parser(
+        "decrypt", help="decrypt files or stdin", formatter_class=fmt, epilog=epilog,
+        description="Decrypt and authenticate each input (FILE.envelope -> FILE).\n"
+                    "A file output appears only after the whole message authenticated; a failed or\n"
+                    "interrupted decrypt leaves no partial plaintext. To stdout, plaintext is written\n"
+                    "frame by frame as it authenticates: on a non-zero exit, discard what was written.")
+    _common(dec, decrypt=True)
+    dec.add_argument("--refuse-signed", action="store_true",
+                     help="refuse messages with signing suites (only unsigned messages decrypt)")
+    dec.set_defaults(run=run_decrypt)
+
+
+def _context(items: list[str], *, decrypt: bool) -> tuple[dict[str, str], list[str]]:
+    pairs: dict[str, str] = {}
+    bare: list[str] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise CLIError(f"bad encryption context {item!r}: expected K=V", ExitCode.USAGE)
+        if not sep:
+            if not decrypt:
+                raise CLIError(f"bad encryption context {item!r}: expected K=V", ExitCode.USAGE,
+                               hint="a bare key (without =V) is only meaningful on decrypt")
+            bare.append(key)
+        elif pairs.get(key, value) != value:
+            raise CLIError(f"encryption context key {key!r} given twice with different values", ExitCode.USAGE)
+        else:
+            pairs[key] = value
+    return pairs, bare
+
+
+class _RequireKeys:
+    """Refuses, before any key is unwrapped, a message whose context lacks the required keys.
+
+    The header context it checks is authenticated right after (before any plaintext), so a forged
+    header cannot pass this check and then release plaintext.
+    """
+
+    def __init__(self, inner: Any, keys: list[str]) -> None:
+        self._inner = inner
+        self._keys = keys
+
+    def get_encryption_materials(self, request: Any) -> Any:
+        return self._inner.get_encryption_materials(request)
+
+    def decrypt_materials(self, request: Any) -> Any:
+        missing = [k for k in self._keys if k not in request.encryption_context]
+        if missing:
+            raise envelope.PolicyError(f"the message's encryption context lacks the required key(s) "
+                                       f"{', '.join(map(repr, missing))}")
+        return self._inner.decrypt_materials(request)
+
+
+def _manager(args: argparse.Namespace, decrypt: bool) -> tuple[Any, list[str]]:
+    keyring, names = build_keyring(args.keys, args.key_defaults, decrypt=decrypt,
+                                   discovery=getattr(args, "discovery", False))
+    if args.caching is None:
+        return envelope.DefaultMaterialsManager(keyring), names
+    caching = getattr(envelope, "CachingMaterialsManager", None)
+    cache = getattr(envelope, "LocalCache", None)
+    if caching is None or cache is None:
+        raise CLIError("--caching needs envelope.CachingMaterialsManager and envelope.LocalCache, "
+                       "which this build does not export", ExitCode.USAGE)
+    if args.caching <= 0:
+        raise CLIError("--caching needs a positive number of seconds", ExitCode.USAGE)
+    return caching(keyring=keyring, cache=cache(capacity=100), max_age=args.caching), names
+
+
+class _CountingSink:
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def write(self, data: Any) -> int:
+        n = self._raw.write(data) or 0
+        self.count += len(data) if not isinstance(data, memoryview) else data.nbytes
+        return n
+
+
+def _total_size(jobs: list[Job]) -> int | None:
+    total = 0
+    for job in jobs:
+        if job.source == STDIO:
+            return None
+        total += os.path.getsize(job.source)
+    return total
+
+
+def _open_source(source: str, stack: ExitStack) -> IO[bytes]:
+    if source == STDIO:
+        return sys.stdin.buffer
+    return stack.enter_context(open(source, "rb"))
+
+
+def _run(args: argparse.Namespace, decrypt: bool) -> int:
+    mode = "decrypt" if decrypt else "encrypt"
+    if not decrypt and args.compression_level is not None and not args.compress:
+        raise CLIError("--compression-level needs --compress", ExitCode.USAGE)
+    context, bare = _context(args.encryption_context, decrypt=decrypt)
+    jobs = plan_jobs(args.inputs, args.output, mode=mode, suffix=args.suffix, recursive=args.recursive)
+    if not jobs:
+        print(f"envelope: nothing to {mode}", file=sys.stderr)
+        return ExitCode.OK
+    if args.metadata_output == STDIO and any(job.target == STDIO for job in jobs):
+        raise CLIError("--metadata-output - and the output would both go to stdout", ExitCode.USAGE,
+                       hint="pass --metadata-output FILE or -o FILE")
+    manager, key_names = _manager(args, decrypt)
+    if bare:
+        manager = _RequireKeys(manager, bare)
+    options: dict[str, Any] = {"commitment_policy": args.commitment_policy,
+                               "max_encrypted_data_keys": args.max_encrypted_data_keys}
+    if context:
+        options["encryption_context"] = context
+    if decrypt:
+        options["allow_signed"] = not args.refuse_signed
+    else:
+        options.update(algorithm=args.algorithm, frame_length=args.frame_length,
+                       compression="zstd" if args.compress else None, compression_level=args.compression_level)
+    with ExitStack() as outer:
+        meta = _metadata_stream(args.metadata_output, outer)
+        total = _total_size(jobs)
+        progress = make_progress(quiet=args.quiet, total=total)
+        progress.start(f"{mode}ing", total)
+        outer.callback(progress.stop)
+        for job in jobs:
+            record = _one(job, manager, options, decrypt=decrypt, overwrite=args.overwrite, progress=progress)
+            if meta is not None:
+                record["keys"] = key_names
+                meta.write(json.dumps(record, sort_keys=True) + "\n")
+                meta.flush()
+    return ExitCode.OK
+
+
+def _metadata_stream(path: str | None, stack: ExitStack) -> IO[str] | None:
+    if path is None:
+        return None
+    if path == STDIO:
+        return sys.stdout
+    return stack.enter_context(open(path, "a", encoding="utf-8"))
+
+
+def _one(job: Job, manager: Any, options: Mapping[str, Any], *, decrypt: bool, overwrite: bool,
+         progress: Progress) -> dict[str, Any]:
+    stream = envelope.decrypt_stream if decrypt else envelope.encrypt_stream
+    if not decrypt and job.source != STDIO and not options.get("compression"):
+        # A known length lets a caching materials manager count bytes against its limits (it
+        # never caches encryptions of unknown length).
+        options = {**options, "plaintext_length": os.path.getsize(job.source)}
+    with ExitStack() as stack:
+        counting = progress.wrap(_open_source(job.source, stack))
+        source = cast(IO[bytes], counting)
+        if job.target == STDIO:
+            if not decrypt and sys.stdout.isatty():
+                raise CLIError("refusing to write a binary message to the terminal", ExitCode.USAGE,
+                               hint="redirect stdout or pass -o FILE")
+            sink = _CountingSink(sys.stdout.buffer)
+            header = stream(source, sink, materials_manager=manager, **options)
+            sys.stdout.buffer.flush()
+        else:
+            output = stack.enter_context(AtomicOutput(job.target, overwrite=overwrite, mode=file_mode(job.source)))
+            sink = _CountingSink(output.file)
+            header = stream(source, sink, materials_manager=manager, **options)
+            output.commit()
+    return {"mode": "decrypt" if decrypt else "encrypt", "input": job.source, "output": job.target,
+            "header": header_dict(header), "input_bytes": counting.count, "output_bytes": sink.count}
+
+
+def run_encrypt(args: argparse.Namespace) -> int:
+    return _run(args, decrypt=False)
+
+
+def run_decrypt(args: argparse.Namespace) -> int:
+    return _run(args, decrypt=True)

@@ -1,0 +1,111 @@
+"""Exit codes and how an error becomes ``envelope: error: ...`` plus a ``hint:`` line on stderr."""
+
+from __future__ import annotations
+
+import sys
+from typing import IO
+
+import envelope
+
+__all__ = ["EXIT_CODES_HELP", "CLIError", "ExitCode", "describe", "report"]
+
+
+class ExitCode:
+    """Process exit codes; documented in ``envelope --help`` and the README."""
+
+    OK = 0
+    FAILURE = 1  # anything not listed below
+    USAGE = 2  # bad flags or arguments (argparse's own code)
+    AUTHENTICATION = 3  # not a valid message, tampered, truncated, wrong context
+    IO = 4  # cannot read or write a file, or the output exists
+    KEY = 5  # no key could unwrap the data key, keyring or KMS failure
+    POLICY = 6  # a rule refused: signed message refused, commitment policy, EDK limit
+    INTERRUPTED = 130  # SIGINT / SIGTERM: temporary output removed
+
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success
+  1    other failure
+  2    usage error (bad flags or arguments)
+  3    authentication failure: not a message, tampered, truncated or wrong encryption context
+  4    I/O error: cannot read or write a file, or the output exists (see --overwrite)
+  5    key error: no key could decrypt the data key, keyring or KMS failure (disabled key, ...)
+  6    policy refused the operation (signed message refused, commitment policy, EDK limit)
+  130  interrupted (SIGINT or SIGTERM); no partial output is left behind"""
+
+
+class CLIError(Exception):
+    """An error the CLI itself detects, with its exit code and an optional hint."""
+
+    def __init__(self, message: str, code: int = ExitCode.FAILURE, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = code
+        self.hint = hint
+
+
+_NO_KEY_HINT = ("check the key flags (--kms-key, --aes-key-file, --rsa-private-key); "
+                "`envelope inspect FILE` lists the keys that wrapped the data key")
+_CONTEXT_HINT = "`envelope inspect FILE` shows the stored encryption context; -c k=v must match it"
+
+
+def _message(exc: BaseException) -> str:
+    # EnvelopeError.__str__ appends the hint; the CLI prints it on its own line instead.
+    text = Exception.__str__(exc) if isinstance(exc, envelope.EnvelopeError) else str(exc)
+    return text or type(exc).__name__
+
+
+def describe(exc: BaseException) -> tuple[int, str, str | None]:
+    """Map an exception to (exit code, message, hint)."""
+    if isinstance(exc, CLIError):
+        return exc.exit_code, _message(exc), exc.hint
+    if isinstance(exc, envelope.EnvelopeError):
+        hint = exc.hint
+        text = _message(exc)
+        if isinstance(exc, (envelope.FormatError, envelope.AuthenticationError)):
+            code = ExitCode.AUTHENTICATION
+            if hint is None and "context" in text.lower():
+                hint = _CONTEXT_HINT
+        elif isinstance(exc, envelope.KeyDisabledError):
+            code = ExitCode.KEY
+            hint = hint or "the KMS key is disabled; enable it with `envelope kms enable-key --key-id KEY`"
+        elif isinstance(exc, envelope.KeyNotFoundError):
+            code = ExitCode.KEY
+            hint = hint or ("check the key id and --region; `envelope kms list-aliases` and "
+                            "`envelope kms list-keys` show what exists")
+        elif isinstance(exc, envelope.NoMatchingKeyError):
+            code = ExitCode.KEY
+            codes = {getattr(e, "code", None) for e in exc.errors}
+            if "DisabledException" in codes:
+                hint = hint or "a KMS key is disabled; enable it with `envelope kms enable-key --key-id KEY`"
+            elif "KMSInvalidStateException" in codes:
+                hint = hint or ("a KMS key is pending deletion; `envelope kms cancel-key-deletion --key-id KEY` "
+                                "then `enable-key` restores it")
+            elif "InvalidCiphertextException" in codes:
+                hint = hint or _CONTEXT_HINT
+            hint = hint or _NO_KEY_HINT
+        elif isinstance(exc, (envelope.KeyringError, envelope.KMSError)):
+            code = ExitCode.KEY
+        elif isinstance(exc, envelope.PolicyError):
+            code = ExitCode.POLICY
+            if hint is None and "context" in text.lower():
+                hint = _CONTEXT_HINT
+        else:
+            code = ExitCode.FAILURE
+        return code, text, hint
+    if isinstance(exc, OSError):
+        name = f": {exc.filename}" if exc.filename else ""
+        return ExitCode.IO, f"{exc.strerror or exc}{name}", None
+    if isinstance(exc, (ValueError, TypeError)):
+        return ExitCode.USAGE, _message(exc), None
+    return ExitCode.FAILURE, f"{type(exc).__name__}: {exc}", None
+
+
+def report(exc: BaseException, stream: IO[str] | None = None) -> int:
+    """Print the error the age way and return its exit code."""
+    stream = stream or sys.stderr
+    code, text, hint = describe(exc)
+    print(f"envelope: error: {text}", file=stream)
+    if hint:
+        print(f"hint: {hint}", file=stream)
+    return code

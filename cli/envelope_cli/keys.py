@@ -1,0 +1,292 @@
+"""Wrapping-key flags (--kms-key, --aes-key-file, --rsa-public-key, --rsa-private-key) to a keyring.
+
+Key flags are repeatable and keep their order: the first key generates the data key and each other
+key wraps it too (a MultiKeyring). --region, --key-namespace, --key-name and --rsa-padding qualify
+the key flag just before them; given before any key flag they apply to every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+import envelope
+
+from .exits import CLIError, ExitCode
+
+__all__ = ["DEFAULT_ALIAS", "KeySpec", "add_key_arguments", "build_keyring", "default_region", "local_kms"]
+
+DEFAULT_ALIAS = "alias/envelope-default"
+DEFAULT_NAMESPACE = "envelope"
+_DEFAULT_REGION = "us-east-1"
+_MODIFIERS = {"region": ("kms",), "namespace": ("aes", "rsa-public", "rsa-private"),
+              "name": ("aes", "rsa-public", "rsa-private"), "padding": ("rsa-public", "rsa-private")}
+_FLAG_OF = {"region": "--region", "namespace": "--key-namespace", "name": "--key-name", "padding": "--rsa-padding"}
+
+
+@dataclass(slots=True)
+class KeySpec:
+    """One key flag and the qualifiers that followed it."""
+
+    kind: str  # kms | aes | rsa-public | rsa-private
+    value: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+class _AddKey(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        keys = list(getattr(namespace, "keys", None) or [])
+        keys.append(KeySpec(self.const, str(values)))
+        namespace.keys = keys
+
+
+class _Qualify(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        keys = getattr(namespace, "keys", None) or []
+        if keys:
+            last = keys[-1]
+            if last.kind not in _MODIFIERS[self.const]:
+                parser.error(f"{option_string} does not apply to the {last.kind} key {last.value!r} before it")
+            last.options[self.const] = str(values)
+        else:
+            defaults = dict(getattr(namespace, "key_defaults", None) or {})
+            defaults[self.const] = str(values)
+            namespace.key_defaults = defaults
+
+
+def add_key_arguments(parser: argparse.ArgumentParser, *, decrypt: bool) -> None:
+    group = parser.add_argument_group(
+        "wrapping keys (repeatable, in order; the first generates the data key)",
+        "With no key flag, encrypt uses the embedded KMS key alias/envelope-default (created on "
+        "first use) and decrypt tries every embedded KMS key the message names. --region, "
+        "--key-namespace, --key-name and --rsa-padding qualify the key flag just before them; "
+        "before any key flag they apply to all keys.")
+    group.add_argument("--kms-key", action=_AddKey, const="kms", metavar="ID|ARN|ALIAS", dest="keys",
+                       help="a key of the embedded KMS: key id, key ARN, alias name (alias/x) or alias ARN")
+    group.add_argument("--aes-key-file", action=_AddKey, const="aes", metavar="FILE", dest="keys",
+                       help="raw AES key: 16, 24 or 32 bytes, raw or base64")
+    group.add_argument("--rsa-public-key", action=_AddKey, const="rsa-public", metavar="PEM", dest="keys",
+                       help="RSA public key PEM (encrypt only)")
+    group.add_argument("--rsa-private-key", action=_AddKey, const="rsa-private", metavar="PEM", dest="keys",
+                       help="RSA private key PEM (decrypts; also encrypts with its public half)")
+    group.add_argument("--region", action=_Qualify, const="region", metavar="REGION", dest="key_qualifier",
+                       help="region of the embedded KMS for the --kms-key before it "
+                            "(default: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1; an ARN names its own)")
+    group.add_argument("--key-namespace", action=_Qualify, const="namespace", metavar="NS", dest="key_qualifier",
+                       help=f"raw key provider namespace (default: {DEFAULT_NAMESPACE})")
+    group.add_argument("--key-name", action=_Qualify, const="name", metavar="NAME", dest="key_qualifier",
+                       help="raw key name (default: a fingerprint of the key, so renaming the key file "
+                            "does not matter; set both to interoperate with other ESDK users)")
+    group.add_argument("--rsa-padding", action=_Qualify, const="padding", dest="key_qualifier",
+                       choices=["PKCS1", "OAEP-SHA1", "OAEP-SHA256", "OAEP-SHA384", "OAEP-SHA512"],
+                       help="RSA padding (default: OAEP-SHA256)")
+    if decrypt:
+        group.add_argument("--discovery", action="store_true",
+                           help="also try every embedded KMS key the message names (the default when no "
+                                "key flag is given)")
+    parser.set_defaults(keys=[], key_defaults={})
+
+
+def default_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or _DEFAULT_REGION
+
+
+_clients: dict[tuple[str | None, str, str | None], Any] = {}
+
+
+def local_kms(region: str | None = None, principal: str | None = None) -> Any:
+    """The embedded KMS client for ``region``, calling as ``principal`` or $ENVELOPE_PRINCIPAL.
+
+    One client per data directory, region and principal per process.
+    """
+    region = region or default_region()
+    principal = principal or os.environ.get("ENVELOPE_PRINCIPAL") or None
+    cache_key = (os.environ.get("ENVELOPE_DATA_DIR"), region, principal)
+    if cache_key not in _clients:
+        try:
+            from envelope.kms import LocalKMS
+        except ImportError as exc:  # pragma: no cover - depends on the build
+            raise CLIError(f"the embedded KMS is not available: {exc}", ExitCode.KEY) from None
+        if principal is None:
+            _clients[cache_key] = LocalKMS(region=region)
+        else:
+            parts = principal.split(":")
+            if len(parts) < 6 or not parts[4]:
+                raise CLIError(f"not an IAM principal ARN: {principal!r}", ExitCode.USAGE,
+                               hint="for example arn:aws:iam::111122223333:role/App")
+            _clients[cache_key] = LocalKMS(region=region, account=parts[4], principal=principal)
+    return _clients[cache_key]
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(1024 * 1024)
+    except OSError as exc:
+        raise CLIError(f"cannot read {what} {path}: {exc.strerror}", ExitCode.IO) from None
+
+
+def _aes_key(path: str) -> bytes:
+    raw = _read(path, "AES key file")
+    if len(raw) in (16, 24, 32):
+        return raw
+    try:
+        decoded = base64.b64decode(b"".join(raw.split()), validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if len(decoded) in (16, 24, 32):
+        return decoded
+    raise CLIError(f"{path} is not an AES key: expected 16, 24 or 32 bytes, raw or base64", ExitCode.USAGE,
+                   hint="make one with: head -c 32 /dev/urandom > key.bin")
+
+
+def _fingerprint(material: bytes, label: bytes) -> str:
+    return hashlib.sha256(label + material).hexdigest()[:16]
+
+
+def _rsa_public_der(pem: bytes, private: bool, path: str) -> bytes:
+    try:
+        if private:
+            public = serialization.load_pem_private_key(pem, password=None).public_key()
+        else:
+            public = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"{path} is not an unencrypted RSA {'private' if private else 'public'} key PEM: {exc}",
+                       ExitCode.USAGE) from None
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _kms_keyring_class() -> Any:
+    return envelope.KMSKeyring
+
+
+def _discovery_class() -> Any:
+    return envelope.KMSDiscoveryKeyring
+
+
+class _RegionalDiscovery:
+    """Decrypt-only: tries each ``aws-kms`` EDK with the embedded KMS of the region its ARN names."""
+
+    def __init__(self, default_region: str) -> None:
+        self._default_region = default_region
+
+    def __repr__(self) -> str:
+        return "embedded KMS discovery"
+
+    def on_encrypt(self, materials: Any) -> Any:  # pragma: no cover - only used for decryption
+        raise envelope.KeyringError("discovery cannot encrypt")
+
+    def on_decrypt(self, materials: Any, encrypted_data_keys: Sequence[Any]) -> Any:
+        by_region: dict[str, list[Any]] = {}
+        for edk in encrypted_data_keys:
+            if edk.provider_id != "aws-kms":
+                continue
+            parts = bytes(edk.provider_info).decode("utf-8", "replace").split(":")
+            region = parts[3] if len(parts) > 5 and parts[3] else self._default_region
+            by_region.setdefault(region, []).append(edk)
+        errors: list[BaseException | str] = []
+        for region, edks in by_region.items():
+            try:
+                return _discovery_class()(local_kms(region)).on_decrypt(materials, edks)
+            except envelope.NoMatchingKeyError as exc:
+                errors.extend(exc.errors or [exc])
+            except envelope.KMSError as exc:
+                errors.append(exc)
+        if not by_region:
+            errors.append("the message has no embedded-KMS (aws-kms) encrypted data key")
+        raise envelope.NoMatchingKeyError("embedded KMS discovery could not decrypt the data key", errors)
+
+
+def _kms_keyring(spec: KeySpec, region: str, decrypt: bool) -> Any:
+    key_id = spec.value
+    if key_id.startswith("arn:"):
+        parts = key_id.split(":")
+        region = parts[3] if len(parts) > 5 and parts[3] else region
+    client = local_kms(region)
+    if decrypt and (not key_id.startswith("arn:") or ":alias/" in key_id):
+        # Encrypted data keys name the key ARN; a keyring matches them only by that ARN.
+        key_id = client.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    return _kms_keyring_class()(key_id, client)
+
+
+def ensure_default_key(region: str) -> str:
+    """Return the ARN of alias/envelope-default, creating key and alias on first use."""
+    client = local_kms(region)
+    try:
+        return str(client.describe_key(KeyId=DEFAULT_ALIAS)["KeyMetadata"]["Arn"])
+    except envelope.KeyNotFoundError:
+        pass
+    except envelope.KMSError as exc:
+        if exc.code != "NotFoundException":
+            raise
+    arn = str(client.create_key(Description="envelope CLI default key")["KeyMetadata"]["Arn"])
+    try:
+        client.create_alias(AliasName=DEFAULT_ALIAS, TargetKeyId=arn)
+    except envelope.KMSError as exc:
+        if exc.code != "AlreadyExistsException":
+            raise
+        # Another process created it first: use theirs and retire ours.
+        client.schedule_key_deletion(KeyId=arn, PendingWindowInDays=7)
+        return str(client.describe_key(KeyId=DEFAULT_ALIAS)["KeyMetadata"]["Arn"])
+    return arn
+
+
+def build_keyring(specs: Sequence[KeySpec], defaults: dict[str, str], *, decrypt: bool,
+                  discovery: bool = False) -> tuple[Any, list[str]]:
+    """Build the keyring for the key flags; returns it and a description of each key for metadata."""
+    specs = list(specs)
+    for spec in specs:
+        for option, value in defaults.items():
+            if spec.kind in _MODIFIERS[option]:
+                spec.options.setdefault(option, value)
+    region = defaults.get("region") or default_region()
+    keyrings: list[Any] = []
+    names: list[str] = []
+    if not specs:
+        if decrypt:
+            discovery = True
+        else:
+            specs = [KeySpec("kms", ensure_default_key(region), {"region": region})]
+    for spec in specs:
+        if spec.kind == "kms":
+            keyrings.append(_kms_keyring(spec, spec.options.get("region", region), decrypt))
+            names.append(f"aws-kms:{keyrings[-1].key_id}")
+        elif spec.kind == "aes":
+            key = _aes_key(spec.value)
+            ns = spec.options.get("namespace", DEFAULT_NAMESPACE)
+            name = spec.options.get("name") or "aes-" + _fingerprint(key, b"envelope raw AES key\0")
+            keyrings.append(envelope.RawAESKeyring(ns, name, key))
+            names.append(f"{ns}:{name}")
+        else:
+            private = spec.kind == "rsa-private"
+            pem = _read(spec.value, "RSA key")
+            der = _rsa_public_der(pem, private, spec.value)
+            ns = spec.options.get("namespace", DEFAULT_NAMESPACE)
+            name = spec.options.get("name") or "rsa-" + _fingerprint(der, b"envelope raw RSA key\0")
+            padding = spec.options.get("padding", "OAEP-SHA256")
+            if private:
+                keyrings.append(envelope.RawRSAKeyring(ns, name, private_key_pem=pem, padding=padding))
+            else:
+                if decrypt:
+                    raise CLIError(f"an RSA public key cannot decrypt ({spec.value})", ExitCode.USAGE,
+                                   hint="pass the private key with --rsa-private-key")
+                keyrings.append(envelope.RawRSAKeyring(ns, name, public_key_pem=pem, padding=padding))
+            names.append(f"{ns}:{name}")
+    if discovery:
+        keyrings.append(_RegionalDiscovery(region))
+        names.append("aws-kms:discovery")
+    if len(keyrings) == 1:
+        return keyrings[0], names
+    if decrypt:
+        return envelope.MultiKeyring(children=keyrings), names
+    return envelope.MultiKeyring(generator=keyrings[0], children=keyrings[1:]), names

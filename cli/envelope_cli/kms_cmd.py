@@ -1,0 +1,230 @@
+"""`envelope kms <operation>`, `envelope kms audit ...` and `envelope sts get-caller-identity`.
+
+They drive the embedded service (envelope.kms.LocalKMS) with `aws kms` sub-command names and flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import datetime
+from typing import Any
+
+import envelope
+
+from .exits import CLIError, ExitCode
+from .keys import local_kms
+from .kms_args import convert, parse_time
+from .kms_table import OPERATIONS, PAGINATED, Operation
+from .output import emit
+
+__all__ = ["add_parsers", "client_for"]
+
+_TYPE_HELP = {
+    "str": "string (file://FILE reads it from a file)",
+    "int": "integer",
+    "blob": "binary: fileb://FILE, or base64 text",
+    "map": "K=V,K2=V2 or JSON",
+    "list": "one or more values, or a JSON list",
+    "tags": "TagKey=K,TagValue=V ... or a JSON list",
+    "struct": "shorthand (EncryptionContextSubset={K=V}) or JSON",
+    "time": "ISO 8601 time or epoch seconds",
+}
+
+KMS_EPILOG = """\
+The service keeps its keys in $ENVELOPE_DATA_DIR (default ~/.local/share/envelope), one SQLite file
+per region. Calls are made as $ENVELOPE_PRINCIPAL (an IAM ARN; default the account root of account
+111122223333), or --principal. Output, --query and file:// / fileb:// work as in the aws CLI.
+"""
+
+
+def _flag(param: str) -> str:
+    return "--" + re.sub(r"(?<!^)(?=[A-Z])", "-", param).lower()
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """--region/--output/--query/--principal, accepted before or after the operation name."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--region", default=default, help="region (default: $AWS_REGION, "
+                        "$AWS_DEFAULT_REGION or us-east-1)")
+    parser.add_argument("--output", choices=["json", "text"], default=default, help="output format (default: json)")
+    parser.add_argument("--query", default=default, metavar="JMESPATH", help="JMESPath expression applied to the "
+                        "response before printing")
+    parser.add_argument("--principal", default=default, metavar="ARN",
+                        help="call as this IAM principal (default: $ENVELOPE_PRINCIPAL or the account root)")
+    parser.add_argument("--cli-binary-format", choices=["base64", "raw-in-base64-out"], default=default,
+                        help="how blob arguments given inline are read (default: base64)")
+
+
+def _add_operation(sub: Any, name: str, op: Operation, epilog: str) -> None:
+    parser = sub.add_parser(name, help=op.summary, description=f"{op.summary}\n\n(boto3: {op.method})",
+                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for param, kind in op.params.items():
+        required = kind.endswith("!")
+        kind = kind.rstrip("!")
+        flag = _flag(param)
+        text = _TYPE_HELP.get(kind, kind) + (" (required)" if required else "")
+        if kind == "bool":
+            parser.add_argument(flag, dest=param, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif kind == "int":
+            parser.add_argument(flag, dest=param, type=int, required=required, help=text)
+        elif kind in ("list", "tags"):
+            parser.add_argument(flag, dest=param, nargs="+", required=required, help=text)
+        else:
+            parser.add_argument(flag, dest=param, required=required, help=text)
+    _global_options(parser, suppress=True)
+    parser.set_defaults(run=_run_operation, operation=name)
+
+
+def add_parsers(subparsers: Any, epilog: str) -> None:
+    full_epilog = KMS_EPILOG + "\n" + epilog
+    kms = subparsers.add_parser(
+        "kms", help="the embedded key-management service, like `aws kms`", epilog=full_epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Call the embedded key-management service with `aws kms` sub-commands and flags:\n"
+                    "a tutorial written for `aws kms` works after replacing `aws` with `envelope`.")
+    _global_options(kms, suppress=False)
+    ops = kms.add_subparsers(dest="operation", metavar="OPERATION", required=True)
+    for name, op in OPERATIONS.items():
+        _add_operation(ops, name, op, full_epilog)
+    _add_audit(ops, full_epilog)
+    try:  # `kms serve` and its access keys (cli/envelope_cli/kms_serve.py), when present
+        from .kms_serve import add_commands
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        add_commands(ops)
+
+    sts = subparsers.add_parser("sts", help="who the CLI acts as (like `aws sts`)", epilog=full_epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(sts, suppress=False)
+    sts_ops = sts.add_subparsers(dest="operation", metavar="OPERATION", required=True)
+    ident = sts_ops.add_parser("get-caller-identity", help="print the account and principal ARN the CLI acts as",
+                               epilog=full_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(ident, suppress=True)
+    ident.set_defaults(run=_run_caller_identity)
+
+
+def _add_audit(ops: Any, epilog: str) -> None:
+    audit = ops.add_parser("audit", help="look up and verify the audit log (CloudTrail-shaped events)",
+                           epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Every call, allowed or denied, is recorded in the region's audit log, "
+                                       "chained by hash.")
+    verbs = audit.add_subparsers(dest="audit_verb", metavar="VERB", required=True)
+    lookup = verbs.add_parser("lookup", help="print matching events, newest first", epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    lookup.add_argument("--start-time", help="inclusive lower bound (ISO 8601 or epoch seconds)")
+    lookup.add_argument("--end-time", help="inclusive upper bound (ISO 8601 or epoch seconds)")
+    lookup.add_argument("--event-name", help="e.g. Decrypt")
+    lookup.add_argument("--key-id", help="key id or key ARN among the event's resources")
+    lookup.add_argument("--principal-arn", help="the caller's ARN, exactly")
+    lookup.add_argument("--max-results", type=int, help="at most this many events")
+    _global_options(lookup, suppress=True)
+    lookup.set_defaults(run=_run_audit_lookup)
+    verify = verbs.add_parser("verify", help="recompute the hash chain; exit 3 if it was tampered with",
+                              epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verify.add_argument("--anchor", metavar="SEQ:HASH",
+                        help="a head printed earlier by `envelope kms audit head`, to detect truncation")
+    _global_options(verify, suppress=True)
+    verify.set_defaults(run=_run_audit_verify)
+    head = verbs.add_parser("head", help="print the newest sequence number and hash (keep it elsewhere as "
+                                         "an anchor)", epilog=epilog,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(head, suppress=True)
+    head.set_defaults(run=_run_audit_head)
+    export = verbs.add_parser("export", help="write every event as JSON lines, oldest first", epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("--outfile", default="-", help="file to write (default: stdout)")
+    _global_options(export, suppress=True)
+    export.set_defaults(run=_run_audit_export)
+
+
+def client_for(args: argparse.Namespace) -> Any:
+    return local_kms(args.region, args.principal)
+
+
+def _emit(args: argparse.Namespace, response: Any) -> None:
+    emit(response, fmt=args.output or "json", query=args.query, stream=sys.stdout)
+
+
+def _pascal(method: str) -> str:
+    return "".join(part.capitalize() for part in method.split("_"))
+
+
+def _run_operation(args: argparse.Namespace) -> int:
+    op = OPERATIONS[args.operation]
+    raw_in = args.cli_binary_format == "raw-in-base64-out"
+    params: dict[str, Any] = {}
+    for param, kind in op.params.items():
+        value = getattr(args, param, None)
+        if value is not None:
+            params[param] = convert(kind.rstrip("!"), _flag(param), value, raw_in=raw_in)
+    client = client_for(args)
+    method = getattr(client, op.method)
+    try:
+        response = method(**params)
+        field = PAGINATED.get(args.operation)
+        if field is not None and "Marker" not in params:
+            # Page through everything, as the aws CLI does unless told otherwise.
+            items = list(response.get(field, []))
+            while response.get("Truncated") and response.get("NextMarker"):
+                response = method(**params, Marker=response["NextMarker"])
+                items.extend(response.get(field, []))
+            response = {k: v for k, v in response.items() if k not in ("Truncated", "NextMarker")}
+            response[field] = items
+    except envelope.KMSError as exc:
+        raise CLIError(f"An error occurred ({exc.code}) when calling the {_pascal(op.method)} operation: "
+                       f"{Exception.__str__(exc)}", ExitCode.KEY, hint=exc.hint) from None
+    _emit(args, response)
+    return ExitCode.OK
+
+
+def _run_caller_identity(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    arn = client.principal
+    user_id = client.account if arn.endswith(":root") else arn.rsplit("/", 1)[-1]
+    _emit(args, {"UserId": user_id, "Account": client.account, "Arn": arn})
+    return ExitCode.OK
+
+
+def _when(flag: str, value: str | None) -> datetime | None:
+    return None if value is None else parse_time(flag, value)
+
+
+def _run_audit_lookup(args: argparse.Namespace) -> int:
+    audit = client_for(args).audit
+    events = audit.lookup(start_time=_when("--start-time", args.start_time),
+                          end_time=_when("--end-time", args.end_time), event_name=args.event_name,
+                          key_id=args.key_id, principal=args.principal_arn, limit=args.max_results)
+    _emit(args, {"Events": events})
+    return ExitCode.OK
+
+
+def _run_audit_head(args: argparse.Namespace) -> int:
+    seq, digest = client_for(args).audit.head()
+    _emit(args, {"SequenceNumber": seq, "Hash": digest, "Anchor": f"{seq}:{digest}"})
+    return ExitCode.OK
+
+
+def _run_audit_verify(args: argparse.Namespace) -> int:
+    anchor = None
+    if args.anchor:
+        seq, sep, digest = args.anchor.partition(":")
+        if not sep or not seq.isdigit():
+            raise CLIError("--anchor must be SEQ:HASH as printed by `envelope kms audit head`", ExitCode.USAGE)
+        anchor = (int(seq), digest)
+    result = client_for(args).audit.verify(anchor=anchor)
+    _emit(args, {"Valid": result.ok, "Count": result.count, "FirstBadSequence": result.first_bad_sequence,
+                 "Reason": result.reason})
+    return ExitCode.OK if result.ok else ExitCode.AUTHENTICATION
+
+
+def _run_audit_export(args: argparse.Namespace) -> int:
+    audit = client_for(args).audit
+    if args.outfile == "-":
+        audit.export_jsonl(sys.stdout)
+    else:
+        with open(args.outfile, "w", encoding="utf-8") as fp:
+            audit.export_jsonl(fp)
+    return ExitCode.OK

@@ -1,0 +1,69 @@
+"""The `envelope` entry point: argparse wiring, dispatch, and errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import envelope
+
+from . import crypt, inspect_cmd
+from .exits import EXIT_CODES_HELP, ExitCode, report
+from .files import Interrupted, discard_all, install_signal_handlers, restore_signal_handlers
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envelope", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES_HELP,
+        description="Envelope encryption of files and streams (AWS Encryption SDK message format),\n"
+                    "and an embedded key-management service driven like `aws kms`.")
+    parser.add_argument("--version", action="version", version=f"envelope {envelope.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    crypt.add_parsers(sub, EXIT_CODES_HELP)
+    inspect_cmd.add_parser(sub, EXIT_CODES_HELP)
+    try:
+        from . import kms_cmd
+    except ImportError:  # pragma: no cover - the kms commands need the embedded service
+        pass
+    else:
+        kms_cmd.add_parsers(sub, EXIT_CODES_HELP)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns (and, as a console script, exits with) its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    previous = install_signal_handlers()
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        discard_all()
+        print("envelope: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except Interrupted:
+        discard_all()
+        print("envelope: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): say nothing, and point stdout at /dev/null so the
+        # interpreter's final flush does not fail again.
+        discard_all()
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return ExitCode.IO
+    except Exception as exc:  # noqa: BLE001 - every error reaches the user as one line plus a hint
+        discard_all()
+        return report(exc)
+    finally:
+        restore_signal_handlers(previous)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

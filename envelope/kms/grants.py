@@ -1,0 +1,215 @@
+"""Grants: create, list, retire and revoke, plus grant tokens and loading grants for authorization."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import msgpack  # type: ignore[import-untyped]
+
+from .clock import to_datetime
+from .errors import InvalidGrantIdError, InvalidGrantTokenError, ValidationError
+from .params import dry_run_stop, page
+from .policy import Grant
+
+if TYPE_CHECKING:
+    from .runtime import Call
+
+__all__ = ["OPERATIONS", "check_tokens", "create_grant", "list_grants", "list_retirable_grants",
+           "load", "retire_grant", "revoke_grant"]
+
+OPERATIONS = (
+    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom",
+    "ReEncryptTo", "Sign", "Verify", "GetPublicKey", "CreateGrant", "RetireGrant", "DescribeKey",
+    "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac",
+    "DeriveSharedSecret",
+)
+_TOKEN_TAG = "EKGT"
+_COLUMNS = "grant_id, key_id, grantee, retiring, operations, constraints, name, issuing_account, created"
+
+
+def load(conn: sqlite3.Connection, key_id: str, key_arn: str) -> tuple[Grant, ...]:
+    """The key's grants as policy-engine values."""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM grants WHERE key_id = ? ORDER BY created, grant_id",
+                        (key_id,)).fetchall()
+    return tuple(_grant(row, key_arn) for row in rows)
+
+
+def _grant(row: tuple[Any, ...], key_arn: str) -> Grant:
+    constraints = None if row[5] is None else json.loads(row[5])
+    return Grant(grant_id=row[0], key_arn=key_arn, grantee_principal=row[2], retiring_principal=row[3],
+                 operations=tuple(json.loads(row[4])), constraints=constraints, name=row[6],
+                 issuing_account=row[7], creation_date=row[8])
+
+
+def _token(grant_id: str, key_id: str) -> str:
+    raw = msgpack.packb([_TOKEN_TAG, grant_id, key_id, os.urandom(8)])
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def _parse_token(token: str) -> tuple[str, str]:
+    try:
+        fields = msgpack.unpackb(base64.urlsafe_b64decode(token.encode("ascii")), raw=False)
+    except (ValueError, binascii.Error, UnicodeError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError, TypeError):
+        raise InvalidGrantTokenError("the grant token is not valid") from None
+    if (not isinstance(fields, list) or len(fields) != 4 or fields[0] != _TOKEN_TAG
+            or not isinstance(fields[1], str) or not isinstance(fields[2], str)):
+        raise InvalidGrantTokenError("the grant token is not valid")
+    return fields[1], fields[2]
+
+
+def check_tokens(tokens: tuple[str, ...]) -> None:
+    """Reject malformed grant tokens (grants here are effective at once, so tokens only validate)."""
+    for token in tokens:
+        _parse_token(token)
+
+
+def _constraints(raw: Any) -> dict[str, dict[str, str]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"EncryptionContextEquals", "EncryptionContextSubset"}:
+        raise ValidationError("Constraints may hold EncryptionContextEquals and EncryptionContextSubset")
+    out: dict[str, dict[str, str]] = {}
+    for name, ctx in raw.items():
+        if not isinstance(ctx, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in ctx.items()):
+            raise TypeError(f"Constraints.{name} must be a dict of str to str")
+        out[name] = dict(ctx)
+    return out or None
+
+
+def create_grant(call: Call) -> dict[str, Any]:
+    a = call.args
+    key_ref = a.key_id()
+    grantee = a.string("GranteePrincipal", max_len=256)
+    retiring = a.opt_string("RetiringPrincipal", max_len=256)
+    operations = a.strings("Operations", required=True)
+    constraints = _constraints(a.mapping("Constraints"))
+    tokens = a.grant_tokens()
+    name = a.opt_string("Name", max_len=256)
+    dry = a.dry_run()
+    a.finish()
+    if not operations or any(op not in OPERATIONS for op in operations):
+        raise ValidationError(f"Operations must be a non-empty list drawn from {', '.join(OPERATIONS)}")
+    entry = call.key(key_ref, service_keys=False)
+    call.authorize("kms:CreateGrant", entry, grant_tokens=tokens,
+                   extra={"kms:GrantOperations": list(operations), "kms:GrantIsForAWSResource": False,
+                          "kms:GranteePrincipal": grantee,
+                          **({"kms:RetiringPrincipal": retiring} if retiring else {})})
+    dry_run_stop(dry)
+    key_id = entry.record.key_id
+    ops_json, cons_json = json.dumps(sorted(set(operations))), json.dumps(constraints) if constraints else None
+    if name is not None:
+        # CreateGrant is idempotent by name for identical grants (KMS API reference, CreateGrant).
+        row = call.conn.execute(
+            "SELECT grant_id FROM grants WHERE key_id = ? AND name = ? AND grantee = ? AND "
+            "retiring IS ? AND operations = ? AND constraints IS ?",
+            (key_id, name, grantee, retiring, ops_json, cons_json)).fetchone()
+        if row is not None:
+            return {"GrantToken": _token(row[0], key_id), "GrantId": row[0]}
+    grant_id = os.urandom(32).hex()
+    call.conn.execute(f"INSERT INTO grants ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (grant_id, key_id, grantee, retiring, ops_json, cons_json, name,
+                       call.session.account, call.now))
+    call.mark_changed()
+    return {"GrantToken": _token(grant_id, key_id), "GrantId": grant_id}
+
+
+def _shape(grant: Grant, key_arn: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "KeyId": key_arn, "GrantId": grant.grant_id, "CreationDate": to_datetime(grant.creation_date),
+        "GranteePrincipal": grant.grantee_principal, "IssuingAccount": f"arn:aws:iam::{grant.issuing_account}:root",
+        "Operations": list(grant.operations),
+    }
+    if grant.name is not None:
+        out["Name"] = grant.name
+    if grant.retiring_principal is not None:
+        out["RetiringPrincipal"] = grant.retiring_principal
+    if grant.constraints:
+        out["Constraints"] = {k: dict(v) for k, v in grant.constraints.items()}
+    return out
+
+
+def list_grants(call: Call) -> dict[str, Any]:
+    a = call.args
+    key_ref = a.key_id()
+    limit, offset = a.limit(50, 100), a.marker()
+    grant_id = a.opt_string("GrantId", max_len=128)
+    grantee = a.opt_string("GranteePrincipal", max_len=256)
+    a.finish()
+    entry = call.key(key_ref, service_keys=False)
+    call.authorize("kms:ListGrants", entry)
+    call.response_elements = False
+    grants = [g for g in entry.grants if (grant_id is None or g.grant_id == grant_id)
+              and (grantee is None or g.grantee_principal == grantee)]
+    return page([_shape(g, entry.arn) for g in grants], offset, limit, "Grants")
+
+
+def list_retirable_grants(call: Call) -> dict[str, Any]:
+    a = call.args
+    retiring = a.string("RetiringPrincipal", max_len=256)
+    limit, offset = a.limit(50, 100), a.marker()
+    a.finish()
+    call.authorize("kms:ListRetirableGrants", None)
+    call.response_elements = False
+    rows = call.conn.execute(f"SELECT {_COLUMNS} FROM grants WHERE retiring = ? ORDER BY created, grant_id",
+                             (retiring,)).fetchall()
+    out = []
+    for row in rows:
+        owner = call.conn.execute("SELECT account FROM keys WHERE key_id = ?", (row[1],)).fetchone()
+        if owner is not None:
+            arn = call.region.arn(owner[0], row[1])
+            out.append(_shape(_grant(row, arn), arn))
+    return page(out, offset, limit, "Grants")
+
+
+def _delete(call: Call, key_id: str, grant_id: str) -> None:
+    gone = call.conn.execute("DELETE FROM grants WHERE key_id = ? AND grant_id = ?", (key_id, grant_id))
+    if gone.rowcount == 0:
+        raise InvalidGrantIdError(f"Grant {grant_id} does not exist on key {key_id}")
+    call.mark_changed()
+
+
+def retire_grant(call: Call) -> dict[str, Any]:
+    a = call.args
+    token = a.opt_string("GrantToken", max_len=8192)
+    key_ref = a.opt_string("KeyId", max_len=2048)
+    grant_id = a.opt_string("GrantId", max_len=128)
+    dry = a.dry_run()
+    a.finish()
+    if token is not None:
+        grant_id, key_id = _parse_token(token)
+        entry = call.key(key_id, service_keys=False)
+    elif key_ref is not None and grant_id is not None:
+        entry = call.key(key_ref, service_keys=False)
+    else:
+        raise ValidationError("RetireGrant needs GrantToken, or KeyId and GrantId")
+    grant = next((g for g in entry.grants if g.grant_id == grant_id), None)
+    if grant is None:
+        raise InvalidGrantIdError(f"Grant {grant_id} does not exist on this key")
+    caller = call.session.principal
+    # The retiring principal, or a grantee whose grant includes RetireGrant, may retire it.
+    if not (caller == grant.retiring_principal
+            or (caller == grant.grantee_principal and "RetireGrant" in grant.operations)):
+        call.authorize("kms:RetireGrant", entry)
+    dry_run_stop(dry)
+    _delete(call, entry.record.key_id, grant.grant_id)
+    return {"KeyId": entry.arn, "GrantId": grant.grant_id}
+
+
+def revoke_grant(call: Call) -> dict[str, Any]:
+    a = call.args
+    key_ref = a.key_id()
+    grant_id = a.string("GrantId", max_len=128)
+    dry = a.dry_run()
+    a.finish()
+    entry = call.key(key_ref, service_keys=False)
+    call.authorize("kms:RevokeGrant", entry)
+    dry_run_stop(dry)
+    _delete(call, entry.record.key_id, grant_id)
+    return {}

@@ -1,0 +1,645 @@
+"""The KMS authorization engine: key policies, identity policies and grants decide each call.
+
+Pure functions, no I/O. Policies are validated once by `parse_policy` and compiled once (cached).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from ..errors import KMSError
+
+__all__ = [
+    "AuthorizationRequest",
+    "Decision",
+    "Grant",
+    "access_denied",
+    "authorize",
+    "default_key_policy",
+    "parse_policy",
+    "would_lock_out",
+]
+
+MAX_POLICY_BYTES = 32 * 1024  # KMS key policy size limit
+_VERSIONS = ("2012-10-17", "2008-10-17")
+_STATEMENT_KEYS = frozenset({"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction",
+                             "Resource", "NotResource", "Condition"})
+_PRINCIPAL_KINDS = frozenset({"AWS", "Service", "Federated", "CanonicalUser"})
+# Operations whose requests carry an encryption context: grant constraints apply only to these
+# (KMS API reference, GrantConstraints).
+_EC_OPERATIONS = frozenset({"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey",
+                            "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
+                            "GenerateDataKeyPairWithoutPlaintext"})
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A grant on one key: who may call which operations, under which encryption context."""
+
+    grant_id: str
+    key_arn: str
+    grantee_principal: str
+    retiring_principal: str | None
+    operations: tuple[str, ...]
+    constraints: Mapping[str, Mapping[str, str]] | None
+    name: str | None = None
+    issuing_account: str = ""
+    creation_date: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    """One call to authorize: who, which action, on which key, with which request values."""
+
+    principal: str
+    action: str
+    key_arn: str
+    key_account: str
+    encryption_context: Mapping[str, str] | None = None
+    grant_tokens: tuple[str, ...] = ()
+    via_service: str | None = None
+    extra_conditions: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome; ``reason`` names the statement or grant that decided.
+
+    ``basis`` is a short machine-readable tag: ``key-policy``, ``identity-policy``, ``grant``,
+    ``account-root``, ``explicit-deny-key-policy``, ``explicit-deny-identity-policy``,
+    ``no-key-policy-allow`` or ``no-identity-policy-allow``.
+    """
+
+    allowed: bool
+    reason: str
+    basis: str = ""
+
+
+# --- read-only parsed documents ---------------------------------------------------------------
+
+class _FrozenDict(dict[str, object]):
+    """A dict that refuses mutation, so a compiled form attached to it can never go stale."""
+
+    __slots__ = ("_compiled",)
+    _compiled: _CompiledPolicy | None
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a parsed policy is read-only; parse a new one instead")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = _refuse
+    setdefault = update = __ior__ = _refuse
+
+    def __copy__(self) -> dict[str, object]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> dict[str, object]:
+        thawed: dict[str, object] = json.loads(json.dumps(self))
+        return thawed
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (dict, (dict(self),))
+
+
+def _freeze_dict(value: Mapping[str, object]) -> _FrozenDict:
+    frozen = _FrozenDict()
+    for k, v in value.items():
+        dict.__setitem__(frozen, k, _freeze(v))
+    frozen._compiled = None
+    return frozen
+
+
+def _freeze(value: object) -> object:
+    if isinstance(value, dict):
+        return _freeze_dict(value)
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _malformed(message: str) -> NoReturn:
+    raise KMSError(f"malformed policy document: {message}", code="MalformedPolicyDocumentException")
+
+
+def _strings(value: object, what: str) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    if not items or not all(isinstance(i, str) and i for i in items):
+        _malformed(f"{what} must be a non-empty string or list of strings")
+    return tuple(str(i) for i in items)
+
+
+# --- compiled forms ---------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=4096)
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    """IAM wildcards: ``*`` is any run of characters, ``?`` exactly one."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class _Matcher:
+    """Matches a string against literals and wildcard patterns (or anything)."""
+
+    anything: bool
+    exact: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def build(cls, values: Sequence[str], *, fold: bool = False) -> _Matcher:
+        vals = [v.lower() for v in values] if fold else list(values)
+        return cls("*" in vals, frozenset(v for v in vals if "*" not in v and "?" not in v),
+                   tuple(_wildcard(v) for v in vals if ("*" in v or "?" in v) and v != "*"))
+
+    def __call__(self, value: str) -> bool:
+        return self.anything or value in self.exact or any(p.fullmatch(value) for p in self.patterns)
+
+
+_ACCOUNT_RE = re.compile(r"\d{12}")
+_ROOT_RE = re.compile(r"arn:[\w-]+:iam::(\d{12}):root")
+
+
+@dataclass(frozen=True, slots=True)
+class _PrincipalSpec:
+    matcher: _Matcher           # principal ARNs and service names
+    roots: frozenset[str]       # accounts named by root ARN or bare account id
+    negated: bool               # NotPrincipal
+
+
+@dataclass(frozen=True, slots=True)
+class _Cond:
+    key: str                    # lower-cased condition key
+    kind: str                   # eq, ieq, like, bool, null, num
+    negate: bool
+    set_op: str                 # "", "all", "any"
+    if_exists: bool
+    values: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+    numbers: tuple[float, ...]
+    num_cmp: str
+
+    def test(self, present: tuple[str, ...] | None) -> bool:
+        if self.kind == "null":
+            absent = not present
+            return absent if "true" in self.values else not absent
+        if not present:
+            if self.set_op:
+                return self.set_op == "all"
+            return self.if_exists or self.negate
+        one = self._one
+        if self.set_op == "all":
+            return all(one(v) != self.negate for v in present)
+        if self.set_op == "any":
+            return any(one(v) != self.negate for v in present)
+        return any(one(v) for v in present) != self.negate
+
+    def _one(self, value: str) -> bool:
+        kind = self.kind
+        if kind == "eq":
+            return value in self.values
+        if kind in ("ieq", "bool"):
+            return value.lower() in self.values
+        if kind == "like":
+            return any(p.fullmatch(value) for p in self.patterns)
+        try:
+            number = float(value)
+        except ValueError:
+            return False
+        return any(_NUM_CMP[self.num_cmp](number, n) for n in self.numbers)
+
+
+_NUM_CMP: dict[str, Callable[[float, float], bool]] = {
+    "Equals": lambda a, b: a == b, "LessThan": lambda a, b: a < b,
+    "LessThanEquals": lambda a, b: a <= b, "GreaterThan": lambda a, b: a > b,
+    "GreaterThanEquals": lambda a, b: a >= b,
+}
+# base operator -> (kind, negated, numeric comparison)
+_OPERATORS: dict[str, tuple[str, bool, str]] = {
+    "StringEquals": ("eq", False, ""), "StringNotEquals": ("eq", True, ""),
+    "StringEqualsIgnoreCase": ("ieq", False, ""), "StringNotEqualsIgnoreCase": ("ieq", True, ""),
+    "StringLike": ("like", False, ""), "StringNotLike": ("like", True, ""),
+    "ArnEquals": ("like", False, ""), "ArnLike": ("like", False, ""),
+    "ArnNotEquals": ("like", True, ""), "ArnNotLike": ("like", True, ""),
+    "Bool": ("bool", False, ""), "Null": ("null", False, ""),
+    "NumericEquals": ("num", False, "Equals"), "NumericNotEquals": ("num", True, "Equals"),
+    "NumericLessThan": ("num", False, "LessThan"), "NumericLessThanEquals": ("num", False, "LessThanEquals"),
+    "NumericGreaterThan": ("num", False, "GreaterThan"),
+    "NumericGreaterThanEquals": ("num", False, "GreaterThanEquals"),
+}
+
+
+def _as_text(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _compile_condition(operator: str, key: str, raw: object) -> _Cond:
+    name, set_op = operator, ""
+    for prefix, tag in (("ForAllValues:", "all"), ("ForAnyValue:", "any")):
+        if name.startswith(prefix):
+            name, set_op = name[len(prefix):], tag
+    if_exists = name.endswith("IfExists") and name != "Null"
+    base = name[:-len("IfExists")] if if_exists else name
+    if base not in _OPERATORS:
+        _malformed(f"unsupported condition operator {operator!r}")
+    kind, negate, num_cmp = _OPERATORS[base]
+    items = raw if isinstance(raw, (list, tuple)) else (raw,)
+    if not items or not all(isinstance(v, (str, bool, int, float)) for v in items):
+        _malformed(f"condition {operator} {key!r} needs string, number or boolean values")
+    texts = [_as_text(v) for v in items]
+    if kind in ("ieq", "bool", "null"):
+        texts = [t.lower() for t in texts]
+    if kind in ("bool", "null") and not set(texts) <= {"true", "false"}:
+        _malformed(f"condition {operator} {key!r} needs true or false")
+    numbers: tuple[float, ...] = ()
+    if kind == "num":
+        try:
+            numbers = tuple(float(t) for t in texts)
+        except ValueError:
+            _malformed(f"condition {operator} {key!r} needs numbers")
+    patterns = tuple(_wildcard(t) for t in texts) if kind == "like" else ()
+    return _Cond(key.lower(), kind, negate, set_op, if_exists, frozenset(texts), patterns, numbers, num_cmp)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    sid: str
+    allow: bool
+    principal: _PrincipalSpec | None
+    actions: _Matcher
+    not_action: bool
+    resources: _Matcher
+    not_resource: bool
+    conditions: tuple[_Cond, ...]
+
+    def principal_match(self, who: _Caller) -> str | None:
+        """Return "direct", "root" (the caller's account root is named) or None."""
+        spec = self.principal
+        if spec is None:
+            return "direct"  # identity policies apply to whoever they are attached to
+        hit = any(spec.matcher(form) for form in who.forms)
+        via_root = who.account in spec.roots
+        if spec.negated:
+            return None if hit or via_root else "direct"
+        if hit or (via_root and who.is_root):
+            return "direct"
+        return "root" if via_root else None
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledPolicy:
+    statements: tuple[_Statement, ...]
+    identity: bool              # compiled as an identity policy (no Principal) or a key policy
+
+
+def _compile_statement(raw: object, index: int, *, identity: bool) -> _Statement:
+    if not isinstance(raw, Mapping):
+        _malformed("each statement must be an object")
+    unknown = set(raw) - _STATEMENT_KEYS
+    if unknown:
+        _malformed(f"unknown statement element {min(unknown)!r}")
+    sid = raw.get("Sid", f"#{index}")
+    if not isinstance(sid, str):
+        _malformed("Sid must be a string")
+    effect = raw.get("Effect")
+    if effect not in ("Allow", "Deny"):
+        _malformed(f"statement {sid!r}: Effect must be Allow or Deny")
+    principal = _compile_principal(raw, sid, identity=identity)
+    actions, not_action = _pick_one(raw, "Action", "NotAction", sid, required=True)
+    resources, not_resource = _pick_one(raw, "Resource", "NotResource", sid, required=identity)
+    conditions: list[_Cond] = []
+    block = raw.get("Condition", {})
+    if not isinstance(block, Mapping):
+        _malformed(f"statement {sid!r}: Condition must be an object")
+    for operator, entries in block.items():
+        if not isinstance(entries, Mapping) or not entries:
+            _malformed(f"statement {sid!r}: condition {operator!r} must map keys to values")
+        conditions.extend(_compile_condition(operator, k, v) for k, v in entries.items())
+    for action in actions:
+        if action != "*" and not re.fullmatch(r"[A-Za-z0-9-]+:[A-Za-z0-9*?]+", action):
+            _malformed(f"statement {sid!r}: bad action {action!r}")
+    return _Statement(sid, effect == "Allow", principal, _Matcher.build(actions, fold=True), not_action,
+                      _Matcher.build(resources or ("*",)), not_resource, tuple(conditions))
+
+
+def _pick_one(raw: Mapping[str, object], name: str, negated: str, sid: str,
+              *, required: bool) -> tuple[tuple[str, ...], bool]:
+    if name in raw and negated in raw:
+        _malformed(f"statement {sid!r} has both {name} and {negated}")
+    if name in raw:
+        return _strings(raw[name], name), False
+    if negated in raw:
+        return _strings(raw[negated], negated), True
+    if required:
+        _malformed(f"statement {sid!r} needs {name} or {negated}")
+    return (), False
+
+
+def _compile_principal(raw: Mapping[str, object], sid: str, *, identity: bool) -> _PrincipalSpec | None:
+    key = "Principal" if "Principal" in raw else "NotPrincipal" if "NotPrincipal" in raw else None
+    if identity:
+        if key:
+            _malformed(f"statement {sid!r}: identity policies take no {key}")
+        return None
+    if key is None or ("Principal" in raw and "NotPrincipal" in raw):
+        _malformed(f"statement {sid!r} needs exactly one of Principal or NotPrincipal")
+    value = raw[key]
+    names: list[str] = []
+    if value == "*":
+        names.append("*")
+    elif isinstance(value, Mapping) and value and set(value) <= _PRINCIPAL_KINDS:
+        for kind_values in value.values():
+            names.extend(_strings(kind_values, key))
+    else:
+        _malformed(f"statement {sid!r}: {key} must be \"*\" or an object of AWS/Service/Federated lists")
+    roots = set()
+    others = []
+    for name in names:
+        root = _ROOT_RE.fullmatch(name)
+        if root or _ACCOUNT_RE.fullmatch(name):
+            roots.add(root.group(1) if root else name)
+        else:
+            others.append(name)
+    return _PrincipalSpec(_Matcher.build(others), frozenset(roots), key == "NotPrincipal")
+
+
+def _compile_document(doc: object, *, identity: bool) -> _CompiledPolicy:
+    if not isinstance(doc, Mapping):
+        _malformed("the document must be a JSON object")
+    unknown = set(doc) - {"Version", "Id", "Statement"}
+    if unknown:
+        _malformed(f"unknown top-level element {min(unknown)!r}")
+    if "Version" in doc and doc["Version"] not in _VERSIONS:
+        _malformed("Version must be 2012-10-17 or 2008-10-17")
+    if "Id" in doc and not isinstance(doc["Id"], str):
+        _malformed("Id must be a string")
+    statements = doc.get("Statement")
+    if isinstance(statements, Mapping):
+        statements = (statements,)
+    if not isinstance(statements, (list, tuple)) or not statements:
+        _malformed("Statement must be an object or a non-empty list")
+    return _CompiledPolicy(tuple(_compile_statement(s, i, identity=identity)
+                                 for i, s in enumerate(statements)), identity)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(text: str, identity: bool) -> _FrozenDict:
+    if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+        _malformed(f"the policy is larger than {MAX_POLICY_BYTES} bytes")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        _malformed("the policy is not valid JSON")
+    compiled = _compile_document(doc, identity=identity)  # refuses anything but a JSON object
+    frozen = _freeze_dict(doc)
+    frozen._compiled = compiled
+    return frozen
+
+
+def parse_policy(text: str, *, identity: bool = False) -> dict[str, object]:
+    """Validate a key policy (or, with ``identity=True``, an IAM identity policy) and return it.
+
+    The result is read-only (arrays become tuples) and carries its compiled form, so passing it
+    to `authorize` costs no recompilation. Parsing is cached by text.
+
+    :raises KMSError: ``MalformedPolicyDocumentException`` for bad JSON, a policy over 32 KiB, or
+        a bad Version, Statement, Effect, Principal, Action, Resource or Condition.
+    """
+    if not isinstance(text, str):
+        raise TypeError("policy text must be a str")
+    return _parse_cached(text, identity)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_canonical(canonical: str, identity: bool) -> _CompiledPolicy:
+    return _compile_document(json.loads(canonical), identity=identity)
+
+
+def _compiled(policy: Mapping[str, object], *, identity: bool) -> _CompiledPolicy:
+    if isinstance(policy, _FrozenDict):
+        compiled = policy._compiled
+        if compiled is not None and compiled.identity == identity:
+            return compiled
+    # A plain mapping may be mutated between calls, so it is keyed by its canonical JSON.
+    return _compile_canonical(json.dumps(policy, sort_keys=True, default=list), identity)
+
+
+def default_key_policy(account: str) -> str:
+    """Return the JSON text of the policy KMS gives a key created without one.
+
+    It lets the account root do ``kms:*``, which delegates access to the account's IAM policies.
+    """
+    if not _ACCOUNT_RE.fullmatch(account):
+        raise ValueError("account must be a 12-digit account id")
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Id": "key-default-1",
+        "Statement": [{
+            "Sid": "Enable IAM User Permissions",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }],
+    }, indent=2)
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    account: str
+    forms: tuple[str, ...]      # the ARN plus, for an assumed-role session, its role ARN
+    is_root: bool
+    arn: str                    # aws:PrincipalArn
+
+
+@functools.lru_cache(maxsize=4096)
+def _caller(principal: str) -> _Caller:
+    if _ACCOUNT_RE.fullmatch(principal):
+        return _Caller(principal, (f"arn:aws:iam::{principal}:root", principal), True,
+                       f"arn:aws:iam::{principal}:root")
+    parts = principal.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return _Caller("", (principal,), False, principal)  # a service principal
+    account, resource = parts[4], parts[5]
+    if parts[2] == "sts" and resource.startswith("assumed-role/"):
+        role = resource.split("/")[1]
+        role_arn = f"arn:{parts[1]}:iam::{account}:role/{role}"
+        return _Caller(account, (principal, role_arn), False, role_arn)
+    return _Caller(account, (principal,), resource == "root", principal)
+
+
+class _Values:
+    """Lazily computed request values for condition keys (lower-cased key -> values)."""
+
+    __slots__ = ("_cache", "_caller", "_request")
+
+    def __init__(self, request: AuthorizationRequest, caller: _Caller) -> None:
+        self._request = request
+        self._caller = caller
+        self._cache: dict[str, tuple[str, ...] | None] = {}
+
+    def get(self, key: str) -> tuple[str, ...] | None:
+        if key not in self._cache:
+            self._cache[key] = self._compute(key)
+        return self._cache[key]
+
+    def _compute(self, key: str) -> tuple[str, ...] | None:
+        request = self._request
+        for name, value in request.extra_conditions.items():
+            if name.lower() == key:
+                return _request_values(value)
+        context = request.encryption_context or {}
+        if key.startswith("kms:encryptioncontext:"):
+            wanted = key[len("kms:encryptioncontext:"):]
+            found = tuple(v for k, v in context.items() if k.lower() == wanted)
+            return found or None
+        if key == "kms:encryptioncontextkeys":
+            return tuple(context) or None
+        if key == "kms:calleraccount" or key == "aws:principalaccount":
+            return (self._caller.account,) if self._caller.account else None
+        if key == "aws:principalarn":
+            return (self._caller.arn,)
+        if key == "kms:viaservice":
+            return (request.via_service,) if request.via_service else None
+        return None
+
+
+def _request_values(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(_as_text(v) for v in value)
+    return (_as_text(value),)
+
+
+_ANY_KEY = "\x00any key"  # would_lock_out without a key ARN: every Resource element matches
+
+
+def _applies(stmt: _Statement, action: str, resource: str, values: _Values) -> bool:
+    if stmt.actions(action) == stmt.not_action:
+        return False
+    if (resource is _ANY_KEY or stmt.resources(resource)) == stmt.not_resource:
+        return False
+    return all(cond.test(values.get(cond.key)) for cond in stmt.conditions)
+
+
+def _scan(policy: _CompiledPolicy, who: _Caller, action: str, resource: str,
+          values: _Values) -> tuple[_Statement | None, _Statement | None, _Statement | None]:
+    """Return (deny, direct allow, root-delegating allow) statements that apply, first of each."""
+    direct = root = None
+    for stmt in policy.statements:
+        if stmt.allow and direct is not None:
+            continue
+        match = stmt.principal_match(who)
+        if match is None or not _applies(stmt, action, resource, values):
+            continue
+        if not stmt.allow:
+            return stmt, None, None
+        if match == "direct":
+            direct = stmt
+        elif root is None:
+            root = stmt
+    return None, direct, root
+
+
+def _grant_allows(grant: Grant, request: AuthorizationRequest, who: _Caller, operation: str) -> bool:
+    if grant.key_arn != request.key_arn or grant.grantee_principal not in who.forms:
+        return False
+    if operation not in grant.operations:
+        return False
+    if not grant.constraints or operation not in _EC_OPERATIONS:
+        return True
+    # Constraint keys compare without case, values exactly (KMS API reference, GrantConstraints).
+    context = {k.lower(): v for k, v in (request.encryption_context or {}).items()}
+    equals = grant.constraints.get("EncryptionContextEquals")
+    if equals is not None and {k.lower(): v for k, v in equals.items()} != context:
+        return False
+    subset = grant.constraints.get("EncryptionContextSubset")
+    return subset is None or all(context.get(k.lower()) == v for k, v in subset.items())
+
+
+def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | None,
+              identity_policies: Sequence[Mapping[str, object]], grants: Sequence[Grant]) -> Decision:
+    """Decide one call by KMS rules.
+
+    An explicit Deny (key policy or identity policy) wins. Otherwise the call is allowed when the
+    key policy names the caller; or names the caller's account root and (unless the caller is that
+    root) an identity policy allows; or a grant allows. A cross-account caller needs the key policy
+    and its own identity policy. ``key_policy=None`` marks an account-level action: identity
+    policies decide, and the account root is always allowed. Pass what `parse_policy` returned for
+    speed; other mappings are compiled by their canonical JSON.
+    """
+    who = _caller(request.principal)
+    action = request.action.lower()
+    values = _Values(request, who)
+    identity_allow: _Statement | None = None
+    for doc in identity_policies:
+        deny, allow, _ = _scan(_compiled(doc, identity=True), who, action, request.key_arn, values)
+        if deny is not None:
+            return Decision(False, f"explicit deny in identity policy statement {deny.sid!r}",
+                            "explicit-deny-identity-policy")
+        identity_allow = identity_allow or allow
+    own_account = who.account == request.key_account
+    if key_policy is None:
+        if who.is_root and own_account:
+            return Decision(True, "allowed: account root", "account-root")
+        if identity_allow is not None and own_account:
+            return Decision(True, f"allowed by identity policy statement {identity_allow.sid!r}",
+                            "identity-policy")
+        return Decision(False, "no identity policy allows the action", "no-identity-policy-allow")
+    deny, direct, root = _scan(_compiled(key_policy, identity=False), who, action, request.key_arn, values)
+    if deny is not None:
+        return Decision(False, f"explicit deny in key policy statement {deny.sid!r}",
+                        "explicit-deny-key-policy")
+    key_allow = direct or root
+    if key_allow is not None:
+        # The caller's own root needs no identity policy (nor does a service principal, which has
+        # none); anyone reached through a root statement, or from another account, needs one.
+        if (direct is not None and (own_account or not who.account)) or who.is_root:
+            return Decision(True, f"allowed by key policy statement {key_allow.sid!r}", "key-policy")
+        if identity_allow is not None:
+            return Decision(True, f"allowed by key policy statement {key_allow.sid!r} and identity "
+                                  f"policy statement {identity_allow.sid!r}", "identity-policy")
+    operation = request.action.split(":", 1)[-1]
+    for grant in grants:
+        if _grant_allows(grant, request, who, operation):
+            return Decision(True, f"allowed by grant {grant.grant_id}", "grant")
+    if key_allow is None:
+        return Decision(False, "no key policy statement or grant allows the action", "no-key-policy-allow")
+    return Decision(False, f"key policy statement {key_allow.sid!r} delegates to identity policies, "
+                           "and none allows the action", "no-identity-policy-allow")
+
+
+def would_lock_out(policy: Mapping[str, object], principal: str,
+                   identity_policies: Sequence[Mapping[str, object]], *,
+                   key_arn: str | None = None, key_account: str | None = None) -> bool:
+    """Return True if ``policy`` would stop ``principal`` from calling PutKeyPolicy again.
+
+    This is KMS's lockout safety check. Without ``key_arn`` every Resource element is taken to
+    name the key. Conditions are evaluated against a bare request (no encryption context, no
+    via-service), so a policy that allows PutKeyPolicy only under such conditions counts as a
+    lockout. ``key_account`` defaults to the principal's account.
+    """
+    account = key_account if key_account is not None else _caller(principal).account
+    request = AuthorizationRequest(principal, "kms:PutKeyPolicy", _ANY_KEY if key_arn is None else key_arn,
+                                   account)
+    return not authorize(request, policy, identity_policies, ()).allowed
+
+
+def access_denied(request: AuthorizationRequest, decision: Decision) -> KMSError:
+    """Return the AccessDeniedException KMS gives for a refused call (principal, action and key)."""
+    if decision.basis == "explicit-deny-key-policy":
+        why = "with an explicit deny in a resource-based policy"
+    elif decision.basis == "explicit-deny-identity-policy":
+        why = "with an explicit deny in an identity-based policy"
+    elif decision.basis == "no-identity-policy-allow":
+        why = f"because no identity-based policy allows the {request.action} action"
+    else:
+        why = f"because no resource-based policy allows the {request.action} action"
+    return KMSError(f"User: {request.principal} is not authorized to perform: {request.action} on "
+                    f"resource: {request.key_arn} {why}", code="AccessDeniedException")
+

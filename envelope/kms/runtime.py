@@ -1,0 +1,291 @@
+"""One service call: rate limit, one write transaction, key resolution, authorization, audit.
+
+Every call appends exactly one audit event: with the call's own changes when it succeeds, or
+alone in a new transaction (after rolling the call back) when it fails or is denied.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import KeyNotFoundError, KMSError
+from . import grants as _grants
+from . import lifecycle as _lifecycle
+from .audit import AuditLog, build_event
+from .clock import Clock, to_datetime
+from .errors import AccessDeniedError, InvalidCiphertextError
+from .keys import load_key, parse_key_ref
+from .params import Args
+from .partition import KeyEntry, Partition, Region
+from .policy import AuthorizationRequest, access_denied, authorize, parse_policy
+from .ratelimit import RateLimiter
+from .store import bump_counter, read_counter
+
+__all__ = ["Call", "Retry", "Session", "execute"]
+
+_MAX_ATTEMPTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Who is calling, where, and on which clock: what a LocalKMS client is bound to."""
+
+    partition: Partition
+    region: str
+    account: str
+    principal: str
+    via_service: str | None
+    clock: Clock
+    limiter: RateLimiter | None
+    source_ip: str = "127.0.0.1"
+    user_agent: str = "envelope"
+
+
+class Retry(Exception):
+    """Internal: roll the call back, run ``action`` in its own transactions, then run the call again.
+
+    Used for lazy lifecycle work (rotation, deletion, expiry, replica sync) so that work commits
+    whatever the outcome of the call that noticed it.
+    """
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        super().__init__("retry")
+        self.action = action
+
+
+class Call:
+    """The state of one call inside its transaction; operation functions receive it."""
+
+    __slots__ = (
+        "after",
+        "args",
+        "changed",
+        "conn",
+        "key_arns",
+        "may_retry",
+        "now",
+        "region",
+        "response_elements",
+        "session",
+    )
+
+    def __init__(self, session: Session, region: Region, conn: sqlite3.Connection, now: float,
+                 args: Args, may_retry: bool) -> None:
+        self.session = session
+        self.region = region
+        self.conn = conn
+        self.now = now
+        self.args = args
+        self.changed = False
+        self.key_arns: list[str] = []
+        self.after: list[Callable[[], None]] = []
+        self.may_retry = may_retry
+        self.response_elements = True
+
+    # -- keys ----------------------------------------------------------------------------------
+    def entry(self, key_id: str) -> KeyEntry | None:
+        """The cached state of a key of this region by id (no account check, no lifecycle)."""
+        cache = self.region.keys
+        if key_id in cache:
+            return cache[key_id]
+        rec = load_key(self.conn, key_id)
+        if rec is None:
+            cache[key_id] = None
+            return None
+        arn = self.region.arn(rec.account, key_id)
+        found = KeyEntry(rec, arn, parse_policy(rec.policy), _grants.load(self.conn, key_id, arn),
+                         _lifecycle.due_at(rec, self.region.name))
+        cache[key_id] = found
+        return found
+
+    def alias_target(self, account: str, alias_name: str) -> str | None:
+        """The key id an alias points to, or None."""
+        cache = self.region.aliases
+        slot = (account, alias_name)
+        if slot in cache:
+            return cache[slot]
+        row = self.conn.execute("SELECT key_id FROM aliases WHERE account = ? AND alias_name = ?",
+                                slot).fetchone()
+        target = None if row is None else str(row[0])
+        cache[slot] = target
+        return target
+
+    def key(self, value: str, *, service_keys: bool = True, any_account: bool = False) -> KeyEntry:
+        """Resolve a KeyId parameter (id, ARN, alias, alias ARN) and apply due lifecycle work.
+
+        ``any_account``: a bare key id may name another account's key (ids taken from ciphertexts).
+
+        :raises KeyNotFoundError: no such key (or alias) for the account in this region.
+        """
+        ref = parse_key_ref(value, self.region.name)
+        account = ref.account or self.session.account
+        if ref.kind == "alias":
+            key_id = self.alias_target(account, ref.name)
+            if key_id is None:
+                if service_keys and ref.name.startswith("alias/aws/") and account == self.session.account:
+                    from .keyops import create_service_key  # keyops imports this module
+                    key_id = create_service_key(self, ref.name)
+                else:
+                    raise KeyNotFoundError(
+                        f"Alias arn:aws:kms:{self.region.name}:{account}:{ref.name} is not found.")
+        else:
+            key_id = ref.name
+        found = self.entry(key_id)
+        if found is None or (found.record.account != account
+                             and not (any_account and ref.kind == "key" and ref.account is None)):
+            raise KeyNotFoundError(f"Key '{self.region.arn(account, key_id)}' does not exist")
+        if found.due_at is not None and found.due_at <= self.now and self.may_retry:
+            session, region, now = self.session, self.region, self.now
+            raise Retry(lambda: _lifecycle.apply_due(session, region, now))
+        self.key_arns.append(found.arn)
+        return found
+
+    def reload(self, entry: KeyEntry) -> KeyEntry:
+        """A fresh view of a key changed in this call (the cache is reset at commit)."""
+        self.region.keys.pop(entry.record.key_id, None)
+        fresh = self.entry(entry.record.key_id)
+        if fresh is None:
+            raise KeyNotFoundError(f"Key '{entry.arn}' does not exist")
+        return fresh
+
+    def mark_changed(self) -> None:
+        """Record that this call changed cached state (keys, aliases, grants, policies)."""
+        if not self.changed:
+            self.changed = True
+            bump_counter(self.conn)
+
+    # -- material ------------------------------------------------------------------------------
+    def material(self, entry: KeyEntry, version: int) -> bytes:
+        """Unsealed backing-key material of one version (cached with the entry)."""
+        found = entry.materials.get(version)
+        if found is not None:
+            return found
+        key_id = entry.record.key_id
+        row = self.conn.execute("SELECT sealed FROM key_versions WHERE key_id = ? AND version = ?",
+                                (key_id, version)).fetchone()
+        if row is None:
+            rec = entry.record
+            if rec.multi_region and rec.primary_region not in (None, self.region.name) and self.may_retry:
+                # A replica that has not seen the primary's newer material yet: fetch it, retry.
+                session, region = self.session, self.region
+                raise Retry(lambda: _lifecycle.sync_replica(session, region, key_id))
+            raise InvalidCiphertextError("the ciphertext refers to key material that is not available")
+        found = self.session.partition.sealer.open(row[0], key_id, version)
+        entry.materials[version] = found
+        return found
+
+    def aead(self, entry: KeyEntry, version: int) -> AESGCM:
+        """An AES-GCM object for one symmetric backing key (cached with the entry)."""
+        found = entry.aeads.get(version)
+        if found is None:
+            found = AESGCM(self.material(entry, version))
+            entry.aeads[version] = found
+        return found
+
+    # -- authorization -------------------------------------------------------------------------
+    def identity_policies(self) -> tuple[dict[str, object], ...]:
+        """The caller's identity policies (none for an account root)."""
+        principal = self.session.principal
+        if principal.endswith(":root"):
+            return ()
+        partition = self.session.partition
+        partition.check_identity_cache()
+        found = partition.identity_cache.get(principal)
+        if found is None:
+            from .principals import load_identity_policies
+            found = load_identity_policies(partition, principal)
+            partition.identity_cache[principal] = found
+        return found
+
+    def authorize(self, action: str, entry: KeyEntry | None, *,
+                  context: Mapping[str, str] | None = None, grant_tokens: tuple[str, ...] = (),
+                  extra: Mapping[str, object] | None = None) -> None:
+        """Check the caller may perform ``action`` on the key (``None``: an account-level action).
+
+        :raises AccessDeniedError: the policies and grants do not allow it.
+        :raises InvalidGrantTokenError: a grant token is malformed.
+        """
+        _grants.check_tokens(grant_tokens)
+        s = self.session
+        if entry is None:
+            request = AuthorizationRequest(s.principal, action, "*", s.account, context, grant_tokens,
+                                           s.via_service, extra or {})
+            decision = authorize(request, None, self.identity_policies(), ())
+        else:
+            request = AuthorizationRequest(s.principal, action, entry.arn, entry.record.account,
+                                           context, grant_tokens, s.via_service, extra or {})
+            decision = authorize(request, entry.policy, self.identity_policies(), entry.grants)
+        if not decision.allowed:
+            raise AccessDeniedError(str(access_denied(request, decision)))
+
+
+def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Call], dict[str, Any]],
+            *, read_only: bool = False) -> dict[str, Any]:
+    """Run one operation with its audit event; see the module docstring."""
+    region = session.partition.region(session.region)
+    now = session.clock()
+    args = Args(op, raw)
+    key_arns: list[str] = []
+    try:
+        if session.limiter is not None:
+            session.limiter.acquire(session.region, op, now)
+    except KMSError as exc:
+        _audit_failure(session, region, op, raw, exc, now, key_arns, read_only)
+        raise
+    for attempt in range(_MAX_ATTEMPTS):
+        conn = region.db.begin()
+        call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1)
+        try:
+            counter = read_counter(conn)
+            if counter != region.counter:
+                region.reset_cache(counter)
+            args.reset()
+            result = fn(call)
+            AuditLog.append(conn, build_event(
+                event_name=op, region=session.region, account=session.account,
+                principal=session.principal, request_parameters=raw,
+                response_elements=result if call.response_elements else None, error_code=None,
+                error_message=None, key_arns=call.key_arns, event_time=to_datetime(now),
+                source_ip=session.source_ip, user_agent=session.user_agent, read_only=read_only))
+        except Retry as retry:
+            region.db.rollback(conn)
+            region.reset_cache()
+            retry.action()
+            continue
+        except BaseException as exc:
+            region.db.rollback(conn)
+            if call.changed:
+                region.reset_cache()
+            _audit_failure(session, region, op, raw, exc, now, call.key_arns, read_only)
+            raise
+        try:
+            region.db.commit(conn)
+        finally:
+            if call.changed:
+                region.reset_cache()
+        for action in call.after:
+            action()
+        return result
+    raise RuntimeError("envelope: internal error: lifecycle retries did not settle")
+
+
+def _audit_failure(session: Session, region: Region, op: str, raw: Mapping[str, Any],
+                   exc: BaseException, now: float, key_arns: list[str], read_only: bool) -> None:
+    if isinstance(exc, KMSError):
+        code, message = exc.code, str(exc)
+    elif isinstance(exc, (TypeError, ValueError)):
+        code, message = "ValidationException", str(exc)
+    else:
+        code, message = "KMSInternalException", "internal error"
+    event = build_event(event_name=op, region=session.region, account=session.account,
+                        principal=session.principal, request_parameters=raw, response_elements=None,
+                        error_code=code, error_message=message, key_arns=key_arns,
+                        event_time=to_datetime(now), source_ip=session.source_ip,
+                        user_agent=session.user_agent, read_only=read_only)
+    with region.db.transaction() as conn:
+        AuditLog.append(conn, event)

@@ -1,0 +1,248 @@
+"""SQLite storage: one database per region file (plus one for principals), WAL, write transactions.
+
+Every operation runs in one ``BEGIN IMMEDIATE`` transaction, so callers in other threads and
+processes are serialized by SQLite itself; busy waits are absorbed here and never reach users.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["IAM_SCHEMA", "REGION_SCHEMA", "Database", "bump_counter", "read_counter"]
+
+SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_MS = 30_000
+_RETRY_FOR_S = 120.0
+
+REGION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (
+    key_id TEXT PRIMARY KEY, account TEXT NOT NULL, created REAL NOT NULL, description TEXT NOT NULL,
+    key_usage TEXT NOT NULL, key_spec TEXT NOT NULL, key_state TEXT NOT NULL, origin TEXT NOT NULL,
+    key_manager TEXT NOT NULL, multi_region INTEGER NOT NULL, primary_region TEXT,
+    replica_regions TEXT NOT NULL, policy TEXT NOT NULL, rotation_enabled INTEGER NOT NULL,
+    rotation_period INTEGER, next_rotation REAL, on_demand_count INTEGER NOT NULL,
+    deletion_date REAL, pending_window INTEGER, valid_to REAL, expiration_model TEXT,
+    fingerprint BLOB, current_version INTEGER NOT NULL, service TEXT);
+CREATE INDEX IF NOT EXISTS keys_account ON keys (account);
+CREATE TABLE IF NOT EXISTS key_versions (
+    key_id TEXT NOT NULL, version INTEGER NOT NULL, sealed BLOB NOT NULL, created REAL NOT NULL,
+    rotation_type TEXT, PRIMARY KEY (key_id, version));
+CREATE TABLE IF NOT EXISTS aliases (
+    account TEXT NOT NULL, alias_name TEXT NOT NULL, key_id TEXT NOT NULL, created REAL NOT NULL,
+    updated REAL NOT NULL, PRIMARY KEY (account, alias_name));
+CREATE INDEX IF NOT EXISTS aliases_key ON aliases (key_id);
+CREATE TABLE IF NOT EXISTS grants (
+    grant_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, grantee TEXT NOT NULL, retiring TEXT,
+    operations TEXT NOT NULL, constraints TEXT, name TEXT, issuing_account TEXT NOT NULL,
+    created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS grants_key ON grants (key_id);
+CREATE TABLE IF NOT EXISTS tags (
+    key_id TEXT NOT NULL, tag_key TEXT NOT NULL, tag_value TEXT NOT NULL,
+    PRIMARY KEY (key_id, tag_key));
+CREATE TABLE IF NOT EXISTS import_params (
+    token_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, sealed_private BLOB NOT NULL,
+    algorithm TEXT NOT NULL, expires REAL NOT NULL);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('change_counter', 0);
+"""
+
+IAM_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS principals (arn TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS identity_policies (
+    arn TEXT NOT NULL, name TEXT NOT NULL, document TEXT NOT NULL, PRIMARY KEY (arn, name));
+INSERT OR IGNORE INTO meta (name, value) VALUES ('change_counter', 0);
+"""
+
+
+# Bumped in a forked child: a child must never use its parent's SQLite connections.
+_fork_generation = 0
+
+
+def _forked() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _retrying(fn: Callable[[], object]) -> None:
+    deadline = time.monotonic() + _RETRY_FOR_S
+    delay = 0.001
+    while True:
+        try:
+            fn()
+            return
+        except sqlite3.OperationalError as exc:
+            # busy_timeout already waited; a few paths (WAL recovery, schema changes) return
+            # SQLITE_BUSY without calling the busy handler, so wait here instead of surfacing it.
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+class Database:
+    """One SQLite database: a file (WAL, per-thread connections) or a private in-memory database.
+
+    :param path: the file, or None for an in-memory database (one connection behind a lock).
+    :param schema: SQL run once at open inside a write transaction (idempotent DDL).
+    :param extra_init: run once at open in autocommit mode (e.g. another module's schema).
+    """
+
+    def __init__(self, path: Path | None, schema: str,
+                 extra_init: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        self.path = path
+        self._schema = schema
+        self._extra_init = extra_init
+        self._local = threading.local()
+        self._generation = _fork_generation
+        self._init_lock = threading.Lock()
+        self._initialized = False
+        self._memory_lock = threading.RLock()
+        self._memory_conn: sqlite3.Connection | None = None
+        if path is None:
+            self._memory_conn = self._open(":memory:", shared=True)
+            self._initialize(self._memory_conn)
+
+    # -- connections ---------------------------------------------------------------------------
+    def _open(self, target: str, *, shared: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, isolation_level=None, check_same_thread=not shared,
+                               cached_statements=512, timeout=_BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        if target != ":memory:":
+            # WAL + synchronous=NORMAL: a killed process never loses a committed transaction or
+            # corrupts the file; only an OS crash or power loss can drop the last commits.
+            _retrying(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        return conn
+
+    def _initialize(self, conn: sqlite3.Connection) -> None:
+        def _create() -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in self._schema.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                             (SCHEMA_VERSION,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        _retrying(_create)
+        if self._extra_init is not None:
+            init = self._extra_init
+            _retrying(lambda: init(conn))
+
+    def connect(self) -> sqlite3.Connection:
+        """This thread's connection (opened, and the schema ensured, on first use)."""
+        if self._memory_conn is not None:
+            return self._memory_conn
+        if self._generation != _fork_generation:
+            self._local = threading.local()
+            self._generation = _fork_generation
+            self._initialized = False
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            path = self.path
+            if path is None:
+                raise RuntimeError("envelope: internal error: file database without a path")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._open(str(path))
+            with self._init_lock:
+                if not self._initialized:
+                    self._initialize(conn)
+                    self._initialized = True
+            self._local.conn = conn
+        return conn
+
+    # -- transactions --------------------------------------------------------------------------
+    def begin(self) -> sqlite3.Connection:
+        """Start a write transaction (BEGIN IMMEDIATE) and return its connection."""
+        conn = self.connect()
+        if self._memory_conn is not None:
+            self._memory_lock.acquire()
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                _retrying(lambda: conn.execute("BEGIN IMMEDIATE"))
+        except BaseException:
+            if self._memory_conn is not None:
+                self._memory_lock.release()
+            raise
+        return conn
+
+    def commit(self, conn: sqlite3.Connection) -> None:
+        """Commit the transaction begun by `begin`."""
+        try:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                _retrying(lambda: conn.execute("COMMIT"))
+        except BaseException:
+            # A failed COMMIT (disk full, I/O error) can leave the transaction open; end it so
+            # this thread's connection stays usable.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            if self._memory_conn is not None:
+                self._memory_lock.release()
+
+    def rollback(self, conn: sqlite3.Connection) -> None:
+        """Roll back the transaction begun by `begin` (a no-op if it already ended)."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        finally:
+            if self._memory_conn is not None:
+                self._memory_lock.release()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: commits on success, rolls back on any exception."""
+        conn = self.begin()
+        try:
+            yield conn
+        except BaseException:
+            self.rollback(conn)
+            raise
+        self.commit(conn)
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def read_counter(conn: sqlite3.Connection) -> int:
+    """The database's change counter: bumped by every change that cached state depends on."""
+    row = conn.execute("SELECT value FROM meta WHERE name = 'change_counter'").fetchone()
+    return int(row[0])
+
+
+def bump_counter(conn: sqlite3.Connection) -> None:
+    """Record a change so every process's caches of this database reload."""
+    conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'change_counter'")
