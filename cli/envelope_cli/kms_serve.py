@@ -1,0 +1,132 @@
+"""`envelope kms serve` and the endpoint's access keys (`create-access-key`, `list-access-keys`, ...).
+
+`add_commands` registers them on the `envelope kms` sub-parsers; `main` runs them standalone
+(``python -m envelope_cli.kms_serve serve --port 8787``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["add_commands", "main"]
+
+_DATA_DIR_HELP = "the KMS data directory (default: $ENVELOPE_DATA_DIR or ~/.local/share/envelope)"
+
+
+def _print(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=4) + "\n")
+    sys.stdout.flush()
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from envelope.kms.server import serve
+
+    regions = args.region or [os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"]
+    access_log = None if args.access_log == "off" else (args.access_log or "-")
+
+    def ready(url: str) -> None:
+        print(f"envelope kms serve: listening on {url} (regions: {', '.join(regions)})", flush=True)
+
+    serve(args.data_dir, args.host, args.port, regions, certfile=args.certfile, keyfile=args.keyfile,
+          max_body=args.max_body, access_log=access_log, workers=args.workers, on_ready=ready)
+    return 0
+
+
+def _run_create(args: argparse.Namespace) -> int:
+    from envelope.kms.server import AccessKeys
+
+    keys = AccessKeys(args.data_dir)
+    try:
+        _print(keys.create(args.principal))
+    finally:
+        keys.close()
+    return 0
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from envelope.kms.server import AccessKeys
+
+    keys = AccessKeys(args.data_dir)
+    try:
+        _print(keys.list())
+    finally:
+        keys.close()
+    return 0
+
+
+def _run_delete(args: argparse.Namespace) -> int:
+    from envelope.kms.server import AccessKeys
+
+    keys = AccessKeys(args.data_dir)
+    try:
+        keys.delete(args.access_key_id)
+    except KeyError:
+        print(f"envelope: error: no access key {args.access_key_id}", file=sys.stderr)
+        return 1
+    finally:
+        keys.close()
+    return 0
+
+
+def add_commands(kms_subparsers: Any) -> None:
+    """Register ``serve``, ``create-access-key``, ``list-access-keys`` and ``delete-access-key``.
+
+    Each parser sets ``run`` (a function of the parsed namespace returning the exit code).
+    """
+    serve = kms_subparsers.add_parser(
+        "serve", help="serve the embedded KMS over HTTP (KMS JSON protocol, SigV4-authenticated)",
+        description="Serve the embedded KMS to boto3, the aws CLI and other SDKs: "
+                    "--endpoint-url http://HOST:PORT with an access key from create-access-key.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8787, help="port (default: 8787; 0 picks a free one)")
+    serve.add_argument("--data-dir", default=None, help=_DATA_DIR_HELP)
+    serve.add_argument("--region", action="append", default=None,
+                       help="region served (repeatable; default: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1)")
+    serve.add_argument("--certfile", default=None, help="TLS certificate (PEM); serves HTTPS with --keyfile")
+    serve.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
+    serve.add_argument("--max-body", type=int, default=256 * 1024, metavar="BYTES",
+                       help="largest request body accepted (default: 262144)")
+    serve.add_argument("--access-log", default=None, metavar="FILE",
+                       help="JSON-lines access log: a file, '-' for stderr (the default), or 'off'")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (default: 1; SQLite serializes their writes)")
+    serve.set_defaults(run=_run_serve)
+
+    create = kms_subparsers.add_parser(
+        "create-access-key", help="create an access key for `kms serve` (prints IAM CreateAccessKey JSON)")
+    create.add_argument("--principal", default=None, metavar="ARN",
+                        help="the IAM principal the key acts as (default: the account root)")
+    create.add_argument("--data-dir", default=None, help=_DATA_DIR_HELP)
+    create.set_defaults(run=_run_create)
+
+    listing = kms_subparsers.add_parser("list-access-keys", help="list the access keys of `kms serve`")
+    listing.add_argument("--data-dir", default=None, help=_DATA_DIR_HELP)
+    listing.set_defaults(run=_run_list)
+
+    delete = kms_subparsers.add_parser("delete-access-key", help="delete an access key of `kms serve`")
+    delete.add_argument("--access-key-id", required=True)
+    delete.add_argument("--data-dir", default=None, help=_DATA_DIR_HELP)
+    delete.set_defaults(run=_run_delete)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one of the commands standalone; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="envelope kms", description="The embedded KMS's HTTP endpoint.")
+    add_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"envelope: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
