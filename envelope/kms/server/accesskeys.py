@@ -1,0 +1,157 @@
+"""Access keys of the KMS endpoint: id -> sealed secret and principal, in ``access-keys.sqlite3``.
+
+Secrets are sealed with AES-256-GCM under a key derived from the data directory's KMS root key
+(bound to the access key id); they are returned once, by `AccessKeys.create`, and never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..partition import default_data_dir
+from ..principals import validate_principal
+from ..sealing import load_root_key
+
+__all__ = ["ACCESS_KEYS_FILE", "AccessKeys"]
+
+ACCESS_KEYS_FILE = "access-keys.sqlite3"
+DEFAULT_ACCOUNT = "111122223333"  # LocalKMS's default account
+_SEAL_LABEL = b"envelope-kms-access-key-seal-v1\x00"
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_SCHEMA = """CREATE TABLE IF NOT EXISTS access_keys (
+    access_key_id TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, principal TEXT NOT NULL,
+    status TEXT NOT NULL, created REAL NOT NULL)"""
+
+
+def _user_name(principal: str) -> str:
+    resource = principal.split(":", 5)[5]
+    return "root" if resource == "root" else resource.rsplit("/", 1)[-1]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class AccessKeys:
+    """The access keys registered with the endpoint of one data directory.
+
+    :param data_dir: the KMS data directory; default the same one `LocalKMS` uses
+        (``$ENVELOPE_DATA_DIR`` or the per-user data directory).
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+        directory = (Path(data_dir) if data_dir is not None else default_data_dir()).expanduser().resolve()
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = directory / ACCESS_KEYS_FILE
+        self._aead = AESGCM(hashlib.sha256(_SEAL_LABEL + load_root_key(directory)).digest())
+        self._lock = threading.Lock()
+        fresh = not self.path.exists()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        if fresh:
+            os.chmod(self.path, 0o600)
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute(_SCHEMA)
+        self._cache: dict[str, tuple[str, str] | None] = {}
+        self._version: int | None = None
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def create(self, principal: str | None = None) -> dict[str, Any]:
+        """Register a new access key for ``principal`` (default the account root).
+
+        :returns: IAM CreateAccessKey's shape: ``{"AccessKey": {"UserName", "AccessKeyId",
+            "Status", "SecretAccessKey", "CreateDate"}}`` plus ``"PrincipalArn"``. The secret is
+            shown only here.
+        :raises ValueError: ``principal`` is not an IAM user, role, root or assumed-role ARN.
+        """
+        arn = validate_principal(principal) if principal is not None else f"arn:aws:iam::{DEFAULT_ACCOUNT}:root"
+        access_key_id = "AKIA" + "".join(secrets.choice(_B32) for _ in range(16))
+        secret = base64.b64encode(secrets.token_bytes(30)).decode()
+        nonce = secrets.token_bytes(12)
+        sealed = nonce + self._aead.encrypt(nonce, secret.encode(), access_key_id.encode())
+        created = time.time()
+        with self._lock:
+            self._conn.execute("INSERT INTO access_keys VALUES (?, ?, ?, 'Active', ?)",
+                               (access_key_id, sealed, arn, created))
+        return {"AccessKey": {"UserName": _user_name(arn), "AccessKeyId": access_key_id,
+                              "Status": "Active", "SecretAccessKey": secret,
+                              "CreateDate": _iso(created), "PrincipalArn": arn}}
+
+    def list(self) -> dict[str, Any]:
+        """IAM ListAccessKeys' shape (without secrets), plus each key's ``PrincipalArn``."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT access_key_id, principal, status, created FROM access_keys ORDER BY created").fetchall()
+        return {"AccessKeyMetadata": [
+            {"UserName": _user_name(arn), "AccessKeyId": akid, "Status": status,
+             "CreateDate": _iso(created), "PrincipalArn": arn} for akid, arn, status, created in rows]}
+
+    def delete(self, access_key_id: str) -> None:
+        """Remove an access key; requests signed with it fail from then on.
+
+        :raises KeyError: no such access key.
+        """
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM access_keys WHERE access_key_id = ?", (access_key_id,))
+            self._cache.clear()  # data_version does not change for this connection's own writes
+        if cur.rowcount == 0:
+            raise KeyError(access_key_id)
+
+    def update(self, access_key_id: str, status: str) -> None:
+        """Set a key ``Active`` or ``Inactive`` (an inactive key authenticates nothing).
+
+        :raises KeyError: no such access key.
+        """
+        if status not in ("Active", "Inactive"):
+            raise ValueError("status must be 'Active' or 'Inactive'")
+        with self._lock:
+            cur = self._conn.execute("UPDATE access_keys SET status = ? WHERE access_key_id = ?",
+                                     (status, access_key_id))
+            self._cache.clear()
+        if cur.rowcount == 0:
+            raise KeyError(access_key_id)
+
+    def lookup(self, access_key_id: str) -> tuple[str, str] | None:
+        """The secret and principal of an active key, else None (cached; sees other processes' changes).
+
+        :raises RuntimeError: a sealed secret does not open (wrong root key or tampering).
+        """
+        with self._lock:
+            # data_version changes when another connection commits: drop the cache then.
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self._cache.clear()
+                self._version = version
+            if access_key_id in self._cache:
+                return self._cache[access_key_id]
+            row = self._conn.execute(
+                "SELECT sealed_secret, principal, status FROM access_keys WHERE access_key_id = ?",
+                (access_key_id,)).fetchone()
+            found: tuple[str, str] | None = None
+            if row is not None and row[2] == "Active":
+                sealed = bytes(row[0])
+                try:
+                    secret = self._aead.decrypt(sealed[:12], sealed[12:], access_key_id.encode()).decode()
+                except InvalidTag:
+                    raise RuntimeError("envelope: internal error: an access key secret does not open "
+                                       "(wrong root key?)") from None
+                found = (secret, str(row[1]))
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[access_key_id] = found
+            return found

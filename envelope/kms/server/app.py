@@ -1,0 +1,301 @@
+"""The ASGI application of `envelope kms serve`: SigV4-authenticated KMS JSON and STS query endpoints.
+
+Every request is authenticated before its body is interpreted; service calls run on LocalKMS as
+the access key's principal. Bodies, blobs and secrets never reach the access log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from datetime import UTC, datetime
+from typing import IO, Any
+from urllib.parse import parse_qs
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no multi-worker lock (run.py passes none there)
+    fcntl = None  # type: ignore[assignment]
+
+from ...errors import KMSError
+from ..client import LocalKMS
+from .accesskeys import AccessKeys
+from .protocol import (
+    JSON_CONTENT_TYPE,
+    OPERATIONS,
+    TARGET_PREFIX,
+    ProtocolError,
+    decode_request,
+    encode_response,
+    error_body,
+    error_status,
+    sts_error,
+    sts_identity,
+)
+from .sigv4 import SignatureError, Verifier
+
+__all__ = ["AccessLog", "DEFAULT_MAX_BODY", "KMSApp"]
+
+DEFAULT_MAX_BODY = 256 * 1024  # KMS requests are small: a 4 KiB plaintext, a 32 KiB policy
+_log = logging.getLogger("envelope.kms.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+class AccessLog:
+    """Structured access log: one JSON object per request, per line, flushed as written.
+
+    Records who called what and how it ended (address, user agent, access key id, principal,
+    operation, status, error code, sizes, duration); never bodies, blobs or secrets.
+    """
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, object]) -> None:
+        if self._stream is None:
+            return
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+
+def _user_id(principal: str) -> str:
+    """An opaque, stable IAM unique id for a principal, as STS GetCallerIdentity shows it."""
+    account, resource = principal.split(":", 5)[4:]
+    if resource == "root":
+        return account
+    digest = hashlib.sha256(principal.encode()).hexdigest().upper()[:17]
+    if resource.startswith("assumed-role/"):
+        return f"AROA{digest}:{resource.rsplit('/', 1)[1]}"
+    return ("AIDA" if resource.startswith("user/") else "AROA") + digest
+
+
+class KMSApp:
+    """An ASGI 3 application serving LocalKMS over the KMS JSON 1.1 protocol, plus STS and /health.
+
+    Routes: ``POST /`` with ``X-Amz-Target: TrentService.<Operation>`` (KMS);
+    ``POST /`` with a form body ``Action=GetCallerIdentity`` (STS); ``GET /health``.
+
+    Service calls run on the event loop thread: LocalKMS calls are short, CPU-bound and serialized
+    by SQLite's write lock, so a thread hop would only add latency.
+
+    :param data_dir: the KMS data directory (None: LocalKMS's default).
+    :param regions: the regions served; a request is routed by its credential scope's region.
+    :param access_log: where JSON access-log lines go (None: nowhere).
+    :param clock: epoch seconds for signature freshness (tests move it).
+    :param call_lock: a lock file that serializes service calls across worker processes (Unix).
+        SQLite would serialize them anyway, but its busy handler polls with sleeps of 1 ms and
+        more; waiting on the lock wakes as soon as the other worker's call ends.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, regions: Sequence[str] = ("us-east-1",),
+                 *, max_body: int = DEFAULT_MAX_BODY, access_log: IO[str] | None = sys.stderr,
+                 clock: Callable[[], float] = time.time, account: str = "111122223333",
+                 call_lock: str | os.PathLike[str] | None = None) -> None:
+        if not regions:
+            raise ValueError("at least one region must be served")
+        if max_body < 1:
+            raise ValueError("max_body must be positive")
+        self.access_keys = AccessKeys(data_dir)
+        self._bases = {r: LocalKMS(data_dir, region=r, account=account) for r in regions}
+        self._clients: dict[tuple[str, str, str, str], LocalKMS] = {}
+        self.verifier = Verifier(self.access_keys.lookup, list(regions), clock=clock)
+        self.max_body = max_body
+        self.log = AccessLog(access_log)
+        self.regions = tuple(regions)
+        self._lock_fd: int | None = None
+        if call_lock is not None:
+            self._lock_fd = os.open(call_lock, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def client(self, region: str, principal: str, source_ip: str, user_agent: str) -> LocalKMS:
+        """The LocalKMS client of one region calling as ``principal``; its audit events carry the
+        caller's address and user agent (clients are reused: a busy caller keeps both stable)."""
+        slot = (region, principal, source_ip, user_agent)
+        found = self._clients.get(slot)
+        if found is None:
+            if len(self._clients) > 10_000:
+                self._clients.clear()
+            found = self._bases[region].for_principal(principal, source_ip=source_ip or "unknown",
+                                                      user_agent=user_agent or "unknown")
+            self._clients[slot] = found
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        headers: dict[str, list[str]] = {}
+        for raw_name, raw_value in scope["headers"]:
+            headers.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+        client = scope.get("client")
+        record: dict[str, object] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "request_id": request_id, "remote": client[0] if client else None,
+            "method": scope["method"], "path": scope["path"],
+            "user_agent": headers.get("user-agent", [""])[0][:256]}
+        status, body, content_type = await self._handle(scope, receive, headers, record, request_id)
+        if status == 499:  # the client went away before sending its body: nobody to answer
+            record["status"] = status
+            self.log.write(record)
+            return
+        response_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+                            (b"x-amzn-requestid", request_id.encode())]
+        if status == 413:
+            # The unread rest of the body cannot be skipped safely: end the connection.
+            response_headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body if scope["method"] != "HEAD" else b""})
+        record["status"] = status
+        record["bytes_out"] = len(body)
+        record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        self.log.write(record)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.access_keys.close()
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, receive: Receive, headers: dict[str, list[str]]) -> bytes | None:
+        declared = headers.get("content-length")
+        if declared:
+            try:
+                length = int(declared[0])
+            except ValueError:
+                raise ProtocolError("SerializationException", "Content-Length is not a number.") from None
+            if length > self.max_body:
+                raise self._too_large()
+        chunks = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks += message.get("body", b"")
+            if len(chunks) > self.max_body:
+                raise self._too_large()
+            if not message.get("more_body", False):
+                return bytes(chunks)
+
+    def _too_large(self) -> ProtocolError:
+        return ProtocolError("ValidationException",
+                             f"The request body exceeds the limit of {self.max_body} bytes.", 413)
+
+    async def _handle(self, scope: Scope, receive: Receive, headers: dict[str, list[str]],
+                      record: dict[str, object], request_id: str) -> tuple[int, bytes, str]:
+        method, path = scope["method"], scope["path"]
+        target = headers.get("x-amz-target", [""])[0]
+        content_type = headers.get("content-type", [""])[0]
+        is_query = not target and content_type.startswith("application/x-www-form-urlencoded")
+        try:
+            if path == "/health":
+                if method not in ("GET", "HEAD"):
+                    raise ProtocolError("MethodNotAllowed", "Use GET /health.", 405)
+                return 200, b'{"status":"ok"}', "application/json"
+            if method != "POST" or path != "/":
+                raise ProtocolError("NotFound", f"No route for {method} {path}.", 404)
+            body = await self._read_body(receive, headers)
+            if body is None:
+                return 499, b"", "text/plain"
+            record["bytes_in"] = len(body)
+            if is_query:
+                return self._sts(scope, headers, body, record, request_id)
+            return self._kms(scope, headers, body, target, record)
+        except ProtocolError as exc:
+            return self._error(exc.code, exc.message, exc.status, is_query, record, request_id)
+        except SignatureError as exc:
+            return self._error(exc.code, exc.message, error_status(exc.code), is_query, record, request_id)
+        except Exception:  # noqa: BLE001 - a bug or a damaged store: answer like the service, keep serving
+            _log.exception("internal error")
+            return self._error("KMSInternalException", "An internal error occurred.", 500, is_query, record,
+                               request_id)
+
+    def _error(self, code: str, message: str, status: int, is_query: bool, record: dict[str, object],
+               request_id: str) -> tuple[int, bytes, str]:
+        record["error"] = code
+        if is_query:
+            sts_status, body = sts_error(code, message, request_id)
+            return (status if status in (404, 405, 413) else sts_status), body, "text/xml"
+        return status, error_body(code, message), JSON_CONTENT_TYPE
+
+    def _authenticate(self, scope: Scope, headers: dict[str, list[str]], body: bytes, service: str,
+                      record: dict[str, object]) -> tuple[str, str]:
+        query = scope.get("query_string", b"").decode("latin-1")
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        verified = self.verifier.verify(scope["method"], raw_path, query, headers, body, service)
+        record["access_key_id"] = verified.access_key_id
+        record["principal"] = verified.principal
+        record["region"] = verified.region
+        return verified.principal, verified.region
+
+    def _kms(self, scope: Scope, headers: dict[str, list[str]], body: bytes, target: str,
+             record: dict[str, object]) -> tuple[int, bytes, str]:
+        if not target.startswith(TARGET_PREFIX):
+            raise ProtocolError("UnknownOperationException", "Missing or unknown X-Amz-Target.")
+        operation = target[len(TARGET_PREFIX):]
+        record["operation"] = operation
+        principal, region = self._authenticate(scope, headers, body, "kms", record)
+        method = OPERATIONS.get(operation)
+        if method is None:
+            raise ProtocolError("UnknownOperationException", f"Unknown operation {operation}.")
+        params = decode_request(body)
+        client = scope.get("client")
+        kms = self.client(region, principal, client[0] if client else "", str(record["user_agent"]))
+        try:
+            if self._lock_fd is None:
+                result = getattr(kms, method)(**params)
+            else:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                try:
+                    result = getattr(kms, method)(**params)
+                finally:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        except KMSError as exc:
+            code = exc.code or "KMSInternalException"
+            record["error"] = code
+            return error_status(code), error_body(code, str(exc)), JSON_CONTENT_TYPE
+        except (TypeError, ValueError) as exc:
+            # LocalKMS's audit log records these as ValidationException too.
+            record["error"] = "ValidationException"
+            return 400, error_body("ValidationException", str(exc)), JSON_CONTENT_TYPE
+        except Exception:  # noqa: BLE001 - any other failure is the service's, not the caller's
+            _log.exception("internal error in %s", operation)
+            record["error"] = "KMSInternalException"
+            return 500, error_body("KMSInternalException", "An internal error occurred."), JSON_CONTENT_TYPE
+        return 200, encode_response(result), JSON_CONTENT_TYPE
+
+    def _sts(self, scope: Scope, headers: dict[str, list[str]], body: bytes, record: dict[str, object],
+             request_id: str) -> tuple[int, bytes, str]:
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise ProtocolError("MalformedInput", "The request body is not valid form data.") from None
+        action = form.get("Action", [""])[0]
+        record["operation"] = f"sts:{action}"
+        principal, _ = self._authenticate(scope, headers, body, "sts", record)
+        if action != "GetCallerIdentity":
+            raise ProtocolError("InvalidAction", f"Could not find operation {action} for version "
+                                f"{form.get('Version', [''])[0]}.")
+        return 200, sts_identity(principal, _user_id(principal), request_id), "text/xml"
