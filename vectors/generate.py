@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
+import gzip
 import hashlib
 import hmac
 import json
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import zstandard
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -38,6 +41,9 @@ ALLOW = "REQUIRE_ENCRYPT_ALLOW_DECRYPT"
 STRICT = "REQUIRE_ENCRYPT_REQUIRE_DECRYPT"
 DEFAULT = Suite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384
 COMMIT = Suite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
+V1 = Suite.AES_256_GCM_IV12_TAG16_HKDF_SHA256
+COMPRESSION = "envelope:compression"
+ZSTD_MAGIC = (0xFD2FB528).to_bytes(4, "little")
 
 
 class _DRBG:
@@ -109,6 +115,55 @@ def esdk_key(desc: dict[str, Any], root: Path) -> Any:
         return esdk_aes_key(desc["namespace"], desc["name"], bytes.fromhex(desc["key_hex"]))
     return esdk_rsa_key(desc["namespace"], desc["name"], (root / desc["private_key_file"]).read_bytes(),
                         desc["padding"])
+
+
+class _ExtensionWriter:
+    """A materials manager that adds `envelope:` entries to the context after the caller checks.
+
+    envelope refuses caller keys in that prefix (format-spec §4.3), so this is the only way to write
+    authentic messages with extensions it does not define, or with zstd bytes it did not compress.
+    """
+
+    def __init__(self, keyring: envelope.Keyring, extensions: dict[str, str]) -> None:
+        self._inner = envelope.DefaultMaterialsManager(keyring)
+        self._extensions = extensions
+
+    def get_encryption_materials(self, request: envelope.EncryptionRequest) -> envelope.EncryptionMaterials:
+        context = {**request.encryption_context, **self._extensions}
+        return self._inner.get_encryption_materials(dataclasses.replace(request, encryption_context=context))
+
+    def decrypt_materials(self, request: envelope.DecryptionRequest) -> envelope.DecryptionMaterials:
+        return self._inner.decrypt_materials(request)
+
+
+def with_extensions(extensions: dict[str, str]) -> Callable[[envelope.Keyring], Any]:
+    return lambda keyring: _ExtensionWriter(keyring, extensions)
+
+
+def text(n: int, label: str) -> bytes:
+    """``n`` bytes of line-oriented text that zstd compresses well (a fixed prefix and random hex)."""
+    rand = _DRBG(b"text/" + label.encode("utf-8"))
+    out = bytearray()
+    line = 0
+    while len(out) < n:
+        out += b"record %06d: %s\n" % (line, rand(12).hex().encode())
+        line += 1
+    return bytes(out[:n])
+
+
+def zstd_frame(content: bytes, *, dictionary_id: int | None = None) -> bytes:
+    """One zstd frame (RFC 8878 §3.1.1) holding ``content`` as a single raw block, built by hand so
+    the bytes do not depend on the zstd library (and so it can name a dictionary)."""
+    if len(content) > 255:
+        raise ValueError("zstd_frame keeps the frame content size in one byte")
+    descriptor = 0x20 | (0x01 if dictionary_id is not None else 0)  # single segment, 1-byte dictionary id
+    header = descriptor.to_bytes(1, "big") + (b"" if dictionary_id is None else bytes([dictionary_id]))
+    block = ((len(content) << 3) | 1).to_bytes(3, "little") + content  # last block, raw
+    return ZSTD_MAGIC + header + bytes([len(content)]) + block
+
+
+def zstd_skippable(content: bytes) -> bytes:
+    return (0x184D2A50).to_bytes(4, "little") + len(content).to_bytes(4, "little") + content
 
 
 # -- message surgery -------------------------------------------------------------------------
@@ -188,7 +243,9 @@ class Generator:
 
     def add(self, vid: str, description: str, message: str, keyrings: list[dict[str, Any]], expect: str, *,
             policy: str = STRICT, plaintext: bytes | None = None, header_context: dict[str, str] | None = None,
-            decrypt_context: dict[str, str] | None = None, max_edks: int | None = None, rule: str | None = None,
+            decrypt_context: dict[str, str] | None = None, max_edks: int | None = None,
+            max_header_length: int | None = None, decompress: bool | None = None,
+            max_decompressed_size: int | None = None, rule: str | None = None,
             producer: str = "envelope", deterministic: bool = True, info: dict[str, Any] | None = None) -> None:
         if vid in self.ids:
             raise RuntimeError(f"duplicate vector id {vid}")
@@ -202,6 +259,13 @@ class Generator:
             entry["decrypt_encryption_context"] = decrypt_context
         if max_edks is not None:
             entry["max_encrypted_data_keys"] = max_edks
+        # The remaining decrypt options, named as envelope.decrypt names them (format-spec §12).
+        if max_header_length is not None:
+            entry["max_header_length"] = max_header_length
+        if decompress is not None:
+            entry["decompress"] = decompress
+        if max_decompressed_size is not None:
+            entry["max_decompressed_size"] = max_decompressed_size
         entry["expect"] = expect
         if rule is not None:
             entry["rule"] = rule
@@ -216,12 +280,14 @@ class Generator:
     # producers ------------------------------------------------------------------------------
 
     def ours(self, name: str, plaintext: bytes, descs: list[dict[str, Any]], suite: Suite, frame: int,
-             context: dict[str, str] | None = None, *, manager: Callable[[envelope.Keyring], Any] | None = None
-             ) -> tuple[str, dict[str, str]]:
+             context: dict[str, str] | None = None, *, manager: Callable[[envelope.Keyring], Any] | None = None,
+             compression: str | None = None) -> tuple[str, dict[str, str]]:
         keyrings = [keyring_from(d, self.out) for d in descs]
         keyring = keyrings[0] if len(keyrings) == 1 else envelope.MultiKeyring(generator=keyrings[0],
                                                                                children=keyrings[1:])
         source: dict[str, Any] = {"materials_manager": manager(keyring)} if manager else {"keyring": keyring}
+        if compression is not None:
+            source["compression"] = compression
         policy = ALLOW if suite.is_committing else "FORBID_ENCRYPT_ALLOW_DECRYPT"
         with seeded(name):
             message = envelope.encrypt(plaintext, algorithm=suite, frame_length=frame, encryption_context=context,
@@ -351,6 +417,20 @@ class Generator:
             rel, ctx = self.theirs(vid, plaintext, [desc], COMMIT, FRAME, {})
             self.add(vid, f"written by the ESDK with raw RSA {padding}", rel, [desc], "success",
                      plaintext=plaintext, header_context=ctx, producer=ESDK_PRODUCER, deterministic=False)
+
+        # A peer knows nothing of envelope: keys, so it writes them as given: compressed data ...
+        vid = "esdk-0478-zstd-frame128"
+        data = text(8000, vid)
+        rel, ctx = self.theirs(vid, zstandard.ZstdCompressor(level=3).compress(data), [aes], COMMIT, 128,
+                               {**CONTEXT, COMPRESSION: "zstd"})
+        self.add(vid, "written by the ESDK: zstd bytes with envelope:compression = zstd", rel, [aes], "success",
+                 plaintext=data, header_context=ctx, producer=ESDK_PRODUCER, deterministic=False,
+                 info={"algorithm": COMMIT.name})
+        # ... and extensions no reader implements.
+        vid = "fail-esdk-0478-extension-unknown-key"
+        rel, _ = self.theirs(vid, text(1000, vid), [aes], COMMIT, FRAME, {**CONTEXT, "envelope:future": "1"})
+        self.add(vid, "written by the ESDK with an unknown key envelope:future", rel, [aes], "FormatError",
+                 rule="§10 item 19", producer=ESDK_PRODUCER, deterministic=False)
 
     def negative(self) -> None:
         aes, rsa_ = aes_desc(256), rsa_desc("OAEP-SHA256")
@@ -546,10 +626,117 @@ class Generator:
         bad("fail-unsigned-suite-with-key", "signed v1 message relabelled as the unsigned suite 01 78", v1_signed,
             put(o1s, 2, b"\x01\x78"), fmt, "§10 item 15")
 
+    def stored_plaintext(self, rel: str, desc: dict[str, Any], policy: str) -> bytes:
+        """The decrypted bytes before any extension applies (the §8.1 opt-out; what a peer returns)."""
+        plaintext, _ = envelope.decrypt(self.raw(rel), keyring=keyring_from(desc, self.out), commitment_policy=policy,
+                                        decompress=False)
+        return plaintext
+
+    def compressed(self) -> None:
+        """envelope:compression = zstd (format-spec §8.2): decrypt returns the decompressed data."""
+        aes = aes_desc(256)
+        first = ""
+        for suite, frame, size in ((COMMIT, 128, 20000), (DEFAULT, FRAME, 20000), (V1, FRAME, 6000),
+                                   (COMMIT, 0, 3000), (COMMIT, FRAME, 0)):
+            shape = "nonframed" if frame == 0 else f"frame{frame}"
+            vid = f"ok-{int(suite):04x}-zstd-{shape}-{size}B"
+            data = text(size, vid)
+            policy = STRICT if suite.is_committing else ALLOW
+            rel, ctx = self.ours(vid, data, [aes], suite, frame, CONTEXT, compression="zstd")
+            self.add(vid, f"{suite.name}, {shape}, {size} bytes compressed with zstd; the plaintext is the "
+                     "decompressed data", rel, [aes], "success", policy=policy, plaintext=data, header_context=ctx,
+                     deterministic=not suite.is_signing, info={"algorithm": suite.name})
+            if suite in (COMMIT, DEFAULT) and size:
+                # The opt-out: the zstd bytes exactly as a peer sees them (§8.1).
+                self.add(f"{vid}-raw", "the same message with decompress=false: the stored zstd bytes", rel, [aes],
+                         "success", policy=policy, decompress=False, plaintext=self.stored_plaintext(rel, aes, policy),
+                         header_context=ctx, deterministic=not suite.is_signing)
+            first = first or vid
+        rel, size = f"messages/{first}.bin", 20000
+        data, ctx = text(size, first), dict(Layout(self.raw(rel)).header.encryption_context)
+        self.add(f"{first}-limit-exact", "max_decompressed_size equal to the decompressed size", rel, [aes],
+                 "success", max_decompressed_size=size, plaintext=data, header_context=ctx)
+        self.add("fail-zstd-limit-exceeded", "max_decompressed_size one byte below the decompressed size", rel,
+                 [aes], "PolicyError", max_decompressed_size=size - 1, rule="§10 item 28")
+
+        # Several zstd frames, a skippable frame and an empty frame: the plaintext is their contents.
+        vid = "ok-0478-zstd-several-frames"
+        second = text(3000, vid)
+        stream = (zstd_frame(b"first frame, one raw block\n") + zstd_skippable(b"skippable frames carry no data")
+                  + zstandard.ZstdCompressor(level=3).compress(second) + zstd_frame(b""))
+        rel, ctx = self.ours(vid, stream, [aes], COMMIT, 128, CONTEXT, manager=with_extensions({COMPRESSION: "zstd"}))
+        self.add(vid, "a zstd stream of four frames (raw, skippable, compressed, empty)", rel, [aes], "success",
+                 plaintext=b"first frame, one raw block\n" + second, header_context=ctx,
+                 info={"algorithm": COMMIT.name})
+
+        # Authentic plaintext that is not a complete, valid zstd stream (§10 item 28).
+        whole = zstd_frame(b"a raw block that the message cuts short " * 3)
+        reserved = ZSTD_MAGIC + b"\x20\x04" + ((4 << 3) | (3 << 1) | 1).to_bytes(3, "little") + b"abcd"
+        for vid, description, stream in (
+                ("fail-zstd-not-zstd", "declares zstd, but the plaintext is text", text(2000, "not zstd")),
+                ("fail-zstd-truncated-frame", "the zstd frame stops 10 bytes early", whole[:-10]),
+                ("fail-zstd-trailing-bytes", "three bytes that are not a frame follow the zstd frame",
+                 whole + b"\x00\x01\x02"),
+                ("fail-zstd-dictionary", "the zstd frame needs dictionary 7", zstd_frame(b"x" * 40, dictionary_id=7)),
+                ("fail-zstd-reserved-block-type", "a zstd block of the reserved type 3", reserved)):
+            rel, _ = self.ours(vid, stream, [aes], COMMIT, 128, CONTEXT, manager=with_extensions({COMPRESSION: "zstd"}))
+            self.add(vid, description, rel, [aes], "FormatError", rule="§10 item 28")
+
+    def extensions(self) -> None:
+        """`envelope:` keys and values this reader does not implement (§8.1, §10 item 19), and the opt-out."""
+        aes = aes_desc(256)
+        body = text(1000, "extension body")
+        zstd_body = zstd_frame(b"zstd bytes behind an unknown extension")
+        gzip_body = gzip.compress(body, mtime=0)
+        cases = [
+            ("unknown-key", "an unknown key envelope:future", {"envelope:future": "1"}, body, COMMIT, True),
+            ("unknown-key-v1", "v1 message with an unknown key envelope:future", {"envelope:future": "1"}, body,
+             V1, False),
+            ("unknown-key-with-zstd", "envelope:compression = zstd next to an unknown key",
+             {COMPRESSION: "zstd", "envelope:future": "1"}, zstd_body, COMMIT, True),
+            ("bare-prefix", "the key 'envelope:' itself", {"envelope:": "x"}, body, COMMIT, False),
+            ("unknown-compression", "envelope:compression = gzip", {COMPRESSION: "gzip"}, gzip_body, COMMIT, True),
+            ("compression-upper-case", "envelope:compression = ZSTD (the value is lower case)", {COMPRESSION: "ZSTD"},
+             zstd_body, COMMIT, False),
+            ("compression-empty", "envelope:compression with an empty value", {COMPRESSION: ""}, zstd_body, COMMIT,
+             False),
+        ]
+        for name, description, extensions, stored, suite, opt_out in cases:
+            vid = f"fail-extension-{name}"
+            policy = STRICT if suite.is_committing else ALLOW
+            rel, ctx = self.ours(vid, stored, [aes], suite, FRAME, CONTEXT, manager=with_extensions(extensions))
+            self.add(vid, description, rel, [aes], "FormatError", policy=policy, rule="§10 item 19")
+            if opt_out:
+                self.add(f"ok-extension-{name}-opt-out", f"{description}, read with decompress=false: the stored bytes",
+                         rel, [aes], "success", policy=policy, decompress=False, plaintext=stored, header_context=ctx)
+
+    def header_limit(self) -> None:
+        """The caller's header limit (§9, §10 item 12) counts the header body and its authentication."""
+        aes = aes_desc(256)
+        context = {f"field-{i:02d}": f"value {i:02d} " + "x" * 40 for i in range(60)}
+        vid = "header-large"
+        rel, ctx = self.ours(vid, text(500, vid), [aes, aes_desc(128)], COMMIT, FRAME, context)
+        length = Layout(self.raw(rel)).header_end  # about 3.4 KiB: the streamed driver gets it in pieces
+        self.add("ok-header-limit-exact", f"max_header_length equal to the {length}-byte header", rel, [aes], "success",
+                 max_header_length=length, plaintext=text(500, vid), header_context=ctx,
+                 info={"algorithm": COMMIT.name})
+        self.add("fail-header-limit-one-short", "max_header_length one byte below the header length", rel, [aes],
+                 "FormatError", max_header_length=length - 1, rule="§10 item 12")
+        self.add("fail-header-limit-in-context", "max_header_length 256: the limit falls inside the context", rel,
+                 [aes], "FormatError", max_header_length=256, rule="§10 item 12")
+        v1 = "messages/base-0178.bin"
+        length = Layout(self.raw(v1)).header_end
+        self.add("fail-header-limit-v1-with-auth", "v1: max_header_length one byte below header body + IV + tag "
+                 "(the body alone fits)", v1, [aes], "FormatError", policy=ALLOW, max_header_length=length - 1,
+                 rule="§10 item 12")
+
     def run(self) -> None:
         self.positive()
         self.esdk_positive()
         self.negative()
+        self.compressed()
+        self.extensions()
+        self.header_limit()
         messages = self.out / "messages"
         messages.mkdir(parents=True, exist_ok=True)
         for stale in messages.glob("*.bin"):
@@ -558,7 +745,7 @@ class Generator:
         for rel, data in sorted(self.files.items()):
             (self.out / rel).write_bytes(data)
         manifest = {
-            "manifest": {"type": "envelope-message-vectors", "version": 1},
+            "manifest": {"type": "envelope-message-vectors", "version": 2},
             "generator": "vectors/generate.py",
             "expect_values": ["success", "FormatError", "AuthenticationError", "NoMatchingKeyError", "PolicyError"],
             "vectors": self.entries,

@@ -201,7 +201,8 @@ def decrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None =
     before it were authentic but the message is incomplete: discard the output.
 
     :param options: ``commitment_policy``, ``max_encrypted_data_keys``, ``allow_signed``,
-        ``decompress``, ``max_decompressed_size``, ``max_compression_ratio`` as for `envelope.decrypt`.
+        ``max_header_length``, ``decompress``, ``max_decompressed_size``, ``max_compression_ratio``
+        as for `envelope.decrypt`.
     :returns: the authenticated header.
     :raises AuthenticationError: tampering, truncation or trailing data.
     """
