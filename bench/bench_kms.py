@@ -6,8 +6,12 @@ Rows, all in one run (compare ratios; absolute numbers drift ~30% on shared mach
   every call is one durable transaction that includes its audit event. The configuration users run.
 - ``localkms-memory``: the same over ``path=":memory:"`` (no file I/O).
 - ``localkms-disk-no-audit``: attribution only, NOT a supported configuration: the audit event is
-  neither built nor appended, to show how much of a call is the audit log.
+  neither encoded nor appended, to show how much of a call is the audit log.
 - ``moto``: moto's in-process KMS mock behind a boto3 client (``mock_aws``), the common test peer.
+
+Each rate is given twice: by wall time and by this process's CPU time (``time.process_time``).
+The machines are shared, so wall rates swing with the neighbours' load; CPU rates (and ratios
+between rows of one run) are the figures to compare. Every row runs in this one process.
 
 Plus the latency of opening an existing store and making the first call, in a fresh interpreter.
 
@@ -33,11 +37,11 @@ CONTEXT = {"purpose": "bench", "tenant": "t-0001"}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds`` (after a short warm-up)."""
+def _rate(fn: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Calls per second of ``fn`` over about ``seconds`` (after a short warm-up): by wall and CPU time."""
     for _ in range(200):
         fn()
-    count, start = 0, time.perf_counter()
+    count, start, cpu_start = 0, time.perf_counter(), time.process_time()
     deadline = start + seconds
     while True:
         for _ in range(100):
@@ -45,7 +49,8 @@ def _rate(fn: Callable[[], object], seconds: float) -> float:
         count += 100
         now = time.perf_counter()
         if now >= deadline:
-            return count / (now - start)
+            cpu = time.process_time() - cpu_start
+            return count / (now - start), count / cpu if cpu > 0 else float("inf")
 
 
 @contextmanager
@@ -56,15 +61,15 @@ def _localkms(path: str, audit: bool) -> Iterator[Any]:
     # Patch the names the runtime calls (attribution only); restored on exit.
     log_class: Any = audit_module.AuditLog
     names = vars(runtime)
-    saved_append, saved_build = log_class.__dict__["append"], names["build_event"]
+    saved_append, saved_encode = log_class.__dict__["append_encoded"], names["encode_event"]
     if not audit:
-        log_class.append = staticmethod(lambda conn, event: {})
-        names["build_event"] = lambda **kwargs: {}
+        log_class.append_encoded = staticmethod(lambda conn, event, head=None: (0, "", ""))
+        names["encode_event"] = lambda **kwargs: None
     try:
         yield LocalKMS(path=path)
     finally:
-        log_class.append = saved_append
-        names["build_event"] = saved_build
+        log_class.append_encoded = saved_append
+        names["encode_event"] = saved_encode
 
 
 @contextmanager
@@ -77,7 +82,7 @@ def _moto() -> Iterator[Any]:
                            aws_secret_access_key="bench")
 
 
-def _measure(client: Any, seconds: float) -> dict[str, float]:
+def _measure(client: Any, seconds: float) -> dict[str, tuple[float, float]]:
     key_id = client.create_key(Description="bench")["KeyMetadata"]["KeyId"]
 
     def gdk() -> dict[str, Any]:
@@ -150,17 +155,20 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeat):
                 with make() as client:
                     rounds.append(_measure(client, args.seconds))
-            results[name] = {op: statistics.median(r[op] for r in rounds) for op in rounds[0]}
+            results[name] = {f"{op}{suffix}": statistics.median(r[op][index] for r in rounds)
+                             for op in rounds[0] for index, suffix in ((0, ""), (1, "_cpu"))}
         results["open-latency"] = _open_latency(tmp, max(args.repeat, 3))
-    print(f"{'row':<26}{'GenerateDataKey/s':>20}{'Decrypt/s':>14}")
+    print(f"{'ops/s, median of rounds':<26}{'GenerateDataKey':>16}{'Decrypt':>10}{'GDK (CPU)':>12}"
+          f"{'Decrypt (CPU)':>15}   ratio to moto (CPU)")
     base = results.get("moto")
     for name, row in results.items():
         if name == "open-latency":
             continue
-        line = f"{name:<26}{row['GenerateDataKey']:>20,.0f}{row['Decrypt']:>14,.0f}"
+        line = (f"{name:<26}{row['GenerateDataKey']:>16,.0f}{row['Decrypt']:>10,.0f}"
+                f"{row['GenerateDataKey_cpu']:>12,.0f}{row['Decrypt_cpu']:>15,.0f}")
         if base and name != "moto":
-            line += f"   ({row['GenerateDataKey'] / base['GenerateDataKey']:.2f}x / " \
-                    f"{row['Decrypt'] / base['Decrypt']:.2f}x moto)"
+            line += f"   {row['GenerateDataKey_cpu'] / base['GenerateDataKey_cpu']:.1f}x / " \
+                    f"{row['Decrypt_cpu'] / base['Decrypt_cpu']:.1f}x"
         print(line)
     lat = results["open-latency"]
     print(f"fresh process: import {lat['import_ms']:.0f} ms, open store + first GenerateDataKey "

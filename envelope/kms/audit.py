@@ -9,19 +9,23 @@ import functools
 import hashlib
 import json
 import math
+import os
 import sqlite3
-import uuid
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO
+from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _json_str
+from typing import IO, NamedTuple
 
 from ..errors import KMSError
 
-__all__ = ["GENESIS_HASH", "AuditLog", "AuditVerification", "build_event"]
+__all__ = ["GENESIS_HASH", "AuditLog", "AuditVerification", "EncodedEvent", "build_event", "encode_event"]
 
 EVENT_VERSION = "1.11"
 GENESIS_HASH = "0" * 64  # the "previous hash" of the first record
+HEAD_QUERY = "SELECT seq, hash FROM audit_head WHERE id = 1"
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS audit_events (
@@ -33,7 +37,9 @@ _SCHEMA = (
         body TEXT NOT NULL,
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)",
+    # No secondary index: each one is another page written by every call's commit, and lookups
+    # by time are rare next to appends (they scan, newest first). Dropped from older files.
+    "DROP INDEX IF EXISTS audit_events_ts",
     # The chain head lives apart from the events, written in the same transaction, so deleting
     # the newest events (which leaves a self-consistent chain) is still detected.
     """CREATE TABLE IF NOT EXISTS audit_head (
@@ -73,6 +79,9 @@ def _utc(moment: datetime) -> datetime:
 
 
 _DROP = object()
+_RULES_MAX = 4096
+# field name -> None (a secret: drop it) or (CloudTrail name, whether its value is a data map)
+_RULES: dict[str, tuple[str, bool] | None] = {}
 
 
 def _camel(name: str) -> str:
@@ -81,27 +90,42 @@ def _camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
+def _rule(name: str) -> tuple[str, bool] | None:
+    try:
+        return _RULES[name]
+    except KeyError:
+        pass
+    lowered = name.lower()
+    found = None if lowered in _SECRET_FIELDS else (_camel(name), lowered in _DATA_MAPS)
+    if len(_RULES) < _RULES_MAX:  # names come from callers' keyword arguments: stay bounded
+        _RULES[name] = found
+    return found
+
+
 def _scrub(value: object, *, data_map: bool = False) -> object:
     """Return a JSON-ready copy without secrets or bytes (``_DROP`` if nothing may be kept)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value
+    if isinstance(value, (str, int, float)):
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _DROP
     if isinstance(value, Mapping):
         out: dict[str, object] = {}
         for key, item in value.items():
-            name = str(key)
-            lowered = name.lower()
+            name = key if type(key) is str else str(key)
             if data_map:
-                kept = _scrub(item)
+                kept = item if type(item) is str else _scrub(item)
                 if kept is not _DROP:
                     out[name] = kept
                 continue
-            if lowered in _SECRET_FIELDS:
+            rule = _rule(name)
+            if rule is None:
                 continue
-            kept = _scrub(item, data_map=lowered in _DATA_MAPS)
+            kept = _scrub(item, data_map=rule[1])
             if kept is not _DROP:
-                out[_camel(name)] = kept
+                out[rule[0]] = kept
         return out
     if isinstance(value, datetime):
         return _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -141,6 +165,17 @@ def _resource(arn: str) -> dict[str, str]:
     return {"ARN": arn, "accountId": account, "type": kind}
 
 
+def _uuid4_text(h: str) -> str:
+    """32 random hex digits as a version 4 UUID string (what ``str(uuid.uuid4())`` gives)."""
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+
+
+def _event_ids() -> tuple[str, str]:
+    """A request id and an event id: random UUIDs from one read of the OS random source."""
+    h = os.urandom(32).hex()
+    return _uuid4_text(h[:32]), _uuid4_text(h[32:])
+
+
 def build_event(*, event_name: str, region: str, account: str, principal: str,
                 request_parameters: Mapping[str, object], response_elements: Mapping[str, object] | None,
                 error_code: str | None, error_message: str | None, key_arns: Sequence[str],
@@ -155,6 +190,7 @@ def build_event(*, event_name: str, region: str, account: str, principal: str,
     """
     request = _scrub(request_parameters)
     response = None if response_elements is None else _scrub(response_elements)
+    request_id, event_id = _event_ids()
     event: dict[str, object] = {
         "eventVersion": EVENT_VERSION,
         "userIdentity": dict(_identity(principal)),
@@ -166,8 +202,8 @@ def build_event(*, event_name: str, region: str, account: str, principal: str,
         "userAgent": user_agent,
         "requestParameters": request,
         "responseElements": response or None,
-        "requestID": str(uuid.uuid4()),
-        "eventID": str(uuid.uuid4()),
+        "requestID": request_id,
+        "eventID": event_id,
         "readOnly": read_only,
         "resources": [_resource(arn) for arn in key_arns],
         "eventType": "AwsApiCall",
@@ -181,8 +217,90 @@ def build_event(*, event_name: str, region: str, account: str, principal: str,
     return event
 
 
-def _canonical(event: Mapping[str, object]) -> str:
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# JSONEncoder.encode builds this C encoder on every call; build it once (scrubbed events are
+# acyclic trees, so the cycle check it would skip is not needed).
+_C_CANONICAL = None if _c_make_encoder is None else _c_make_encoder(
+    None, _CANONICAL.default, _json_str, None, ":", ",", True, False, True)
+
+
+def _canonical(event: object) -> str:
+    """``json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``: what is hashed."""
+    if _C_CANONICAL is None or isinstance(event, str):
+        return _CANONICAL.encode(event)
+    return "".join(_C_CANONICAL(event, 0))
+
+
+class EncodedEvent(NamedTuple):
+    """An event ready to append: its canonical JSON (what is hashed) and the indexed columns."""
+
+    body: str
+    ts: float          # eventTime in epoch seconds (whole seconds, as eventTime has)
+    event_name: str
+    principal: str
+    key_arns: str      # " arn1 arn2 " (space-delimited, space-padded), as `_index_fields` makes
+
+
+@functools.lru_cache(maxsize=1024)
+def _call_parts(event_name: str, region: str, account: str, principal: str, source_ip: str,
+                user_agent: str, read_only: bool) -> tuple[str, str, str, str, str]:
+    """The fixed stretches of a caller's canonical event, keys in sorted order (see `encode_event`)."""
+    identity = _canonical(_identity(principal))
+    return ('{"awsRegion":' + _json_str(region),
+            ',"eventCategory":"Management","eventID":"',
+            '","eventName":' + _json_str(event_name) + ',"eventSource":"kms.amazonaws.com","eventTime":"',
+            '","eventType":"AwsApiCall","eventVersion":"' + EVENT_VERSION + '","managementEvent":true,'
+            '"readOnly":' + ("true" if read_only else "false") + ',"recipientAccountId":' + _json_str(account)
+            + ',"requestID":"',
+            ',"sourceIPAddress":' + _json_str(source_ip) + ',"userAgent":' + _json_str(user_agent)
+            + ',"userIdentity":' + identity + "}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _resources_json(key_arns: tuple[str, ...]) -> str:
+    return _canonical([_resource(arn) for arn in key_arns])
+
+
+_time_text: tuple[int, str] = (0, "1970-01-01T00:00:00Z")
+
+
+def _event_time(second: int) -> str:
+    global _time_text
+    last = _time_text  # one read: another thread may swap the pair, never tear it
+    if last[0] == second:
+        return last[1]
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    _time_text = (second, text)
+    return text
+
+
+def encode_event(*, event_name: str, region: str, account: str, principal: str,
+                 request_parameters: Mapping[str, object], response_elements: Mapping[str, object] | None,
+                 error_code: str | None, error_message: str | None, key_arns: Sequence[str],
+                 now: float, source_ip: str = "127.0.0.1", user_agent: str = "envelope",
+                 read_only: bool = False) -> EncodedEvent:
+    """Return what `build_event` builds (with ``eventTime`` = ``now`` floored to the second), encoded.
+
+    The body is exactly ``json.dumps(event, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` of that event, assembled from cached fixed parts so that a call pays
+    only for the fields that vary (ids, time, request, response, resources).
+    """
+    if not math.isfinite(now):
+        raise ValueError("the event time must be a finite number of epoch seconds")
+    second = math.floor(now)
+    head, to_name, to_time, to_request, tail = _call_parts(event_name, region, account, principal,
+                                                           source_ip, user_agent, read_only)
+    request = _canonical(_scrub(request_parameters))
+    response = None if response_elements is None else _scrub(response_elements)
+    arns = tuple(key_arns)
+    error = "" if error_code is None else \
+        ',"errorCode":' + _json_str(error_code) + ',"errorMessage":' + _json_str(error_message or "")
+    request_id, event_id = _event_ids()
+    body = "".join((head, error, to_name, event_id, to_time, _event_time(second), to_request,
+                    request_id, '","requestParameters":', request, ',"resources":', _resources_json(arns),
+                    ',"responseElements":', _canonical(response) if response else "null", tail))
+    return EncodedEvent(body, float(second), event_name, _principal_column(_identity(principal)),
+                        " " + " ".join(arns) + " ")
 
 
 def _chain_hash(seq: int, previous: str, body: str) -> str:
@@ -236,21 +354,6 @@ class AuditLog:
         :raises ValueError: its ``eventTime`` is not an ISO 8601 time with a zone.
         :raises KMSError: the chain head is missing while events remain (a damaged log).
         """
-        own = not conn.in_transaction
-        if own:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
-            record = AuditLog._append(conn, event)
-        except BaseException:
-            if own:
-                conn.execute("ROLLBACK")
-            raise
-        if own:
-            conn.execute("COMMIT")
-        return record
-
-    @staticmethod
-    def _append(conn: sqlite3.Connection, event: Mapping[str, object]) -> dict[str, object]:
         name, moment = event.get("eventName"), event.get("eventTime")
         if not isinstance(name, str) or not isinstance(moment, str):
             raise TypeError("an audit event needs eventName and eventTime strings")
@@ -259,21 +362,55 @@ class AuditLog:
         except ValueError:
             raise ValueError("eventTime must be an ISO 8601 time with a zone") from None
         principal, arns = _index_fields(event)
-        row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-        if row is None and conn.execute("SELECT 1 FROM audit_events LIMIT 1").fetchone():
-            # Restarting the chain would hide the damage; refuse until someone looks.
-            raise KMSError("the audit log is damaged: its chain head is missing (see AuditLog.verify)",
-                           code="KMSInternalException")
-        seq, previous = (row[0] + 1, row[1]) if row else (1, GENESIS_HASH)
-        body = _canonical(event)
-        digest = _chain_hash(seq, previous, body)
-        conn.execute("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (seq, ts, name, principal, arns,
-                      body, previous, digest))
-        conn.execute("INSERT OR REPLACE INTO audit_head (id, seq, hash) VALUES (1, ?, ?)", (seq, digest))
+        seq, previous, digest = AuditLog.append_encoded(
+            conn, EncodedEvent(_canonical(event), ts, name, principal, arns))
         record = dict(event)
         record.update(sequenceNumber=seq, previousHash=previous, hash=digest)
         return record
+
+    @staticmethod
+    def append_encoded(conn: sqlite3.Connection, event: EncodedEvent,
+                       head: tuple[int | None, str | None] | None = None) -> tuple[int, str, str]:
+        """Chain an event made by `encode_event`; return its sequence number, previous hash and hash.
+
+        The same contract as `append` (which calls it), minus the dict: the service's own calls
+        use it so that the event is serialized once and never parsed back.
+
+        :param head: the head row's ``(seq, hash)`` (``(None, None)``: no row) as read by the
+            caller earlier in this same write transaction, to save a query; None: read it here.
+        :raises KMSError: the chain head is missing while events remain (a damaged log).
+        """
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN IMMEDIATE")
+            head = None  # a head read before this transaction began may be stale
+        try:
+            if head is None:
+                row = conn.execute(HEAD_QUERY).fetchone()
+                head = (None, None) if row is None else row
+            last, previous = head
+            if last is None or previous is None:
+                if conn.execute("SELECT 1 FROM audit_events LIMIT 1").fetchone():
+                    # Restarting the chain would hide the damage; refuse until someone looks.
+                    raise KMSError("the audit log is damaged: its chain head is missing (see AuditLog.verify)",
+                                   code="KMSInternalException")
+                seq, previous = 1, GENESIS_HASH
+            else:
+                seq = last + 1
+            digest = _chain_hash(seq, previous, event.body)
+            conn.execute("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (seq, event.ts, event.event_name, event.principal, event.key_arns, event.body,
+                          previous, digest))
+            # An UPDATE rewrites the head row in place (INSERT OR REPLACE deletes and reinserts).
+            conn.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)" if last is None
+                         else "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
+        except BaseException:
+            if own:
+                conn.execute("ROLLBACK")
+            raise
+        if own:
+            conn.execute("COMMIT")
+        return seq, previous, digest
 
     def lookup(self, *, start_time: datetime | None = None, end_time: datetime | None = None,
                event_name: str | None = None, key_id: str | None = None,
@@ -325,7 +462,7 @@ class AuditLog:
 
     def head(self) -> tuple[int, str]:
         """Return the newest sequence number and hash (``(0, GENESIS_HASH)`` for an empty log)."""
-        row = self._connect().execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        row = self._connect().execute(HEAD_QUERY).fetchone()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
     def verify(self, *, anchor: tuple[int, str] | None = None) -> AuditVerification:
@@ -359,12 +496,16 @@ class AuditLog:
         return AuditVerification(True, count, None, "ok")
 
 
+def _principal_column(identity: Mapping[str, object]) -> str:
+    return str(identity.get("arn") or identity.get("invokedBy") or "")
+
+
 def _index_fields(event: Mapping[str, object]) -> tuple[str, str]:
     """Return the principal and the space-delimited resource ARNs that lookups filter on."""
     identity = event.get("userIdentity")
     principal = ""
     if isinstance(identity, Mapping):
-        principal = str(identity.get("arn") or identity.get("invokedBy") or "")
+        principal = _principal_column(identity)
     resources = event.get("resources")
     arns = [str(r["ARN"]) for r in resources if isinstance(r, Mapping) and "ARN" in r] \
         if isinstance(resources, (list, tuple)) else []

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .audit import AuditLog
 from .keys import KeyRecord, key_arn
-from .policy import Grant
+from .policy import Decision, Grant
 from .sealing import Sealer, load_root_key
 from .store import IAM_SCHEMA, REGION_SCHEMA, Database
 
@@ -52,6 +52,8 @@ class KeyEntry:
     """Cached state of one key in one region: record, parsed policy, grants, unsealed material.
 
     Valid only while the region's change counter is unchanged; material is unsealed lazily.
+    ``decisions`` holds request-independent authorization decisions by (principal, action),
+    each with the identity policies it was made with.
     """
 
     record: KeyRecord
@@ -62,6 +64,8 @@ class KeyEntry:
     aeads: dict[int, AESGCM] = field(default_factory=dict)
     materials: dict[int, bytes] = field(default_factory=dict)
     loaded: dict[int, Any] = field(default_factory=dict)
+    decisions: dict[tuple[str, str], tuple[tuple[dict[str, object], ...], Decision]] = \
+        field(default_factory=dict)
 
 
 class Region:

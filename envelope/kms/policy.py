@@ -8,11 +8,13 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 from ..errors import KMSError
+from .conditions import Condition, RequestValues, malformed_policy, wildcard
+from .conditions import compile_condition as _compile_condition
 
 __all__ = [
     "AuthorizationRequest",
@@ -22,6 +24,7 @@ __all__ = [
     "authorize",
     "default_key_policy",
     "parse_policy",
+    "request_independent",
     "would_lock_out",
 ]
 
@@ -121,24 +124,14 @@ def _freeze(value: object) -> object:
     return value
 
 
-def _malformed(message: str) -> NoReturn:
-    raise KMSError(f"malformed policy document: {message}", code="MalformedPolicyDocumentException")
-
-
 def _strings(value: object, what: str) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else (value,)
     if not items or not all(isinstance(i, str) and i for i in items):
-        _malformed(f"{what} must be a non-empty string or list of strings")
+        malformed_policy(f"{what} must be a non-empty string or list of strings")
     return tuple(str(i) for i in items)
 
 
 # --- compiled forms ---------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=4096)
-def _wildcard(pattern: str) -> re.Pattern[str]:
-    """IAM wildcards: ``*`` is any run of characters, ``?`` exactly one."""
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.DOTALL)
-
 
 @dataclass(frozen=True, slots=True)
 class _Matcher:
@@ -152,7 +145,7 @@ class _Matcher:
     def build(cls, values: Sequence[str], *, fold: bool = False) -> _Matcher:
         vals = [v.lower() for v in values] if fold else list(values)
         return cls("*" in vals, frozenset(v for v in vals if "*" not in v and "?" not in v),
-                   tuple(_wildcard(v) for v in vals if ("*" in v or "?" in v) and v != "*"))
+                   tuple(wildcard(v) for v in vals if ("*" in v or "?" in v) and v != "*"))
 
     def __call__(self, value: str) -> bool:
         return self.anything or value in self.exact or any(p.fullmatch(value) for p in self.patterns)
@@ -170,100 +163,6 @@ class _PrincipalSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class _Cond:
-    key: str                    # lower-cased condition key
-    kind: str                   # eq, ieq, like, bool, null, num
-    negate: bool
-    set_op: str                 # "", "all", "any"
-    if_exists: bool
-    values: frozenset[str]
-    patterns: tuple[re.Pattern[str], ...]
-    numbers: tuple[float, ...]
-    num_cmp: str
-
-    def test(self, present: tuple[str, ...] | None) -> bool:
-        if self.kind == "null":
-            absent = not present
-            return absent if "true" in self.values else not absent
-        if not present:
-            if self.set_op:
-                return self.set_op == "all"
-            return self.if_exists or self.negate
-        one = self._one
-        if self.set_op == "all":
-            return all(one(v) != self.negate for v in present)
-        if self.set_op == "any":
-            return any(one(v) != self.negate for v in present)
-        return any(one(v) for v in present) != self.negate
-
-    def _one(self, value: str) -> bool:
-        kind = self.kind
-        if kind == "eq":
-            return value in self.values
-        if kind in ("ieq", "bool"):
-            return value.lower() in self.values
-        if kind == "like":
-            return any(p.fullmatch(value) for p in self.patterns)
-        try:
-            number = float(value)
-        except ValueError:
-            return False
-        return any(_NUM_CMP[self.num_cmp](number, n) for n in self.numbers)
-
-
-_NUM_CMP: dict[str, Callable[[float, float], bool]] = {
-    "Equals": lambda a, b: a == b, "LessThan": lambda a, b: a < b,
-    "LessThanEquals": lambda a, b: a <= b, "GreaterThan": lambda a, b: a > b,
-    "GreaterThanEquals": lambda a, b: a >= b,
-}
-# base operator -> (kind, negated, numeric comparison)
-_OPERATORS: dict[str, tuple[str, bool, str]] = {
-    "StringEquals": ("eq", False, ""), "StringNotEquals": ("eq", True, ""),
-    "StringEqualsIgnoreCase": ("ieq", False, ""), "StringNotEqualsIgnoreCase": ("ieq", True, ""),
-    "StringLike": ("like", False, ""), "StringNotLike": ("like", True, ""),
-    "ArnEquals": ("like", False, ""), "ArnLike": ("like", False, ""),
-    "ArnNotEquals": ("like", True, ""), "ArnNotLike": ("like", True, ""),
-    "Bool": ("bool", False, ""), "Null": ("null", False, ""),
-    "NumericEquals": ("num", False, "Equals"), "NumericNotEquals": ("num", True, "Equals"),
-    "NumericLessThan": ("num", False, "LessThan"), "NumericLessThanEquals": ("num", False, "LessThanEquals"),
-    "NumericGreaterThan": ("num", False, "GreaterThan"),
-    "NumericGreaterThanEquals": ("num", False, "GreaterThanEquals"),
-}
-
-
-def _as_text(value: object) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-def _compile_condition(operator: str, key: str, raw: object) -> _Cond:
-    name, set_op = operator, ""
-    for prefix, tag in (("ForAllValues:", "all"), ("ForAnyValue:", "any")):
-        if name.startswith(prefix):
-            name, set_op = name[len(prefix):], tag
-    if_exists = name.endswith("IfExists") and name != "Null"
-    base = name[:-len("IfExists")] if if_exists else name
-    if base not in _OPERATORS:
-        _malformed(f"unsupported condition operator {operator!r}")
-    kind, negate, num_cmp = _OPERATORS[base]
-    items = raw if isinstance(raw, (list, tuple)) else (raw,)
-    if not items or not all(isinstance(v, (str, bool, int, float)) for v in items):
-        _malformed(f"condition {operator} {key!r} needs string, number or boolean values")
-    texts = [_as_text(v) for v in items]
-    if kind in ("ieq", "bool", "null"):
-        texts = [t.lower() for t in texts]
-    if kind in ("bool", "null") and not set(texts) <= {"true", "false"}:
-        _malformed(f"condition {operator} {key!r} needs true or false")
-    numbers: tuple[float, ...] = ()
-    if kind == "num":
-        try:
-            numbers = tuple(float(t) for t in texts)
-        except ValueError:
-            _malformed(f"condition {operator} {key!r} needs numbers")
-    patterns = tuple(_wildcard(t) for t in texts) if kind == "like" else ()
-    return _Cond(key.lower(), kind, negate, set_op, if_exists, frozenset(texts), patterns, numbers, num_cmp)
-
-
-@dataclass(frozen=True, slots=True)
 class _Statement:
     sid: str
     allow: bool
@@ -272,9 +171,9 @@ class _Statement:
     not_action: bool
     resources: _Matcher
     not_resource: bool
-    conditions: tuple[_Cond, ...]
+    conditions: tuple[Condition, ...]
 
-    def principal_match(self, who: _Caller) -> str | None:
+    def principal_match(self, who: Caller) -> str | None:
         """Return "direct", "root" (the caller's account root is named) or None."""
         spec = self.principal
         if spec is None:
@@ -292,34 +191,35 @@ class _Statement:
 class _CompiledPolicy:
     statements: tuple[_Statement, ...]
     identity: bool              # compiled as an identity policy (no Principal) or a key policy
+    conditional: bool = False   # some statement has a Condition (decisions may depend on the request)
 
 
 def _compile_statement(raw: object, index: int, *, identity: bool) -> _Statement:
     if not isinstance(raw, Mapping):
-        _malformed("each statement must be an object")
+        malformed_policy("each statement must be an object")
     unknown = set(raw) - _STATEMENT_KEYS
     if unknown:
-        _malformed(f"unknown statement element {min(unknown)!r}")
+        malformed_policy(f"unknown statement element {min(unknown)!r}")
     sid = raw.get("Sid", f"#{index}")
     if not isinstance(sid, str):
-        _malformed("Sid must be a string")
+        malformed_policy("Sid must be a string")
     effect = raw.get("Effect")
     if effect not in ("Allow", "Deny"):
-        _malformed(f"statement {sid!r}: Effect must be Allow or Deny")
+        malformed_policy(f"statement {sid!r}: Effect must be Allow or Deny")
     principal = _compile_principal(raw, sid, identity=identity)
     actions, not_action = _pick_one(raw, "Action", "NotAction", sid, required=True)
     resources, not_resource = _pick_one(raw, "Resource", "NotResource", sid, required=identity)
-    conditions: list[_Cond] = []
+    conditions: list[Condition] = []
     block = raw.get("Condition", {})
     if not isinstance(block, Mapping):
-        _malformed(f"statement {sid!r}: Condition must be an object")
+        malformed_policy(f"statement {sid!r}: Condition must be an object")
     for operator, entries in block.items():
         if not isinstance(entries, Mapping) or not entries:
-            _malformed(f"statement {sid!r}: condition {operator!r} must map keys to values")
+            malformed_policy(f"statement {sid!r}: condition {operator!r} must map keys to values")
         conditions.extend(_compile_condition(operator, k, v) for k, v in entries.items())
     for action in actions:
         if action != "*" and not re.fullmatch(r"[A-Za-z0-9-]+:[A-Za-z0-9*?]+", action):
-            _malformed(f"statement {sid!r}: bad action {action!r}")
+            malformed_policy(f"statement {sid!r}: bad action {action!r}")
     return _Statement(sid, effect == "Allow", principal, _Matcher.build(actions, fold=True), not_action,
                       _Matcher.build(resources or ("*",)), not_resource, tuple(conditions))
 
@@ -327,13 +227,13 @@ def _compile_statement(raw: object, index: int, *, identity: bool) -> _Statement
 def _pick_one(raw: Mapping[str, object], name: str, negated: str, sid: str,
               *, required: bool) -> tuple[tuple[str, ...], bool]:
     if name in raw and negated in raw:
-        _malformed(f"statement {sid!r} has both {name} and {negated}")
+        malformed_policy(f"statement {sid!r} has both {name} and {negated}")
     if name in raw:
         return _strings(raw[name], name), False
     if negated in raw:
         return _strings(raw[negated], negated), True
     if required:
-        _malformed(f"statement {sid!r} needs {name} or {negated}")
+        malformed_policy(f"statement {sid!r} needs {name} or {negated}")
     return (), False
 
 
@@ -341,10 +241,10 @@ def _compile_principal(raw: Mapping[str, object], sid: str, *, identity: bool) -
     key = "Principal" if "Principal" in raw else "NotPrincipal" if "NotPrincipal" in raw else None
     if identity:
         if key:
-            _malformed(f"statement {sid!r}: identity policies take no {key}")
+            malformed_policy(f"statement {sid!r}: identity policies take no {key}")
         return None
     if key is None or ("Principal" in raw and "NotPrincipal" in raw):
-        _malformed(f"statement {sid!r} needs exactly one of Principal or NotPrincipal")
+        malformed_policy(f"statement {sid!r} needs exactly one of Principal or NotPrincipal")
     value = raw[key]
     names: list[str] = []
     if value == "*":
@@ -353,7 +253,7 @@ def _compile_principal(raw: Mapping[str, object], sid: str, *, identity: bool) -
         for kind_values in value.values():
             names.extend(_strings(kind_values, key))
     else:
-        _malformed(f"statement {sid!r}: {key} must be \"*\" or an object of AWS/Service/Federated lists")
+        malformed_policy(f"statement {sid!r}: {key} must be \"*\" or an object of AWS/Service/Federated lists")
     roots = set()
     others = []
     for name in names:
@@ -367,31 +267,31 @@ def _compile_principal(raw: Mapping[str, object], sid: str, *, identity: bool) -
 
 def _compile_document(doc: object, *, identity: bool) -> _CompiledPolicy:
     if not isinstance(doc, Mapping):
-        _malformed("the document must be a JSON object")
+        malformed_policy("the document must be a JSON object")
     unknown = set(doc) - {"Version", "Id", "Statement"}
     if unknown:
-        _malformed(f"unknown top-level element {min(unknown)!r}")
+        malformed_policy(f"unknown top-level element {min(unknown)!r}")
     if "Version" in doc and doc["Version"] not in _VERSIONS:
-        _malformed("Version must be 2012-10-17 or 2008-10-17")
+        malformed_policy("Version must be 2012-10-17 or 2008-10-17")
     if "Id" in doc and not isinstance(doc["Id"], str):
-        _malformed("Id must be a string")
+        malformed_policy("Id must be a string")
     statements = doc.get("Statement")
     if isinstance(statements, Mapping):
         statements = (statements,)
     if not isinstance(statements, (list, tuple)) or not statements:
-        _malformed("Statement must be an object or a non-empty list")
-    return _CompiledPolicy(tuple(_compile_statement(s, i, identity=identity)
-                                 for i, s in enumerate(statements)), identity)
+        malformed_policy("Statement must be an object or a non-empty list")
+    compiled = tuple(_compile_statement(s, i, identity=identity) for i, s in enumerate(statements))
+    return _CompiledPolicy(compiled, identity, any(stmt.conditions for stmt in compiled))
 
 
 @functools.lru_cache(maxsize=1024)
 def _parse_cached(text: str, identity: bool) -> _FrozenDict:
     if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
-        _malformed(f"the policy is larger than {MAX_POLICY_BYTES} bytes")
+        malformed_policy(f"the policy is larger than {MAX_POLICY_BYTES} bytes")
     try:
         doc = json.loads(text)
     except ValueError:
-        _malformed("the policy is not valid JSON")
+        malformed_policy("the policy is not valid JSON")
     compiled = _compile_document(doc, identity=identity)  # refuses anything but a JSON object
     frozen = _freeze_dict(doc)
     frozen._compiled = compiled
@@ -449,7 +349,9 @@ def default_key_policy(account: str) -> str:
 # --- evaluation -------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class _Caller:
+class Caller:
+    """The calling principal as policies see it."""
+
     account: str
     forms: tuple[str, ...]      # the ARN plus, for an assumed-role session, its role ARN
     is_root: bool
@@ -457,69 +359,25 @@ class _Caller:
 
 
 @functools.lru_cache(maxsize=4096)
-def _caller(principal: str) -> _Caller:
+def _caller(principal: str) -> Caller:
     if _ACCOUNT_RE.fullmatch(principal):
-        return _Caller(principal, (f"arn:aws:iam::{principal}:root", principal), True,
+        return Caller(principal, (f"arn:aws:iam::{principal}:root", principal), True,
                        f"arn:aws:iam::{principal}:root")
     parts = principal.split(":", 5)
     if len(parts) != 6 or parts[0] != "arn":
-        return _Caller("", (principal,), False, principal)  # a service principal
+        return Caller("", (principal,), False, principal)  # a service principal
     account, resource = parts[4], parts[5]
     if parts[2] == "sts" and resource.startswith("assumed-role/"):
         role = resource.split("/")[1]
         role_arn = f"arn:{parts[1]}:iam::{account}:role/{role}"
-        return _Caller(account, (principal, role_arn), False, role_arn)
-    return _Caller(account, (principal,), resource == "root", principal)
-
-
-class _Values:
-    """Lazily computed request values for condition keys (lower-cased key -> values)."""
-
-    __slots__ = ("_cache", "_caller", "_request")
-
-    def __init__(self, request: AuthorizationRequest, caller: _Caller) -> None:
-        self._request = request
-        self._caller = caller
-        self._cache: dict[str, tuple[str, ...] | None] = {}
-
-    def get(self, key: str) -> tuple[str, ...] | None:
-        if key not in self._cache:
-            self._cache[key] = self._compute(key)
-        return self._cache[key]
-
-    def _compute(self, key: str) -> tuple[str, ...] | None:
-        request = self._request
-        for name, value in request.extra_conditions.items():
-            if name.lower() == key:
-                return _request_values(value)
-        context = request.encryption_context or {}
-        if key.startswith("kms:encryptioncontext:"):
-            wanted = key[len("kms:encryptioncontext:"):]
-            found = tuple(v for k, v in context.items() if k.lower() == wanted)
-            return found or None
-        if key == "kms:encryptioncontextkeys":
-            return tuple(context) or None
-        if key == "kms:calleraccount" or key == "aws:principalaccount":
-            return (self._caller.account,) if self._caller.account else None
-        if key == "aws:principalarn":
-            return (self._caller.arn,)
-        if key == "kms:viaservice":
-            return (request.via_service,) if request.via_service else None
-        return None
-
-
-def _request_values(value: object) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return tuple(_as_text(v) for v in value)
-    return (_as_text(value),)
+        return Caller(account, (principal, role_arn), False, role_arn)
+    return Caller(account, (principal,), resource == "root", principal)
 
 
 _ANY_KEY = "\x00any key"  # would_lock_out without a key ARN: every Resource element matches
 
 
-def _applies(stmt: _Statement, action: str, resource: str, values: _Values) -> bool:
+def _applies(stmt: _Statement, action: str, resource: str, values: RequestValues) -> bool:
     if stmt.actions(action) == stmt.not_action:
         return False
     if (resource is _ANY_KEY or stmt.resources(resource)) == stmt.not_resource:
@@ -527,8 +385,8 @@ def _applies(stmt: _Statement, action: str, resource: str, values: _Values) -> b
     return all(cond.test(values.get(cond.key)) for cond in stmt.conditions)
 
 
-def _scan(policy: _CompiledPolicy, who: _Caller, action: str, resource: str,
-          values: _Values) -> tuple[_Statement | None, _Statement | None, _Statement | None]:
+def _scan(policy: _CompiledPolicy, who: Caller, action: str, resource: str,
+          values: RequestValues) -> tuple[_Statement | None, _Statement | None, _Statement | None]:
     """Return (deny, direct allow, root-delegating allow) statements that apply, first of each."""
     direct = root = None
     for stmt in policy.statements:
@@ -546,7 +404,7 @@ def _scan(policy: _CompiledPolicy, who: _Caller, action: str, resource: str,
     return None, direct, root
 
 
-def _grant_allows(grant: Grant, request: AuthorizationRequest, who: _Caller, operation: str) -> bool:
+def _grant_allows(grant: Grant, request: AuthorizationRequest, who: Caller, operation: str) -> bool:
     if grant.key_arn != request.key_arn or grant.grantee_principal not in who.forms:
         return False
     if operation not in grant.operations:
@@ -575,7 +433,7 @@ def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | 
     """
     who = _caller(request.principal)
     action = request.action.lower()
-    values = _Values(request, who)
+    values = RequestValues(request, who)
     identity_allow: _Statement | None = None
     for doc in identity_policies:
         deny, allow, _ = _scan(_compiled(doc, identity=True), who, action, request.key_arn, values)
@@ -612,6 +470,22 @@ def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | 
         return Decision(False, "no key policy statement or grant allows the action", "no-key-policy-allow")
     return Decision(False, f"key policy statement {key_allow.sid!r} delegates to identity policies, "
                            "and none allows the action", "no-identity-policy-allow")
+
+
+def request_independent(key_policy: Mapping[str, object] | None,
+                        identity_policies: Sequence[Mapping[str, object]], grants: Sequence[Grant]) -> bool:
+    """Whether `authorize` gives these documents the same decision whatever the request's values.
+
+    True when no statement has a Condition and no grant has constraints: the decision then
+    depends only on the principal, the action and the key, so a caller may reuse it for as long
+    as these documents are unchanged (the encryption context, grant tokens, via-service and
+    extra condition values cannot change it).
+    """
+    if key_policy is not None and _compiled(key_policy, identity=False).conditional:
+        return False
+    if any(_compiled(doc, identity=True).conditional for doc in identity_policies):
+        return False
+    return not any(grant.constraints for grant in grants)
 
 
 def would_lock_out(policy: Mapping[str, object], principal: str,

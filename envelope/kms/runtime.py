@@ -16,19 +16,23 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..errors import KeyNotFoundError, KMSError
 from . import grants as _grants
 from . import lifecycle as _lifecycle
-from .audit import AuditLog, build_event
-from .clock import Clock, to_datetime
+from .audit import AuditLog, encode_event
+from .clock import Clock
 from .errors import AccessDeniedError, InvalidCiphertextError
 from .keys import load_key, parse_key_ref
 from .params import Args
 from .partition import KeyEntry, Partition, Region
-from .policy import AuthorizationRequest, access_denied, authorize, parse_policy
+from .policy import AuthorizationRequest, access_denied, authorize, parse_policy, request_independent
 from .ratelimit import RateLimiter
-from .store import bump_counter, read_counter
+from .store import bump_counter
 
 __all__ = ["Call", "Retry", "Session", "execute"]
 
 _MAX_ATTEMPTS = 4
+_DECISIONS_PER_KEY = 256  # cached authorization decisions per key entry
+# The change counter (store.read_counter) and the audit chain head in one query: every call needs both.
+_STATE = ("SELECT m.value, h.seq, h.hash FROM meta AS m LEFT JOIN audit_head AS h ON h.id = 1 "
+          "WHERE m.name = 'change_counter'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,12 +220,31 @@ class Call:
             request = AuthorizationRequest(s.principal, action, "*", s.account, context, grant_tokens,
                                            s.via_service, extra or {})
             decision = authorize(request, None, self.identity_policies(), ())
+            if not decision.allowed:
+                raise AccessDeniedError(str(access_denied(request, decision)))
+            return
+        identities = self.identity_policies()
+        slot = (s.principal, action)
+        cached = entry.decisions.get(slot)
+        if cached is not None and cached[0] is identities:
+            decision = cached[1]
         else:
-            request = AuthorizationRequest(s.principal, action, entry.arn, entry.record.account,
-                                           context, grant_tokens, s.via_service, extra or {})
-            decision = authorize(request, entry.policy, self.identity_policies(), entry.grants)
+            decision = authorize(self._request(action, entry, context, grant_tokens, extra), entry.policy,
+                                 identities, entry.grants)
+            # Policy decision cache: valid while the entry is (the region's change counter is
+            # unchanged) and the identity policies are the same objects (the IAM store is unchanged).
+            if len(entry.decisions) < _DECISIONS_PER_KEY and request_independent(entry.policy, identities,
+                                                                                 entry.grants):
+                entry.decisions[slot] = (identities, decision)
         if not decision.allowed:
+            request = self._request(action, entry, context, grant_tokens, extra)
             raise AccessDeniedError(str(access_denied(request, decision)))
+
+    def _request(self, action: str, entry: KeyEntry, context: Mapping[str, str] | None,
+                 grant_tokens: tuple[str, ...], extra: Mapping[str, object] | None) -> AuthorizationRequest:
+        s = self.session
+        return AuthorizationRequest(s.principal, action, entry.arn, entry.record.account, context,
+                                    grant_tokens, s.via_service, extra or {})
 
 
 def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Call], dict[str, Any]],
@@ -241,17 +264,18 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
         conn = region.db.begin()
         call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1)
         try:
-            counter = read_counter(conn)
+            counter, head_seq, head_hash = conn.execute(_STATE).fetchone()
             if counter != region.counter:
                 region.reset_cache(counter)
             args.reset()
             result = fn(call)
-            AuditLog.append(conn, build_event(
+            AuditLog.append_encoded(conn, encode_event(
                 event_name=op, region=session.region, account=session.account,
                 principal=session.principal, request_parameters=raw,
                 response_elements=result if call.response_elements else None, error_code=None,
-                error_message=None, key_arns=call.key_arns, event_time=to_datetime(now),
-                source_ip=session.source_ip, user_agent=session.user_agent, read_only=read_only))
+                error_message=None, key_arns=call.key_arns, now=now,
+                source_ip=session.source_ip, user_agent=session.user_agent, read_only=read_only),
+                head=(head_seq, head_hash))
         except Retry as retry:
             region.db.rollback(conn)
             region.reset_cache()
@@ -282,10 +306,9 @@ def _audit_failure(session: Session, region: Region, op: str, raw: Mapping[str, 
         code, message = "ValidationException", str(exc)
     else:
         code, message = "KMSInternalException", "internal error"
-    event = build_event(event_name=op, region=session.region, account=session.account,
-                        principal=session.principal, request_parameters=raw, response_elements=None,
-                        error_code=code, error_message=message, key_arns=key_arns,
-                        event_time=to_datetime(now), source_ip=session.source_ip,
-                        user_agent=session.user_agent, read_only=read_only)
+    event = encode_event(event_name=op, region=session.region, account=session.account,
+                         principal=session.principal, request_parameters=raw, response_elements=None,
+                         error_code=code, error_message=message, key_arns=key_arns, now=now,
+                         source_ip=session.source_ip, user_agent=session.user_agent, read_only=read_only)
     with region.db.transaction() as conn:
-        AuditLog.append(conn, event)
+        AuditLog.append_encoded(conn, event)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envelope.errors import KMSError
-from envelope.kms.audit import GENESIS_HASH, AuditLog, build_event
+from envelope.kms.audit import GENESIS_HASH, AuditLog, build_event, encode_event
 
 ACCOUNT = "111122223333"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -117,6 +117,69 @@ def test_naive_times_are_refused(db: sqlite3.Connection) -> None:
         AuditLog(lambda: db).lookup(start_time=datetime(2026, 1, 1))
     with pytest.raises(ValueError):
         AuditLog.append(db, {"eventName": "X", "eventTime": "yesterday"})
+
+
+_ENCODE_CASES: dict[str, dict[str, object]] = {
+    "allowed": {"principal": APP, "request_parameters": {"KeyId": KEY, "NumberOfBytes": 32,
+                                                         "EncryptionContext": {"b": "2", "a": "1"}},
+                "response_elements": None, "error_code": None, "error_message": None, "key_arns": [KEY]},
+    "denied": {"principal": ALICE, "request_parameters": {"KeyId": KEY, "Plaintext": SECRET},
+               "response_elements": None, "error_code": "AccessDeniedException",
+               "error_message": 'User "Alice" \\ is not authorized\n', "key_arns": []},
+    "response-and-two-keys": {
+        "principal": f"arn:aws:sts::{ACCOUNT}:assumed-role/App/s-1",
+        "request_parameters": {"SourceKeyId": KEY, "DestinationKeyId": KEY2, "CiphertextBlob": SECRET,
+                               "GrantTokens": ["t"], "Tags": [{"TagKey": "k", "TagValue": 1.5}]},
+        "response_elements": {"KeyId": KEY2, "SourceKeyId": KEY, "Plaintext": SECRET, "Truncated": False},
+        "error_code": None, "error_message": None,
+        "key_arns": [KEY, KEY2, f"arn:aws:kms:us-east-1:{ACCOUNT}:alias/x"]},
+    "unicode-and-quotes": {
+        "principal": "kms.amazonaws.com",
+        "request_parameters": {"EncryptionContext": {"ключ\"": "värde\u2028"}, "Description": "é\x00\t"},
+        "response_elements": {}, "error_code": "ValidationException", "error_message": None, "key_arns": [KEY]},
+    "empty": {"principal": f"arn:aws:iam::{ACCOUNT}:root", "request_parameters": {},
+              "response_elements": None, "error_code": None, "error_message": None, "key_arns": []},
+}
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["write", "read-only"])
+@pytest.mark.parametrize("case", list(_ENCODE_CASES), ids=list(_ENCODE_CASES))
+def test_encoded_event_is_the_canonical_json_of_build_event(case: str, read_only: bool) -> None:
+    fields = {**_ENCODE_CASES[case], "event_name": "ReEncrypt", "region": "eu-west-1", "account": ACCOUNT,
+              "source_ip": '10.0.0.1"', "user_agent": "agent/1 \\ é", "read_only": read_only}
+    now = T0.timestamp() + 59.75
+    encoded = encode_event(now=now, **fields)  # type: ignore[arg-type]
+    reference = build_event(event_time=T0 + timedelta(seconds=59), **fields)  # type: ignore[arg-type]
+    decoded = json.loads(encoded.body)
+    assert decoded["eventID"] != decoded["requestID"]
+    for random_id in ("eventID", "requestID"):
+        assert len(decoded[random_id]) == 36 and decoded[random_id][14] == "4"
+        decoded[random_id] = reference[random_id]
+    assert decoded == reference
+    # Byte for byte what the chain hashes: sorted keys, no spaces, UTF-8 as is.
+    canonical = json.dumps(json.loads(encoded.body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert encoded.body == canonical
+    assert encoded.ts == T0.timestamp() + 59 and encoded.event_name == "ReEncrypt"
+    identity = reference["userIdentity"]
+    assert isinstance(identity, dict)
+    assert encoded.principal == (identity.get("arn") or identity.get("invokedBy"))
+    assert encoded.key_arns == " " + " ".join(fields["key_arns"]) + " "  # type: ignore[arg-type]
+
+
+def test_encoded_events_chain_and_verify(db: sqlite3.Connection) -> None:
+    log = AuditLog(lambda: db)
+    for i, case in enumerate(_ENCODE_CASES.values()):
+        encoded = encode_event(event_name="Decrypt", region="us-east-1", account=ACCOUNT,
+                               now=T0.timestamp() + i, **case)  # type: ignore[arg-type]
+        seq, _, digest = AuditLog.append_encoded(db, encoded)
+        assert seq == i + 1 and log.head() == (seq, digest)
+    AuditLog.append(db, _event())  # dict events and encoded ones share one chain
+    assert log.verify().ok and log.verify().count == len(_ENCODE_CASES) + 1
+    assert [e["sequenceNumber"] for e in log.lookup(principal=ALICE)] == [2]
+    assert [e["sequenceNumber"] for e in log.lookup(key_id=KEY2)] == [3]
+    with pytest.raises(ValueError):
+        encode_event(event_name="Decrypt", region="us-east-1", account=ACCOUNT, now=float("nan"),
+                     **_ENCODE_CASES["empty"])  # type: ignore[arg-type]
 
 
 # --- append and lookup ----------------------------------------------------------------------------
@@ -285,6 +348,14 @@ def test_anchor_catches_a_consistent_rewrite(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM audit_head")
     assert wiped.verify().ok and wiped.verify().count == 0
     assert not wiped.verify(anchor=anchor).ok
+
+
+def test_create_schema_drops_the_old_time_index(db: sqlite3.Connection) -> None:
+    # Files made before the index was dropped lose it at open, so their commits stop paying for it.
+    db.execute("CREATE INDEX audit_events_ts ON audit_events (ts)")
+    AuditLog.create_schema(db)
+    indexes = db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events'")
+    assert indexes.fetchall() == []
 
 
 def test_empty_log_verifies(db: sqlite3.Connection) -> None:

@@ -202,3 +202,57 @@ def test_rate_limits_are_validated() -> None:
         LocalKMS(path=":memory:", rate_limits={"Encrypt": 0})
     with pytest.raises(TypeError):
         LocalKMS(path=":memory:", rate_limits=[("Encrypt", 1)])  # type: ignore[arg-type]
+
+
+# --- cached authorization decisions -------------------------------------------------------------
+
+def _key_policy(*statements: dict[str, object]) -> str:
+    root = {"Sid": "root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "kms:*", "Resource": "*"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [root, *statements]})
+
+
+def test_conditional_decisions_follow_each_request(kms: LocalKMS, key_id: str) -> None:
+    kms.put_key_policy(KeyId=key_id, Policy=_key_policy({
+        "Sid": "app", "Effect": "Allow", "Principal": {"AWS": APP}, "Action": "kms:GenerateDataKey",
+        "Resource": "*", "Condition": {"StringEquals": {"kms:EncryptionContext:tenant": "a"}}}))
+    app = kms.for_principal(APP)
+    for _ in range(2):  # alternate: no decision made for one context may serve the other
+        app.generate_data_key(KeyId=key_id, KeySpec="AES_256", EncryptionContext={"tenant": "a"})
+        _denied(lambda: app.generate_data_key(KeyId=key_id, KeySpec="AES_256", EncryptionContext={"tenant": "b"}))
+        _denied(lambda: app.generate_data_key(KeyId=key_id, KeySpec="AES_256"))
+
+
+def test_key_policy_changes_apply_to_the_next_call(kms: LocalKMS, key_id: str) -> None:
+    allow = {"Sid": "app", "Effect": "Allow", "Principal": {"AWS": APP}, "Action": "kms:Encrypt", "Resource": "*"}
+    app = kms.for_principal(APP)
+    _denied(lambda: app.encrypt(KeyId=key_id, Plaintext=b"x"))
+    kms.put_key_policy(KeyId=key_id, Policy=_key_policy(allow))
+    app.encrypt(KeyId=key_id, Plaintext=b"x")
+    app.encrypt(KeyId=key_id, Plaintext=b"x")
+    kms.put_key_policy(KeyId=key_id, Policy=_key_policy({**allow, "Effect": "Deny"}))
+    _denied(lambda: app.encrypt(KeyId=key_id, Plaintext=b"x"))
+    kms.create_grant(KeyId=key_id, GranteePrincipal=OTHER, Operations=["Encrypt"])
+    other = kms.for_principal(OTHER)
+    other.encrypt(KeyId=key_id, Plaintext=b"x")
+    grant_id = kms.list_grants(KeyId=key_id)["Grants"][0]["GrantId"]
+    kms.revoke_grant(KeyId=key_id, GrantId=grant_id)
+    _denied(lambda: other.encrypt(KeyId=key_id, Plaintext=b"x"))
+
+
+def test_identity_policy_revoked_by_another_process(disk_kms: LocalKMS) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    key_id = disk_kms.create_key()["KeyMetadata"]["KeyId"]
+    disk_kms.principals.create(APP)
+    disk_kms.principals.put_identity_policy(APP, "use", _allow(["kms:Encrypt"]))
+    app = disk_kms.for_principal(APP)
+    app.encrypt(KeyId=key_id, Plaintext=b"x")
+    app.encrypt(KeyId=key_id, Plaintext=b"x")  # the allow is cached in this process now
+    code = ("import sys; from envelope.kms import LocalKMS; "
+            "LocalKMS(path=sys.argv[1]).principals.delete_identity_policy(sys.argv[2], 'use')")
+    subprocess.run([sys.executable, "-c", code, str(disk_kms.data_dir), APP], check=True,
+                   cwd=Path(__file__).resolve().parents[2])
+    _denied(lambda: app.encrypt(KeyId=key_id, Plaintext=b"x"))

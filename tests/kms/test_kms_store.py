@@ -153,6 +153,23 @@ def test_audit_chain_detects_tampering(disk_kms: LocalKMS) -> None:
     assert not disk_kms.audit.verify().ok
 
 
+def test_a_deleted_chain_head_stops_calls_instead_of_restarting_the_chain(disk_kms: LocalKMS) -> None:
+    key_id = disk_kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = disk_kms.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
+    assert disk_kms.data_dir is not None
+    db = sqlite3.connect(Path(disk_kms.data_dir) / "kms-us-east-1.sqlite3")
+    db.execute("DELETE FROM audit_head")
+    db.commit()
+    count = disk_kms.audit.verify().count
+    for call in (lambda: disk_kms.decrypt(CiphertextBlob=blob),
+                 lambda: disk_kms.describe_key(KeyId="alias/none")):  # a success and a failure
+        with pytest.raises(KMSError) as exc:
+            call()
+        assert exc.value.code == "KMSInternalException"
+    result = disk_kms.audit.verify()
+    assert not result.ok and result.count == count
+
+
 def test_threads_share_one_store_without_lost_updates(tmp_path: Path) -> None:
     kms = LocalKMS(path=tmp_path)
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
