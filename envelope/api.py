@@ -79,13 +79,19 @@ def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_man
     data = _as_buffer(ciphertext, "ciphertext")
     manager = resolve_materials_manager(keyring, materials_manager)
     decryptor, output_options = new_decryptor(encryption_context=encryption_context, **options)
-    decryptor.update(data)
-    if not decryptor.needs_materials:
-        decryptor.finalize()  # raises: the input ended inside the header
+    # The whole message is here: parse the header in place and read the body straight from the
+    # input, with no buffering in the decryptor (format-spec §10 release rules still apply there).
+    # (The header is parsed from the caller's bytes when it gave bytes: slicing bytes is cheaper
+    # than slicing a memoryview, and a header is a dozen slices.)
+    start = decryptor.parse_whole_header(ciphertext if type(ciphertext) is bytes else data)
     header = supply(decryptor, manager)
-    parts: list[bytes] = []
-    write, finish = plaintext_writer(header, lambda chunk: parts.append(bytes(chunk)), output_options)
-    write(decryptor.update(b""))
+    out = bytearray(len(data) - start)  # plaintext is never longer than the body that carries it
+    with memoryview(out) as view:
+        n = decryptor.update_into(data[start:], view)
     decryptor.finalize()
+    del out[n:]
+    parts: list[bytes | memoryview] = []
+    write, finish = plaintext_writer(header, parts.append, output_options)
+    write(memoryview(out))  # decompressed on the way if the message says so (§8)
     finish()
     return b"".join(parts), header

@@ -7,6 +7,7 @@ streaming layer.
 from __future__ import annotations
 
 import enum
+import struct
 
 __all__ = [
     "FINAL_FRAME_MARKER",
@@ -39,14 +40,19 @@ class BodyKind(bytes, enum.Enum):
     SINGLE_BLOCK = b"AWSKMSEncryptionClient Single Block"
 
 
+_SEQUENCE_AND_LENGTH = struct.Struct(">IQ")
+_IV = struct.Struct(">8xI")
+
+
 def body_aad(message_id: bytes, kind: BodyKind, sequence_number: int, length: int) -> bytes:
     """messageID ‖ content string ‖ seqNum(4) ‖ plaintext length(8) (§5.1)."""
-    return b"".join((message_id, kind.value, sequence_number.to_bytes(4, "big"), length.to_bytes(8, "big")))
+    # BodyKind members are bytes: adding one adds its content string (no slower `.value` lookup).
+    return message_id + kind + _SEQUENCE_AND_LENGTH.pack(sequence_number, length)
 
 
 def frame_iv(sequence_number: int) -> bytes:
     """Eight zero bytes ‖ seqNum(4): deterministic, unique per frame of one message key (§5.2)."""
-    return b"\x00" * 8 + sequence_number.to_bytes(4, "big")
+    return _IV.pack(sequence_number)
 
 
 def footer(signature: bytes) -> bytes:

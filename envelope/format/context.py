@@ -5,6 +5,7 @@ Parsing checks the encoding rules (sorted, unique, UTF-8); it does not authentic
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 
 from ..errors import FormatError
@@ -15,10 +16,7 @@ __all__ = ["RESERVED_PREFIX", "ENVELOPE_PREFIX", "parse_context", "serialize_con
 RESERVED_PREFIX = "aws-crypto-"  # keys the SDK itself writes; callers may not (§4.3)
 ENVELOPE_PREFIX = "envelope:"  # our authenticated extensions (§8)
 MAX_SERIALIZED = 0xFFFF
-
-
-def _sort_key(item: tuple[bytes, bytes]) -> bytes:
-    return item[0]
+_U16 = struct.Struct(">H")
 
 
 def serialize_context(context: Mapping[str, str]) -> bytes:
@@ -34,14 +32,14 @@ def serialize_context(context: Mapping[str, str]) -> bytes:
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("encryption context keys and values must be str")
         entries.append((key.encode("utf-8"), value.encode("utf-8")))
-    entries.sort(key=_sort_key)
+    entries.sort()  # by key bytes: the keys are distinct, so the values never decide the order
     if len(entries) > 0xFFFF:
         raise ValueError("encryption context has more than 65535 entries")
-    parts = [len(entries).to_bytes(2, "big")]
+    parts = [_U16.pack(len(entries))]
     for k, v in entries:
         if len(k) > 0xFFFF or len(v) > 0xFFFF:
             raise ValueError("an encryption context key or value is longer than 65535 bytes")
-        parts += [len(k).to_bytes(2, "big"), k, len(v).to_bytes(2, "big"), v]
+        parts += (_U16.pack(len(k)), k, _U16.pack(len(v)), v)
     out = b"".join(parts)
     if len(out) > MAX_SERIALIZED:
         raise ValueError(f"serialized encryption context is {len(out)} bytes; the limit is 65535")

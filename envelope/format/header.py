@@ -7,6 +7,7 @@ or the key commitment; nothing parsed here may be trusted until the streaming la
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 
@@ -53,15 +54,11 @@ class EncryptedDataKey:
 
     def serialize(self) -> bytes:
         pid = self.provider_id.encode("utf-8")
-        for name, value in (("provider id", pid), ("provider info", self.provider_info),
-                            ("ciphertext", self.ciphertext)):
-            if len(value) > 0xFFFF:
-                raise ValueError(f"encrypted data key {name} is longer than 65535 bytes")
-        return b"".join((
-            len(pid).to_bytes(2, "big"), pid,
-            len(self.provider_info).to_bytes(2, "big"), bytes(self.provider_info),
-            len(self.ciphertext).to_bytes(2, "big"), bytes(self.ciphertext),
-        ))
+        info, ciphertext = self.provider_info, self.ciphertext
+        if len(pid) > 0xFFFF or len(info) > 0xFFFF or len(ciphertext) > 0xFFFF:
+            name = "provider id" if len(pid) > 0xFFFF else "provider info" if len(info) > 0xFFFF else "ciphertext"
+            raise ValueError(f"encrypted data key {name} is longer than 65535 bytes")
+        return b"".join((_U16.pack(len(pid)), pid, _U16.pack(len(info)), info, _U16.pack(len(ciphertext)), ciphertext))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +100,28 @@ def serialize_header_body(header: Header) -> bytes:
     if suite.message_format_version != header.version:
         raise ValueError(f"{suite.name} is written with message format version {suite.message_format_version}")
     ec = serialize_context(header.encryption_context)
-    if not header.encrypted_data_keys:
+    edks = header.encrypted_data_keys
+    if not edks:
         raise ValueError("a message needs at least one encrypted data key")
-    if len(header.encrypted_data_keys) > 0xFFFF:
+    if len(edks) > 0xFFFF:
         raise ValueError("a message holds at most 65535 encrypted data keys")
-    edks = b"".join(edk.serialize() for edk in header.encrypted_data_keys)
-    count = len(header.encrypted_data_keys).to_bytes(2, "big")
-    frame = header.frame_length.to_bytes(4, "big")
+    edk_bytes = b"".join([edk.serialize() for edk in edks])
+    # The fixed-size fields go through struct (one call for several fields), the variable ones are
+    # joined around them.
     if header.version == 2:
-        return b"".join((b"\x02", suite.wire_id, header.message_id, len(ec).to_bytes(2, "big"), ec,
-                         count, edks, bytes([header.content_type]), frame, header.commitment_key))
-    return b"".join((b"\x01", bytes([_V1_TYPE]), suite.wire_id, header.message_id,
-                     len(ec).to_bytes(2, "big"), ec, count, edks, bytes([header.content_type]),
-                     b"\x00\x00\x00\x00", bytes([IV_LENGTH]), frame))
+        return b"".join((_V2_START.pack(2, suite), header.message_id, _U16.pack(len(ec)), ec,
+                         _U16.pack(len(edks)), edk_bytes, _V2_END.pack(header.content_type, header.frame_length),
+                         header.commitment_key))
+    return b"".join((_V1_START.pack(1, _V1_TYPE, suite), header.message_id, _U16.pack(len(ec)), ec,
+                     _U16.pack(len(edks)), edk_bytes,
+                     _V1_END.pack(header.content_type, IV_LENGTH, header.frame_length)))
+
+
+_U16 = struct.Struct(">H")
+_V2_START = struct.Struct(">BH")  # version, suite id
+_V2_END = struct.Struct(">BI")  # content type, frame length
+_V1_START = struct.Struct(">BBH")  # version, type, suite id
+_V1_END = struct.Struct(">B4xBI")  # content type, reserved (4 zero bytes), IV length, frame length
 
 
 def serialize_header_auth(version: int, tag: bytes) -> bytes:
@@ -144,6 +150,12 @@ def parse_header(buf: bytes | bytearray | memoryview, *,
     return parsed
 
 
+# Wire id -> member by plain dict lookup: calling an enum class with a value costs several times
+# more, and every message header does it.
+_SUITES: dict[int, AlgorithmSuite] = {int(suite): suite for suite in AlgorithmSuite}
+_CONTENT_TYPES: dict[int, ContentType] = {int(kind): kind for kind in ContentType}
+
+
 def _parse(r: Reader, max_edks: int | None) -> ParsedHeader:
     version = r.u8()
     if version == 1:
@@ -157,10 +169,9 @@ def _parse(r: Reader, max_edks: int | None) -> ParsedHeader:
     else:
         raise FormatError(f"not an envelope message: unsupported version 0x{version:02x}")
     suite_id = r.u16()
-    try:
-        suite = AlgorithmSuite(suite_id)
-    except ValueError:
-        raise FormatError(f"unknown algorithm suite 0x{suite_id:04x}") from None
+    suite = _SUITES.get(suite_id)
+    if suite is None:
+        raise FormatError(f"unknown algorithm suite 0x{suite_id:04x}")
     if suite.message_format_version != version:
         raise FormatError(f"algorithm suite {suite.name} may not appear in a version {version} header")
     message_id = r.take(id_length)
@@ -174,10 +185,9 @@ def _parse(r: Reader, max_edks: int | None) -> ParsedHeader:
     for _ in range(edk_count):
         provider_id = decode_utf8(r.u16_bytes(), "an encrypted data key provider id")
         edks.append(EncryptedDataKey(provider_id, r.u16_bytes(), r.u16_bytes()))
-    try:
-        content_type = ContentType(r.u8())
-    except ValueError:
-        raise FormatError("unknown content type") from None
+    content_type = _CONTENT_TYPES.get(r.u8())
+    if content_type is None:
+        raise FormatError("unknown content type")
     if version == 1:
         if r.take(4) != b"\x00\x00\x00\x00":
             raise FormatError("reserved header bytes are not zero")

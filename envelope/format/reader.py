@@ -29,43 +29,64 @@ class Reader:
 
     def __init__(self, buf: bytes | bytearray | memoryview, offset: int = 0) -> None:
         self._buf = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
-        self._size = len(buf)
+        self._size = len(self._buf)  # in bytes, whatever the item size of a caller's memoryview
         self.offset = offset
 
-    def _claim(self, n: int) -> int:
+    # Each read checks its own bounds instead of calling a shared helper: a header parse makes
+    # about twenty reads, and the extra call per read was a visible part of a small message.
+
+    def take(self, n: int) -> bytes:
         start = self.offset
         end = start + n
         if end > self._size:
             raise Incomplete(end)
         self.offset = end
-        return start
-
-    def take(self, n: int) -> bytes:
-        start = self._claim(n)
-        return bytes(self._buf[start:start + n])
+        return bytes(self._buf[start:end])
 
     def slice(self, start: int, end: int) -> bytes:
         """Bytes already read, for example a header body to authenticate."""
         return bytes(self._buf[start:end])
 
     def u8(self) -> int:
-        return _U8.unpack_from(self._buf, self._claim(1))[0]  # type: ignore[no-any-return]
+        start = self.offset
+        if start >= self._size:
+            raise Incomplete(start + 1)
+        self.offset = start + 1
+        return self._buf[start]
 
     def u16(self) -> int:
-        return _U16.unpack_from(self._buf, self._claim(2))[0]  # type: ignore[no-any-return]
+        start = self.offset
+        if start + 2 > self._size:
+            raise Incomplete(start + 2)
+        self.offset = start + 2
+        return _U16.unpack_from(self._buf, start)[0]  # type: ignore[no-any-return]
 
     def u32(self) -> int:
-        return _U32.unpack_from(self._buf, self._claim(4))[0]  # type: ignore[no-any-return]
+        start = self.offset
+        if start + 4 > self._size:
+            raise Incomplete(start + 4)
+        self.offset = start + 4
+        return _U32.unpack_from(self._buf, start)[0]  # type: ignore[no-any-return]
 
     def u64(self) -> int:
-        return _U64.unpack_from(self._buf, self._claim(8))[0]  # type: ignore[no-any-return]
+        start = self.offset
+        if start + 8 > self._size:
+            raise Incomplete(start + 8)
+        self.offset = start + 8
+        return _U64.unpack_from(self._buf, start)[0]  # type: ignore[no-any-return]
 
     def u16_bytes(self) -> bytes:
         """A UInt16 length followed by that many bytes."""
-        return self.take(self.u16())
+        start = self.offset
+        if start + 2 > self._size:
+            raise Incomplete(start + 2)
+        end = start + 2 + _U16.unpack_from(self._buf, start)[0]
+        if end > self._size:
+            raise Incomplete(end)
+        self.offset = end
+        return bytes(self._buf[start + 2:end])
 
 
-_U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")

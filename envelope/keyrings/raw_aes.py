@@ -41,21 +41,24 @@ class RawAESKeyring:
         self.key_namespace = key_namespace
         self.key_name = key_name
         self._name = key_name.encode("utf-8")
+        self._info_prefix = self._name + _TAG_BITS + _IV_LEN  # provider info: name ‖ tag bits ‖ IV length ‖ IV
         self._aead = AEAD(bytes(wrapping_key))
 
     def __repr__(self) -> str:
         return f"RawAESKeyring({self.key_namespace!r}, {self.key_name!r})"
 
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
-        if materials.plaintext_data_key is None:
-            materials = materials.with_data_key(random_bytes(materials.algorithm.key_length))
         data_key = materials.plaintext_data_key
-        if data_key is None:  # pragma: no cover - with_data_key always sets it
-            raise RuntimeError("envelope: internal error: data key missing after generation")
+        generate = data_key is None  # the first keyring makes the data key (ESDK keyring semantics)
+        if data_key is None:
+            data_key = random_bytes(materials.algorithm.key_length)
         iv = random_bytes(IV_LENGTH)
         wrapped = self._aead.seal(iv, data_key, serialize_context(materials.encryption_context))
-        info = self._name + _TAG_BITS + _IV_LEN + iv
-        return materials.with_encrypted_data_key(EncryptedDataKey(self.key_namespace, info, wrapped))
+        edk = EncryptedDataKey(self.key_namespace, self._info_prefix + iv, wrapped)
+        if generate:
+            # New key and its first EDK in one step: one materials object instead of two.
+            return materials.with_data_key(data_key, edk)
+        return materials.with_encrypted_data_key(edk)
 
     def on_decrypt(self, materials: DecryptionMaterials,
                    encrypted_data_keys: Sequence[EncryptedDataKey]) -> DecryptionMaterials:
@@ -63,12 +66,12 @@ class RawAESKeyring:
             return materials
         aad = serialize_context(materials.encryption_context)
         errors: list[str] = []
-        expected_info_length = len(self._name) + 8 + IV_LENGTH
+        expected_info_length = len(self._info_prefix) + IV_LENGTH
         for index, edk in enumerate(encrypted_data_keys):
             if edk.provider_id != self.key_namespace or not edk.provider_info.startswith(self._name):
                 continue
             info = edk.provider_info
-            if len(info) != expected_info_length or info[len(self._name):len(self._name) + 8] != _TAG_BITS + _IV_LEN:
+            if len(info) != expected_info_length or not info.startswith(self._info_prefix):
                 errors.append(f"{self!r}: encrypted data key {index} has malformed provider info")
                 continue
             if len(edk.ciphertext) != materials.algorithm.key_length + TAG_LENGTH:

@@ -222,9 +222,6 @@ class CachingMaterialsManager:
             raise ValueError("plaintext_length must be 0 or more")
         key = _encryption_id(self._partition_digest, suite, tuple(request.encryption_context.items()))
         policy = request.commitment_policy
-        # The underlying manager is told the byte limit, not this message's length, because the
-        # materials will serve up to max_bytes (change 2020-07-13).
-        inner = EncryptionRequest(request.encryption_context, policy, suite, self.max_bytes)
         waited = False
         while True:
             materials = self._cached_encryption(key, length, request)
@@ -247,6 +244,9 @@ class CachingMaterialsManager:
                     self._count("hits")
                     return materials
                 self._count("misses")
+                # The underlying manager is told the byte limit, not this message's length, because
+                # the materials will serve up to max_bytes (change 2020-07-13).
+                inner = EncryptionRequest(request.encryption_context, policy, suite, self.max_bytes)
                 materials = self.underlying.get_encryption_materials(inner)
                 if materials.algorithm.kdf_hash is not None:
                     self.cache.put_encryption_materials(key, materials, max_age=self.max_age,
@@ -320,11 +320,13 @@ class CachingMaterialsManager:
             return None
         # The identifier covers only the stored context; required keys supplied by the caller
         # (format-spec/message.md §4.5) must match the entry's too, or the entry is not ours.
-        if materials.required_encryption_context_keys != frozenset(required):
-            return None
-        context = materials.encryption_context
-        if any(context.get(k) != v for k, v in required.items()):
-            return None
+        # (Checked only when either side has some: most messages have none.)
+        if required or materials.required_encryption_context_keys:
+            if materials.required_encryption_context_keys != frozenset(required):
+                return None
+            context = materials.encryption_context
+            if any(context.get(k) != v for k, v in required.items()):
+                return None
         return materials
 
     # -- single flight and counters ------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hmac
+import struct
 from collections.abc import Callable, Mapping
 
 from ..crypto.aead import AEAD
@@ -26,6 +27,7 @@ from ..format.body import (
 )
 from ..format.context import serialize_context
 from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header, HeaderScanner, ParsedHeader, parse_header
+from ..format.reader import Incomplete
 from ..format.suites import CommitmentPolicy
 from ..materials.materials import DecryptionMaterials, DecryptionRequest
 
@@ -36,6 +38,9 @@ Buffer = bytes | bytearray | memoryview
 # this bounds that buffer (format-spec/message.md §9).
 DEFAULT_MAX_NON_FRAMED_LENGTH = 256 * 1024 * 1024
 _MAX_READ_HINT = 4 * 1024 * 1024
+_U32 = struct.Struct(">I")
+_FINAL_MARKER = _U32.unpack(FINAL_FRAME_MARKER)[0]
+_FINAL_FIELDS = struct.Struct(">4xI12xI")  # final frame: marker, sequence number, IV, content length (§5.3)
 
 
 class _State(enum.Enum):
@@ -75,8 +80,7 @@ class MessageDecryptor:
         self._max_non_framed = min(max_non_framed_length, MAX_NON_FRAMED_LENGTH)
         self._state = _State.HEADER
         self._buf = bytearray()
-        self._scanner = HeaderScanner(max_encrypted_data_keys=max_encrypted_data_keys,
-                                      max_header_length=max_header_length)
+        self._scanner: HeaderScanner | None = None  # made on the first incremental update
         self._parsed: ParsedHeader | None = None
         self.request: DecryptionRequest | None = None
         self._aead: AEAD | None = None
@@ -101,10 +105,34 @@ class MessageDecryptor:
 
     def _parse_header(self) -> None:
         # Scan lengths first (resumable, linear); parse once the header is all here (§9).
+        if self._scanner is None:
+            self._scanner = HeaderScanner(max_encrypted_data_keys=self._max_edks, max_header_length=self._max_header)
         if self._scanner.scan(self._buf) is None:
             return
         parsed = parse_header(bytes(self._buf), max_encrypted_data_keys=self._max_edks,
                               max_header_length=self._max_header)
+        self._accept_header(parsed)
+        del self._buf[:parsed.length]
+
+    def parse_whole_header(self, data: Buffer) -> int:
+        """Parse the header from the start of ``data``, which holds the whole message; return the
+        header's length (where the body starts).
+
+        The one-shot path: nothing is buffered or scanned, since every byte is already here. Use
+        it instead of the first `update`; then `supply_materials`, then `update` with the rest.
+
+        :raises AuthenticationError: ``data`` ends inside the header.
+        """
+        if self._state is not _State.HEADER or self._buf:
+            raise ValueError("parse_whole_header comes first, instead of update")
+        try:
+            parsed = parse_header(data, max_encrypted_data_keys=self._max_edks, max_header_length=self._max_header)
+        except Incomplete:
+            raise AuthenticationError("message is truncated in the header") from None
+        self._accept_header(parsed)
+        return parsed.length
+
+    def _accept_header(self, parsed: ParsedHeader) -> None:
         header = parsed.header
         suite = header.algorithm
         # Commitment policy and signed-message refusal come before any key is unwrapped (§10).
@@ -116,11 +144,8 @@ class MessageDecryptor:
             raise PolicyError(f"the message is signed ({suite.name}) and signed messages are refused",
                               hint="allow signed messages, or encrypt with an unsigned suite for streaming")
         self._parsed = parsed
-        del self._buf[:parsed.length]
-        self.request = DecryptionRequest(algorithm=suite, encrypted_data_keys=header.encrypted_data_keys,
-                                         encryption_context=header.encryption_context,
-                                         commitment_policy=self._policy,
-                                         reproduced_encryption_context=self._reproduced)
+        self.request = DecryptionRequest(suite, header.encrypted_data_keys, header.encryption_context,
+                                         self._policy, self._reproduced)
         self._state = _State.MATERIALS
 
     def supply_materials(self, materials: DecryptionMaterials) -> None:
@@ -133,18 +158,22 @@ class MessageDecryptor:
         if self._state is not _State.MATERIALS or parsed is None:
             raise ValueError("supply_materials is called once, after the header is parsed")
         header = parsed.header
+        suite = header.algorithm
         data_key = materials.plaintext_data_key
-        if data_key is None or materials.algorithm is not header.algorithm:
+        if data_key is None or materials.algorithm is not suite:
             raise ValueError("materials do not match the message's algorithm suite or hold no key")
-        key, commitment_key = derive_keys(header.algorithm, data_key, header.message_id)
+        key, commitment_key = derive_keys(suite, data_key, header.message_id)
         # §2.3: compare the commitment in constant time before the key is used at all.
-        if header.algorithm.is_committing and not hmac.compare_digest(commitment_key, header.commitment_key):
+        if suite.is_committing and not hmac.compare_digest(commitment_key, header.commitment_key):
             raise AuthenticationError("key commitment does not match: the data key does not belong to this message")
         aead = AEAD(key)
-        required = {k: materials.encryption_context[k] for k in materials.required_encryption_context_keys
-                    if k in materials.encryption_context}
-        aead.open(parsed.auth_iv, parsed.auth_tag, parsed.body + serialize_context(required),
-                  "header (check the encryption context)")
+        aad = parsed.body
+        required = materials.required_encryption_context_keys
+        if required:
+            # Required pairs are authenticated but not stored in the header (§4.5).
+            context = materials.encryption_context
+            aad += serialize_context({k: context[k] for k in required if k in context})
+        aead.open(parsed.auth_iv, parsed.auth_tag, aad, "header (check the encryption context)")
         if header.algorithm.signature_curve is not None:
             if materials.verification_key is None:
                 raise FormatError("signed message without a verification key")
@@ -260,7 +289,8 @@ class MessageDecryptor:
     def size_hint(self) -> int:
         """How many bytes to read next so that the following `update` can work without copying."""
         if self._state is _State.HEADER:
-            return min(max(self._scanner.needed - len(self._buf), 4096), _MAX_READ_HINT)
+            needed = self._scanner.needed if self._scanner is not None else 1
+            return min(max(needed - len(self._buf), 4096), _MAX_READ_HINT)
         if self._state is _State.BODY and self._parsed is not None and self._parsed.header.frame_length:
             # Capped: what a driver allocates must follow the bytes that arrive, not the frame
             # length a header claims (§9); bigger frames gather in the straddle buffer.
@@ -288,30 +318,33 @@ class MessageDecryptor:
             raise RuntimeError("envelope: internal error: body before materials")
         message_id = self._parsed.header.message_id  # type: ignore[union-attr]
         seq = self._sequence
-        if data[:4] != FINAL_FRAME_MARKER:
+        first = _U32.unpack_from(data)[0]  # a regular frame's sequence number, or the final-frame marker
+        if first != _FINAL_MARKER:
             size = frame_length + FRAME_OVERHEAD
             if len(data) < size:
                 return 0, 0
-            self._check_sequence(int.from_bytes(data[:4], "big"), data[4:16])
+            iv = self._check_sequence(first, data[4:16])
             if seq > MAX_REGULAR_SEQUENCE:
                 raise FormatError("too many frames (§9)")
-            aead.open_into(data[4:16], data[16:size], body_aad(message_id, BodyKind.FRAME, seq, frame_length),
+            aead.open_into(iv, data[16:size], body_aad(message_id, BodyKind.FRAME, seq, frame_length),
                            out[:frame_length], f"frame {seq}")
-            self._hash(data[:size])
+            if self._verifier is not None:
+                self._verifier.update(data[:size])
             self._sequence = seq + 1
             return size, frame_length
         if len(data) < 24:
             return 0, 0
-        self._check_sequence(int.from_bytes(data[4:8], "big"), data[8:20])
-        length = int.from_bytes(data[20:24], "big")
+        found, length = _FINAL_FIELDS.unpack_from(data)
+        iv = self._check_sequence(found, data[8:20])
         if length > frame_length:
             raise FormatError(f"final frame is longer ({length}) than the frame length ({frame_length})")
         size = 24 + length + 16
         if len(data) < size:
             return 0, 0
         aad = body_aad(message_id, BodyKind.FINAL_FRAME, seq, length)
-        self._hash(data[:size])
-        return size, self._release_last(aead, data[8:20], data[24:size], aad, out, length, f"final frame {seq}")
+        if self._verifier is not None:
+            self._verifier.update(data[:size])
+        return size, self._release_last(aead, iv, data[24:size], aad, out, length, f"final frame {seq}")
 
     def _single_block(self, data: memoryview, out: memoryview) -> tuple[int, int]:
         if len(data) < 20:
@@ -331,7 +364,7 @@ class MessageDecryptor:
         self._hash(data[:size])
         return size, self._release_last(aead, data[:12], data[20:size], aad, out, length, "message body")
 
-    def _release_last(self, aead: AEAD, iv: memoryview, sealed: memoryview, aad: bytes, out: memoryview,
+    def _release_last(self, aead: AEAD, iv: bytes | memoryview, sealed: memoryview, aad: bytes, out: memoryview,
                       length: int, what: str) -> int:
         if self._verifier is None:
             aead.open_into(iv, sealed, aad, out[:length], what)
@@ -356,11 +389,14 @@ class MessageDecryptor:
         self._state = _State.DONE
         return size, len(held)
 
-    def _check_sequence(self, seq: int, iv: memoryview) -> None:
+    def _check_sequence(self, seq: int, iv: memoryview) -> bytes:
+        """Check a frame's sequence number and IV; return the IV (as bytes, for the AEAD call)."""
         if seq != self._sequence:
             raise AuthenticationError(f"frame {self._sequence} is missing or out of order (found {seq})")
-        if bytes(iv) != frame_iv(seq):
+        expected = frame_iv(seq)
+        if iv != expected:
             raise AuthenticationError(f"frame {seq} has an unexpected IV")
+        return expected
 
     def _hash(self, data: memoryview) -> None:
         if self._verifier is not None:

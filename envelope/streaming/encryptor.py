@@ -31,6 +31,7 @@ from ..materials.materials import EncryptionMaterials
 __all__ = ["MessageEncryptor"]
 
 Buffer = bytes | bytearray | memoryview
+_HEADER_IV = bytes(12)  # the header tag's IV is all zeros (§4.5)
 
 
 class MessageEncryptor:
@@ -51,18 +52,20 @@ class MessageEncryptor:
         version = suite.message_format_version
         self.message_id = random_bytes(32 if version == 2 else 16)
         key, commitment_key = derive_keys(suite, data_key, self.message_id)
+        context = materials.encryption_context
         required = materials.required_encryption_context_keys
-        stored = {k: v for k, v in materials.encryption_context.items() if k not in required}
-        self.header = Header(
-            version=version, algorithm=suite, message_id=self.message_id, encryption_context=stored,
-            encrypted_data_keys=materials.encrypted_data_keys,
-            content_type=ContentType.FRAMED if frame_length else ContentType.NON_FRAMED,
-            frame_length=frame_length, commitment_key=commitment_key)
+        if required:
+            # The required context is authenticated but not stored (§4.5).
+            stored = {k: v for k, v in context.items() if k not in required}
+            required_aad = serialize_context({k: context[k] for k in required})
+        else:
+            stored, required_aad = dict(context), b""  # a copy: the header must not share the materials' dict
+        self.header = Header(version, suite, self.message_id, stored, materials.encrypted_data_keys,
+                             ContentType.FRAMED if frame_length else ContentType.NON_FRAMED,
+                             frame_length, commitment_key)
         body = serialize_header_body(self.header)
         self._aead = AEAD(key)
-        # The required context is authenticated but not stored (§4.5).
-        required_context = {k: materials.encryption_context[k] for k in required}
-        tag = self._aead.seal(bytes(12), b"", body + serialize_context(required_context))
+        tag = self._aead.seal(_HEADER_IV, b"", body + required_aad)
         self.header_bytes = body + serialize_header_auth(version, tag)
         self._signer: Signer | None = None
         if suite.signature_curve is not None:
@@ -117,10 +120,7 @@ class MessageEncryptor:
                 raise ValueError("the final frame holds at most frame_length bytes")
             seq = self._sequence
             iv = frame_iv(seq)
-            out[0:4] = FINAL_FRAME_MARKER
-            out[4:8] = seq.to_bytes(4, "big")
-            out[8:20] = iv
-            out[20:24] = n.to_bytes(4, "big")
+            out[0:24] = b"".join((FINAL_FRAME_MARKER, seq.to_bytes(4, "big"), iv, n.to_bytes(4, "big")))
             aad = body_aad(self.message_id, BodyKind.FINAL_FRAME, seq, n)
             self._aead.seal_into(iv, plaintext, aad, out[24:24 + n + 16])
             size = n + FINAL_FRAME_OVERHEAD
