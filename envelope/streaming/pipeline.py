@@ -162,7 +162,16 @@ def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memo
     outputs = _Pool(n + 64 + encryptor.footer_size)
     encryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
 
+    signed = encryptor.footer_size > 0
+
     def emit(out: memoryview, size: int) -> None:
+        if signed:
+            # The signature hash is the slowest stage: it gets the back thread to itself, the
+            # write happens here, and the buffer returns to the pool once its hash is done.
+            write(out[:size])
+            back.submit(functools.partial(outputs.put, out))
+            return
+
         def job() -> None:
             write(out[:size])
             outputs.put(out)
@@ -204,6 +213,13 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
     signed = decryptor.is_signed
 
     def emit(out: memoryview, count: int) -> None:
+        if signed:
+            # As in encrypt_body: the back thread hashes, this thread writes (plaintext buffers
+            # are not hashed, so they are free again at once).
+            write(out[:count])
+            outputs.put(out)
+            return
+
         def job() -> None:
             write(out[:count])
             outputs.put(out)
