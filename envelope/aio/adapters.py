@@ -4,16 +4,17 @@ and objects with an async ``read(n)`` / ``write(data)`` (anyio's AsyncFile, for 
 from __future__ import annotations
 
 import inspect
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine
 from typing import Any, Protocol
 
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
-__all__ = ["Buffer", "Send", "Sink", "Source", "chunks", "sender", "sync_file"]
+__all__ = ["Buffer", "Reader", "Send", "Sink", "Source", "chunks", "reader", "sender", "sync_file"]
 
 Buffer = bytes | bytearray | memoryview
-Send = Callable[[bytes], Coroutine[Any, Any, None]]
+Send = Callable[[bytes | memoryview], Coroutine[Any, Any, None]]
 
 
 class _AsyncReadable(Protocol):
@@ -38,33 +39,88 @@ def _check(chunk: object) -> Buffer:
     return chunk
 
 
-async def _read_chunks(read: Callable[[int], Any], size: int) -> AsyncGenerator[Buffer, None]:
-    while True:
-        chunk = await read(size)
-        if not chunk:
-            return
-        yield _check(chunk)
+class Reader:
+    """One way to pull bytes from a source: ``await read(size)`` returns up to ``size`` bytes
+    (an iterable: its next chunk, whatever its size), and b"" once the source has ended. The
+    source is never closed here: it belongs to the caller."""
+
+    #: read() returns views of buffers the reader reuses: the consumer calls `release` once it no
+    #: longer needs a chunk, and may keep a chunk without copying it until then.
+    reuses_buffers = False
+
+    async def read(self, size: int) -> Buffer:
+        raise NotImplementedError
+
+    def release(self, chunk: Buffer) -> None:
+        """Hand a chunk's buffer back for reuse (thread-safe; a no-op unless `reuses_buffers`)."""
 
 
-async def _receive_chunks(stream: ByteReceiveStream, size: int) -> AsyncGenerator[Buffer, None]:
-    while True:
+class _ReadInto(Reader):
+    """A source with an async ``readinto`` (anyio's AsyncFile): reads into a few reused buffers,
+    so a long stream does not allocate (and page-fault in) fresh memory for every chunk."""
+
+    reuses_buffers = True
+
+    def __init__(self, readinto: Callable[[memoryview], Any]) -> None:
+        self._readinto = readinto
+        self._free: deque[bytearray] = deque()  # append/pop are atomic: release runs in workers
+
+    async def read(self, size: int) -> Buffer:
         try:
-            chunk = await stream.receive(size)
+            buffer = self._free.pop()
+        except IndexError:
+            buffer = bytearray(size)
+        if len(buffer) < size:
+            buffer = bytearray(size)
+        view = memoryview(buffer)[:size]
+        n = await self._readinto(view)
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= size:
+            raise TypeError(f"source.readinto returned {n!r}, not a byte count")
+        if not n:
+            self._free.append(buffer)
+            return b""
+        return view[:n]
+
+    def release(self, chunk: Buffer) -> None:
+        if isinstance(chunk, memoryview) and isinstance(chunk.obj, bytearray):
+            self._free.append(chunk.obj)
+
+
+class _ReadMethod(Reader):
+    def __init__(self, read: Callable[[int], Any]) -> None:
+        self._read = read
+
+    async def read(self, size: int) -> Buffer:
+        chunk = await self._read(size)
+        return _check(chunk) if chunk else b""
+
+
+class _Receive(Reader):
+    def __init__(self, stream: ByteReceiveStream) -> None:
+        self._stream = stream
+
+    async def read(self, size: int) -> Buffer:
+        try:
+            return _check(await self._stream.receive(size))
         except anyio.EndOfStream:
-            return
-        yield _check(chunk)
+            return b""
 
 
-async def _iterate(source: AsyncIterable[Any]) -> AsyncGenerator[Buffer, None]:
-    async for chunk in source:
-        if len(_check(chunk)):
-            yield chunk
+class _Iterate(Reader):
+    def __init__(self, source: AsyncIterable[Any]) -> None:
+        self._iterator = aiter(source)
+
+    async def read(self, size: int) -> Buffer:
+        async for chunk in self._iterator:
+            if len(_check(chunk)):
+                return chunk  # type: ignore[no-any-return]
+        return b""
 
 
-def chunks(source: Source, size: int) -> AsyncGenerator[Buffer, None]:
-    """Yield the source's bytes in chunks of at most ``size`` (iterables: as they come).
+def reader(source: Source) -> Reader:
+    """The `Reader` for an anyio byte stream, an async iterable of bytes or an async ``read(n)``.
 
-    The caller must close the returned generator (``contextlib.aclosing``).
+    :raises TypeError: bytes, str, a sync file or anything else that is not an async byte source.
     """
     if isinstance(source, (bytes, bytearray, memoryview, str)):
         raise TypeError("source must be an async byte source; for bytes use envelope.aio.encrypt/decrypt")
@@ -73,21 +129,48 @@ def chunks(source: Source, size: int) -> AsyncGenerator[Buffer, None]:
         # Checked up front: calling a sync file's read would block the loop before failing.
         if not inspect.iscoroutinefunction(read):
             raise TypeError("source.read is not async; use envelope.encrypt_stream/decrypt_stream for sync files")
-        return _read_chunks(read, size)
+        readinto = getattr(source, "readinto", None)
+        # A text-mode AsyncFile has the method but not the file under it (read then yields str).
+        binary = not isinstance(source, anyio.AsyncFile) or hasattr(source.wrapped, "readinto")
+        if readinto is not None and inspect.iscoroutinefunction(readinto) and binary:
+            return _ReadInto(readinto)
+        return _ReadMethod(read)
     if isinstance(source, ByteReceiveStream):
-        return _receive_chunks(source, size)
+        return _Receive(source)
     if hasattr(source, "__aiter__"):
-        return _iterate(source)  # type: ignore[arg-type]
+        return _Iterate(source)  # type: ignore[arg-type]
     raise TypeError(f"source must be an anyio ByteReceiveStream, an async iterable of bytes or have an async "
                     f"read(n), not {type(source).__name__} (sync sources go to envelope.encrypt_stream)")
 
 
-def sender(sink: Sink) -> Send:
-    """Return ``send(data)`` for the sink: its ``send`` (anyio streams) or its async ``write``."""
+async def chunks(source: Reader, size: int, first: int | None = None) -> AsyncGenerator[Buffer, None]:
+    """Yield the source's bytes in reads of ``size`` (the first read: ``first``) until it ends.
+
+    A chunk the source may change later (a bytearray or memoryview a producer refills once it
+    is asked for more) is copied before the next read, since the consumer may still hold it
+    then; ``bytes`` and the reader's own reused buffers are not copied. The caller must close
+    the returned generator (``contextlib.aclosing``).
+    """
+    want = size if first is None else first
+    while True:
+        chunk = await source.read(want)
+        if not chunk:
+            return
+        yield chunk if source.reuses_buffers or type(chunk) is bytes else bytes(chunk)
+        want = size
+
+
+def sender(sink: Sink) -> tuple[Send, bool]:
+    """Return ``send(data)`` for the sink, and whether it may be lent reused buffers.
+
+    A ``write`` is file-like: as with `io.RawIOBase.write`, it must not keep ``data`` after it
+    returns, so it gets views of reused buffers. A ``send`` (anyio streams; a memory object
+    stream keeps every item) gets ``bytes`` of its own.
+    """
     if isinstance(sink, ByteSendStream) or (not hasattr(sink, "write") and hasattr(sink, "send")):
-        method = sink.send
+        method, lend = sink.send, False
     elif hasattr(sink, "write"):
-        method = sink.write
+        method, lend = sink.write, True
     else:
         raise TypeError(f"sink must be an anyio ByteSendStream or have an async write(data), "
                         f"not {type(sink).__name__}")
@@ -95,11 +178,12 @@ def sender(sink: Sink) -> Send:
     if not inspect.iscoroutinefunction(method):
         raise TypeError("sink.write is not async; use envelope.encrypt_stream/decrypt_stream for sync files")
 
-    async def send(data: bytes) -> None:
+    async def send(data: bytes | memoryview) -> None:
         if data:
-            await method(data)
+            # A send-style sink is only ever given bytes (Outputs copies for it).
+            await method(data if lend or type(data) is bytes else bytes(data))  # type: ignore[arg-type]
 
-    return send
+    return send, lend
 
 
 def sync_file(stream: object) -> Any:

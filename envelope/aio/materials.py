@@ -17,13 +17,18 @@ from ..materials.base import MaterialsManager
 from ..materials.default import DefaultMaterialsManager
 from ..materials.materials import DecryptionMaterials, DecryptionRequest, EncryptionMaterials, EncryptionRequest
 from ..streaming.decryptor import MessageDecryptor
-from ..streaming.session import EncryptSession, new_encryptor, resolve_materials_manager, supply
+from ..streaming.session import (
+    EncryptSession,
+    authenticate_header,
+    plan_encryption,
+    resolve_materials_manager,
+    start_encryption,
+)
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 
 __all__ = [
     "AsyncDefaultMaterialsManager",
     "ResolvedManager",
-    "encryption_request",
     "resolve",
     "start_encryptor",
     "supply_materials",
@@ -44,36 +49,6 @@ class _StopAtKeyring:
     def on_decrypt(self, materials: DecryptionMaterials,
                    encrypted_data_keys: Sequence[EncryptedDataKey]) -> DecryptionMaterials:
         raise _Stop(materials, encrypted_data_keys)
-
-
-class _StopAtRequest:
-    """A materials manager that ends `new_encryptor` once it has validated the options and built
-    the request, so the async path applies exactly the sync option rules."""
-
-    def get_encryption_materials(self, request: EncryptionRequest) -> EncryptionMaterials:
-        raise _Stop(request)
-
-    def decrypt_materials(self, request: DecryptionRequest) -> DecryptionMaterials:  # pragma: no cover
-        raise _Stop(request)
-
-
-class _Given:
-    """A materials manager that hands out materials already obtained for this very request."""
-
-    def __init__(self, request: EncryptionRequest | DecryptionRequest,
-                 materials: EncryptionMaterials | DecryptionMaterials) -> None:
-        self._request = request
-        self._materials = materials
-
-    def get_encryption_materials(self, request: EncryptionRequest) -> EncryptionMaterials:
-        if request != self._request or not isinstance(self._materials, EncryptionMaterials):
-            raise RuntimeError("envelope: internal error: materials for a different request")
-        return self._materials
-
-    def decrypt_materials(self, request: DecryptionRequest) -> DecryptionMaterials:
-        if request is not self._request or not isinstance(self._materials, DecryptionMaterials):
-            raise RuntimeError("envelope: internal error: materials for a different request")
-        return self._materials
 
 
 class AsyncDefaultMaterialsManager:
@@ -191,25 +166,16 @@ def resolve(keyring: AsyncKeyring | Keyring | None,
     return ResolvedManager(sync=DefaultMaterialsManager(keyring))  # type: ignore[arg-type]
 
 
-def encryption_request(options: Mapping[str, Any], plaintext_length: int | None = None) -> EncryptionRequest:
-    """Validate the encrypt options exactly as `new_encryptor` does and return its request.
-
-    :raises TypeError, ValueError: the options are misused (as for `envelope.encrypt`).
-    """
-    try:
-        new_encryptor(materials_manager=_StopAtRequest(), plaintext_length=plaintext_length, **options)
-    except _Stop as stop:
-        request: EncryptionRequest = stop.args[0]
-        return request
-    raise RuntimeError("envelope: internal error: new_encryptor did not ask for materials")  # pragma: no cover
-
-
 async def start_encryptor(manager: ResolvedManager, options: Mapping[str, Any],
                           plaintext_length: int | None = None) -> EncryptSession:
-    """`new_encryptor` with the materials call awaited."""
-    request = encryption_request(options, plaintext_length)
-    materials = await manager.aget_encryption_materials(request)
-    return new_encryptor(materials_manager=_Given(request, materials), plaintext_length=plaintext_length, **options)
+    """`new_encryptor` with the materials call awaited.
+
+    :raises TypeError, ValueError: the options are misused (checked before the manager is called).
+    """
+    # A stream's options may declare plaintext_length themselves (as for the sync driver).
+    plan = plan_encryption(**options) if plaintext_length is None else \
+        plan_encryption(plaintext_length=plaintext_length, **options)
+    return start_encryption(plan, await manager.aget_encryption_materials(plan.request))
 
 
 async def supply_materials(decryptor: MessageDecryptor, manager: ResolvedManager) -> Header:
@@ -217,5 +183,4 @@ async def supply_materials(decryptor: MessageDecryptor, manager: ResolvedManager
     request = decryptor.request
     if request is None:  # pragma: no cover
         raise RuntimeError("envelope: internal error: materials requested before the header")
-    materials = await manager.adecrypt_materials(request)
-    return supply(decryptor, _Given(request, materials))
+    return authenticate_header(decryptor, await manager.adecrypt_materials(request))

@@ -16,19 +16,23 @@ from ..format.suites import AlgorithmSuite, CommitmentPolicy
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..materials.default import DefaultMaterialsManager
-from ..materials.materials import EncryptionRequest
+from ..materials.materials import DecryptionMaterials, EncryptionMaterials, EncryptionRequest
 from .compression import COMPRESSION_KEY, DEFAULT_MAX_COMPRESSION_RATIO, Compressor, Decompressor, compression_of
 from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
 
 __all__ = [
     "DEFAULT_FRAME_LENGTH",
+    "EncryptPlan",
     "EncryptSession",
     "OutputOptions",
+    "authenticate_header",
     "new_decryptor",
     "new_encryptor",
     "plaintext_writer",
+    "plan_encryption",
     "resolve_materials_manager",
+    "start_encryption",
     "supply",
 ]
 
@@ -87,15 +91,27 @@ class EncryptSession:
         return out + self.encryptor.finalize()
 
 
-def new_encryptor(*, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
-                  encryption_context: Mapping[str, str] | None = None,
-                  algorithm: AlgorithmSuite | str | int | None = None, frame_length: int | None = None,
-                  commitment_policy: CommitmentPolicy | str | None = None,
-                  max_encrypted_data_keys: int | None = None,
-                  compression: str | None = None, compression_level: int | None = None,
-                  plaintext_length: int | None = None) -> EncryptSession:
-    """Get encryption materials and start a message (this is where the keyring is called)."""
-    manager = resolve_materials_manager(keyring, materials_manager)
+@dataclass(frozen=True, slots=True)
+class EncryptPlan:
+    """Validated encrypt options: the request for a materials manager, and how to start the
+    message from the materials it returns (`start_encryption`)."""
+
+    request: EncryptionRequest
+    frame_length: int
+    max_encrypted_data_keys: int | None = None
+    compression_level: int | None = None  # zstd level; None: no compression
+
+
+def plan_encryption(*, encryption_context: Mapping[str, str] | None = None,
+                    algorithm: AlgorithmSuite | str | int | None = None, frame_length: int | None = None,
+                    commitment_policy: CommitmentPolicy | str | None = None,
+                    max_encrypted_data_keys: int | None = None,
+                    compression: str | None = None, compression_level: int | None = None,
+                    plaintext_length: int | None = None) -> EncryptPlan:
+    """Validate the encrypt options and build the materials request; no keyring is called.
+
+    :raises TypeError, ValueError: the options are misused (as for `envelope.encrypt`).
+    """
     policy = CommitmentPolicy.coerce(commitment_policy)
     suite = AlgorithmSuite.coerce(algorithm) if algorithm is not None else None
     if frame_length is None:
@@ -111,24 +127,55 @@ def new_encryptor(*, keyring: Keyring | None = None, materials_manager: Material
         if key.startswith(ENVELOPE_PREFIX):
             raise ValueError(f"encryption context key {key!r} uses the prefix {ENVELOPE_PREFIX!r}, "
                              "which envelope reserves for its own extensions")
-    compressor = None
+    level = None
     if compression is not None:
         if compression != "zstd":
             raise ValueError(f"unknown compression {compression!r}; the only one is 'zstd'")
-        compressor = Compressor(3 if compression_level is None else compression_level)
+        level = 3 if compression_level is None else compression_level
         context[COMPRESSION_KEY] = compression
         plaintext_length = None  # the compressed length is not known in advance
     elif compression_level is not None:
         raise ValueError("compression_level needs compression='zstd'")
     request = EncryptionRequest(context, policy, suite, plaintext_length)
-    materials = manager.get_encryption_materials(request)
+    return EncryptPlan(request, frame_length, max_encrypted_data_keys, level)
+
+
+def start_encryption(plan: EncryptPlan, materials: EncryptionMaterials) -> EncryptSession:
+    """Start the message from the materials a manager returned for ``plan.request``.
+
+    :raises PolicyError: the materials break the commitment policy or the EDK limit.
+    """
+    policy = plan.request.commitment_policy
     if not policy.allows_encrypt(materials.algorithm):
         raise PolicyError(f"the materials manager chose {materials.algorithm.name}, "
                           f"which commitment policy {policy.name} forbids")
-    if max_encrypted_data_keys is not None and len(materials.encrypted_data_keys) > max_encrypted_data_keys:
+    limit = plan.max_encrypted_data_keys
+    if limit is not None and len(materials.encrypted_data_keys) > limit:
         raise PolicyError(f"{len(materials.encrypted_data_keys)} encrypted data keys exceed "
-                          f"max_encrypted_data_keys={max_encrypted_data_keys}")
-    return EncryptSession(MessageEncryptor(materials, frame_length), compressor, plaintext_length)
+                          f"max_encrypted_data_keys={limit}")
+    # A new compressor per message: the plan may start several.
+    compressor = Compressor(plan.compression_level) if plan.compression_level is not None else None
+    return EncryptSession(MessageEncryptor(materials, plan.frame_length), compressor, plan.request.plaintext_length)
+
+
+def new_encryptor(*, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
+                  encryption_context: Mapping[str, str] | None = None,
+                  algorithm: AlgorithmSuite | str | int | None = None, frame_length: int | None = None,
+                  commitment_policy: CommitmentPolicy | str | None = None,
+                  max_encrypted_data_keys: int | None = None,
+                  compression: str | None = None, compression_level: int | None = None,
+                  plaintext_length: int | None = None) -> EncryptSession:
+    """Get encryption materials and start a message (this is where the keyring is called).
+
+    The same as `plan_encryption`, the manager's ``get_encryption_materials``, then
+    `start_encryption`; a driver that awaits the materials call uses those three itself.
+    """
+    manager = resolve_materials_manager(keyring, materials_manager)
+    plan = plan_encryption(encryption_context=encryption_context, algorithm=algorithm, frame_length=frame_length,
+                           commitment_policy=commitment_policy, max_encrypted_data_keys=max_encrypted_data_keys,
+                           compression=compression, compression_level=compression_level,
+                           plaintext_length=plaintext_length)
+    return start_encryption(plan, manager.get_encryption_materials(plan.request))
 
 
 def new_decryptor(*, encryption_context: Mapping[str, str] | None = None,
@@ -145,16 +192,25 @@ def new_decryptor(*, encryption_context: Mapping[str, str] | None = None,
     return decryptor, OutputOptions(decompress, max_decompressed_size, max_compression_ratio)
 
 
+def authenticate_header(decryptor: MessageDecryptor, materials: DecryptionMaterials) -> Header:
+    """Give the decryptor the materials obtained for its ``request``; return the header they
+    authenticated.
+
+    :raises AuthenticationError: the data key or the encryption context does not fit the message.
+    """
+    decryptor.supply_materials(materials)
+    header = decryptor.header
+    if header is None:  # pragma: no cover
+        raise RuntimeError("envelope: internal error: header missing after materials")
+    return header
+
+
 def supply(decryptor: MessageDecryptor, manager: MaterialsManager) -> Header:
     """Ask the materials manager for the data key and authenticate the header with it."""
     request = decryptor.request
     if request is None:  # pragma: no cover
         raise RuntimeError("envelope: internal error: materials requested before the header")
-    decryptor.supply_materials(manager.decrypt_materials(request))
-    header = decryptor.header
-    if header is None:  # pragma: no cover
-        raise RuntimeError("envelope: internal error: header missing after materials")
-    return header
+    return authenticate_header(decryptor, manager.decrypt_materials(request))
 
 
 @dataclass(frozen=True, slots=True)

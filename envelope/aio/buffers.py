@@ -1,0 +1,95 @@
+"""Output buffers for the async stream driver: a few reused buffers lent to a file-like sink's
+``write``, which, like `io.RawIOBase.write`, must not keep what it is given; fresh ``bytes`` for
+stream sinks (``send``), which may keep every item."""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+
+__all__ = ["Outputs"]
+
+# References to a lent view while `Outputs._reclaim` looks at it: the pending deque, the
+# parameter and getrefcount's own argument. More means someone still holds the view itself.
+_OWN_REFS = 3
+# Views whose write returned, waiting to be reclaimed. A thread pool may hold the arguments of
+# its last job until it runs the next one, so a view is looked at only after later writes.
+_PENDING = 4
+
+
+def _new(size: int) -> bytearray:
+    # One spare byte of capacity, so that the _exported probe never reallocates (a copy).
+    buffer = bytearray(size + 1)
+    del buffer[-1]
+    return buffer
+
+
+def _exported(buffer: bytearray) -> bool:
+    """True if a buffer export of ``buffer`` is still alive (a view the sink kept, or a slice of
+    it): CPython refuses to resize an exported bytearray."""
+    try:
+        buffer.append(0)
+    except BufferError:
+        return True
+    del buffer[-1]
+    return False
+
+
+class Outputs:
+    """Where sealed or opened bytes are written before they go to the sink.
+
+    `take` and `result` run in whichever thread does the crypto; `give_back` runs on the event
+    loop once the sink's write has returned. A buffer is reused only once nothing but this
+    object holds its view or any view or export derived from it, so a sink that breaks the
+    contract and keeps what it was lent still keeps intact bytes (its buffer is not reused).
+    """
+
+    def __init__(self, lend: bool) -> None:
+        self.lend = lend
+        self._free: deque[bytearray] = deque()  # append/pop are atomic
+        self._pending: deque[memoryview] = deque()
+
+    def take(self, size: int) -> bytearray:
+        try:
+            buffer = self._free.pop()
+        except IndexError:
+            return _new(size)
+        return buffer if len(buffer) >= size else _new(size)
+
+    def result(self, buffer: bytearray, n: int) -> bytes | memoryview:
+        """The first ``n`` bytes of ``buffer`` as they go to the sink: a lent view, or a copy
+        (and the buffer is free again at once)."""
+        if not n:
+            self._free.append(buffer)
+            return b""
+        if self.lend:
+            return memoryview(buffer)[:n]
+        data = bytes(memoryview(buffer)[:n])
+        self._free.append(buffer)
+        return data
+
+    def give_back(self, data: bytes | memoryview) -> None:
+        """Called after the sink's write returned: reuse the buffers behind earlier lent views
+        that nothing holds any more."""
+        if not isinstance(data, memoryview) or not isinstance(data.obj, bytearray):
+            return
+        self._pending.append(data)
+        del data
+        while len(self._pending) > 1:
+            if not self._reclaim(self._pending[0]) and len(self._pending) <= _PENDING:
+                return
+            self._pending.popleft()  # reclaimed, or held too long: the buffer is the holder's now
+
+    def _reclaim(self, view: memoryview) -> bool:
+        if sys.getrefcount(view) > _OWN_REFS:
+            return False
+        buffer = view.obj
+        if not isinstance(buffer, bytearray):  # pragma: no cover - give_back lends only these
+            return True
+        try:
+            view.release()
+        except BufferError:
+            return True  # a buffer export of the view is alive: never reuse the buffer
+        if not _exported(buffer):
+            self._free.append(buffer)
+        return True

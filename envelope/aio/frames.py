@@ -1,0 +1,136 @@
+"""Batched frame work for the async stream driver: whole frames sealed or opened several per call
+(one thread hop per batch, not per frame), straight from the source's chunks and into one reused
+buffer. Every call here is synchronous and runs inline or in a worker thread, never both at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from ..format.body import FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD
+from ..streaming.decryptor import MessageDecryptor
+from ..streaming.encryptor import MessageEncryptor
+from .buffers import Outputs
+
+__all__ = ["FrameOpener", "FrameSealer"]
+
+Buffer = bytes | bytearray | memoryview
+
+
+class FrameSealer:
+    """Gathers plaintext chunks into whole frames and seals them in batches.
+
+    ``bytes`` chunks, and chunks the caller lends (``owned``), are held by reference, so a frame
+    that lies inside one chunk is sealed without a copy; other buffers are copied when held,
+    since their owner may reuse them once the chunk is handed over. A lent chunk goes back
+    through ``release`` once every frame that reads it is sealed. The last 1..frame_length
+    bytes are always held back: only `finish` knows which frame is final (format-spec §5.3).
+    """
+
+    def __init__(self, encryptor: MessageEncryptor, outputs: Outputs,
+                 release: Callable[[Buffer], None] | None = None) -> None:
+        if not encryptor.frame_length:
+            raise ValueError("FrameSealer needs a framed message")
+        self._encryptor = encryptor
+        self._n = encryptor.frame_length
+        self._release = release
+        self._pieces: deque[tuple[memoryview, Buffer | None]] = deque()  # (bytes left, lent chunk)
+        self._used: list[Buffer] = []  # lent chunks fully taken, released once sealed
+        self.held = 0
+        self._gather = bytearray()  # a frame that straddles chunks
+        self._outputs = outputs
+
+    def hold(self, chunk: Buffer, owned: bool = False) -> None:
+        """Take a chunk of plaintext (on the caller's thread: this never seals)."""
+        if not len(chunk):
+            if owned and self._release is not None:
+                self._release(chunk)
+            return
+        if owned:
+            self._pieces.append((memoryview(chunk).cast("B"), chunk))
+        else:
+            self._pieces.append((memoryview(chunk if type(chunk) is bytes else bytes(chunk)).cast("B"), None))
+        self.held += len(chunk)
+
+    @property
+    def ready(self) -> int:
+        """Whole frames that `seal` may seal now."""
+        return (self.held - 1) // self._n if self.held else 0
+
+    def _take(self, n: int) -> memoryview | bytearray:
+        """The next ``n`` held bytes: a view if they lie in one piece, else gathered (a copy)."""
+        self.held -= n
+        first, lent = self._pieces[0]
+        if len(first) >= n:
+            if len(first) == n:
+                self._pieces.popleft()
+                if lent is not None:
+                    self._used.append(lent)
+            else:
+                self._pieces[0] = (first[n:], lent)
+            return first[:n]
+        gather = self._gather
+        gather.clear()
+        while len(gather) < n:
+            piece, lent = self._pieces.popleft()
+            need = n - len(gather)
+            gather += piece[:need]
+            if len(piece) > need:
+                self._pieces.appendleft((piece[need:], lent))
+            elif lent is not None:
+                self._used.append(lent)
+        return gather
+
+    def _sealed(self) -> None:
+        """The frames taken so far are sealed: lend back the chunks they used up."""
+        if self._release is not None:
+            for chunk in self._used:
+                self._release(chunk)
+        self._used.clear()
+
+    def seal(self, count: int) -> bytes | memoryview:
+        """Seal ``count`` regular frames (at most `ready`); return their bytes."""
+        if count > self.ready:
+            raise RuntimeError("envelope: internal error: sealing frames that are not held")
+        n = self._n
+        buffer = self._outputs.take(count * (n + FRAME_OVERHEAD))
+        out = memoryview(buffer)
+        size = 0
+        for _ in range(count):
+            size += self._encryptor.seal_frame_into(self._take(n), out[size:])
+            self._sealed()
+        out.release()
+        return self._outputs.result(buffer, size)
+
+    def finish(self) -> bytes | memoryview:
+        """Seal what is held: the remaining regular frames, the final frame and (signed suites)
+        the footer."""
+        encryptor = self._encryptor
+        n = self._n
+        count = self.ready
+        buffer = self._outputs.take(count * (n + FRAME_OVERHEAD) + n + FINAL_FRAME_OVERHEAD + encryptor.footer_size)
+        out = memoryview(buffer)
+        size = 0
+        for _ in range(count):
+            size += encryptor.seal_frame_into(self._take(n), out[size:])
+            self._sealed()
+        last = self._take(self.held) if self.held else b""
+        size += encryptor.seal_final_into(last, out[size:])
+        self._sealed()
+        out.release()
+        return self._outputs.result(buffer, size)
+
+
+class FrameOpener:
+    """Feeds message bytes to a decryptor and returns the authenticated plaintext, decrypted
+    into an output buffer (zero-copy input when a chunk holds whole frames)."""
+
+    def __init__(self, decryptor: MessageDecryptor, outputs: Outputs) -> None:
+        self._decryptor = decryptor
+        self._outputs = outputs
+
+    def open(self, chunk: Buffer) -> bytes | memoryview:
+        buffer = self._outputs.take(self._decryptor.output_bound(len(chunk)))
+        n = self._decryptor.update_into(chunk, buffer)
+        return self._outputs.result(buffer, n)
