@@ -43,6 +43,14 @@ class _Cancellable:
         n: int = self._file.readinto(buffer)
         return n
 
+    def readinto1(self, buffer: Any) -> int:
+        """At most one system read, so the sync pipeline passes on whatever a pipe has."""
+        if self._cancelled.is_set():
+            raise _WorkerCancelled
+        readinto = getattr(self._file, "readinto1", None) or self._file.readinto
+        n: int = readinto(buffer)
+        return n
+
     def read(self, size: int = -1) -> bytes:
         if self._cancelled.is_set():
             raise _WorkerCancelled

@@ -189,6 +189,11 @@ class MessageDecryptor:
             self._verifier.wrap_hash(wrap)
 
     @property
+    def pending_bytes(self) -> int:
+        """Input bytes held back because they do not yet make a whole frame (or footer)."""
+        return len(self._buf)
+
+    @property
     def is_signed(self) -> bool:
         return self._verifier is not None
 

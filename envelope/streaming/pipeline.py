@@ -15,23 +15,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..crypto.signing import HashLike
+from ..format.body import FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD
 from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
 
 __all__ = ["decrypt_body", "encrypt_body"]
 
 _POOL = 4  # buffers per pool: enough to keep every stage busy, few enough to bound memory
+_CHUNK = 4 * 1024 * 1024
 _STOP = object()
-
-
-def _fill(source: Any, buf: memoryview) -> int:
-    total = 0
-    while total < len(buf):
-        n = source.readinto(buf[total:])
-        if not n:
-            break
-        total += n
-    return total
 
 
 class _Back:
@@ -118,30 +110,56 @@ class _Pool:
 
 
 class _Reader:
-    """The reader thread: fills pooled buffers with exactly ``size`` bytes (fewer only at the end)."""
+    """The reader thread: fills pooled buffers with whole units (frames), several per buffer.
 
-    def __init__(self, source: Any, size: int) -> None:
+    A regular file fills every buffer. A pipe hands over early, at a unit boundary, whenever a
+    read comes up short: a slow producer's frames then move on as soon as they are complete
+    instead of waiting for a whole buffer. Items are (buffer, length, end of input).
+    """
+
+    def __init__(self, source: Any, size: int, unit: int, first_offset: int = 0) -> None:
         self.pool = _Pool(size)
         self.filled: queue.Queue[Any] = queue.Queue()
-        self._source = source
+        # readinto1 makes at most one system read, so a buffered pipe returns what it has
+        # instead of blocking until the whole request is filled.
+        self._readinto = getattr(source, "readinto1", None) or source.readinto
+        self._unit = unit
+        self._offset = first_offset  # bytes of a unit already held elsewhere (first buffer only)
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="envelope-reader", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
+            carry = b""
             while not self._stopping:
                 buf = self.pool.take()
                 if buf is _STOP:
                     return
-                n = _fill(self._source, buf)
-                self.filled.put((buf, n))
-                if n < len(buf):
+                offset, self._offset = self._offset, 0
+                want = len(buf) - offset  # so that unit boundaries fall where the consumer expects
+                buf[:len(carry)] = carry
+                total, carry = len(carry), b""
+                at_end = False
+                while total < want:
+                    n = self._readinto(buf[total:want])
+                    if not n:
+                        at_end = True
+                        break
+                    total += n
+                    boundary = total - (total + offset) % self._unit
+                    if total < want and boundary > 0 and n < want - (total - n):
+                        carry = bytes(buf[boundary:total])  # less than one unit
+                        total = boundary
+                        break
+                self.filled.put((buf, total, at_end))
+                if at_end:
                     return
         except BaseException as exc:  # handed to the calling thread by next()
             self.filled.put(exc)
 
-    def next(self) -> tuple[memoryview, int]:
+    def next(self) -> tuple[memoryview, int, bool]:
+        """(buffer, bytes in it, whether the input has ended)."""
         item = self.filled.get()
         if isinstance(item, BaseException):
             raise item
@@ -153,15 +171,21 @@ class _Reader:
         self._thread.join()
 
 
+def _frames_per_chunk(unit: int) -> int:
+    """Whole frames per hand-off between threads: each hand-off costs tens of microseconds, so
+    small frames travel several to a buffer (bench/README.md, frame sweep)."""
+    return max(1, _CHUNK // unit)
+
+
 def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memoryview], object],
                  first: bytearray, first_length: int) -> None:
     """Seal every frame after the header; ``first`` holds the first full frame already read."""
     n = encryptor.frame_length
+    per_chunk = _frames_per_chunk(n)
     back = _Back()
-    reader = _Reader(source, n)
-    outputs = _Pool(n + 64 + encryptor.footer_size)
+    reader = _Reader(source, per_chunk * n, n)
+    outputs = _Pool(per_chunk * (n + FRAME_OVERHEAD) + FINAL_FRAME_OVERHEAD + encryptor.footer_size)
     encryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
-
     signed = encryptor.footer_size > 0
 
     def emit(out: memoryview, size: int) -> None:
@@ -177,23 +201,33 @@ def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memo
             outputs.put(out)
         back.submit(job)
 
-    try:
-        current: bytearray | memoryview = first
-        filled = first_length
-        while True:
-            following, following_length = reader.next() if filled == n else (None, 0)
-            if following is not None and following_length:
-                out = outputs.take(back)
-                emit(out, encryptor.seal_frame_into(current, out))
-                if current is not first:
-                    reader.pool.put(current)
-                current, filled = following, following_length
-                continue
-            out = outputs.take(back)
+    def seal(chunk: memoryview, count: int, last: bool) -> None:
+        """Seal ``count`` bytes as whole frames; if ``last``, the final frame ends them (a full
+        final frame when the length is a multiple of the frame length, §5.4)."""
+        out = outputs.take(back)
+        regular = count // n
+        if last and count % n == 0:
+            regular -= 1
+        size = 0
+        for index in range(regular):
+            size += encryptor.seal_frame_into(chunk[index * n:(index + 1) * n], out[size:])
+        if last:
             # The footer's signature needs every hash update first: seal_final_into drains the
             # back thread through _HashOnBack.digest().
-            emit(out, encryptor.seal_final_into(memoryview(current)[:filled], out))
-            break
+            size += encryptor.seal_final_into(chunk[regular * n:count], out[size:])
+        emit(out, size)
+
+    try:
+        following, following_length, at_end = reader.next()
+        seal(memoryview(first), first_length, last=not following_length)
+        while following_length:
+            current, count = following, following_length
+            if at_end:  # the reader has stopped: this chunk ends the message
+                seal(current, count, last=True)
+                break
+            following, following_length, at_end = reader.next()
+            seal(current, count, last=not following_length)
+            reader.pool.put(current)  # sealed (and copied into the output) already
         back.drain()
     finally:
         reader.stop()
@@ -205,10 +239,14 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
     header = decryptor.header
     if header is None or decryptor.needs_materials:  # pragma: no cover
         raise RuntimeError("envelope: internal error: body pipeline before materials")
-    size = header.frame_length + 32  # one regular frame: read whole frames, decrypt in place
+    frame = header.frame_length + FRAME_OVERHEAD
+    # Read whole regular frames, several per buffer, aligned so that each is decrypted in place;
+    # the first read completes the frame left over from the header's read (§5.3).
+    size = _frames_per_chunk(frame) * frame
+    pending = decryptor.pending_bytes
     back = _Back()
-    reader = _Reader(source, size)
-    outputs = _Pool(2 * size + decryptor.output_bound(0))
+    reader = _Reader(source, size, frame, pending)
+    outputs = _Pool(size + frame + decryptor.output_bound(0))
     decryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
     signed = decryptor.is_signed
 
@@ -235,8 +273,7 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
                 out = outputs.take(back)
             if at_end:
                 break
-            buf, got = reader.next()
-            at_end = got < size  # the reader stops after a short read
+            buf, got, at_end = reader.next()  # the reader stops after a short read
             if not got:
                 break
             if len(out) < decryptor.output_bound(got):
