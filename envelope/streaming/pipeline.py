@@ -21,8 +21,8 @@ from .encryptor import MessageEncryptor
 
 __all__ = ["decrypt_body", "encrypt_body"]
 
-_POOL = 4  # buffers per pool: enough to keep every stage busy, few enough to bound memory
-_CHUNK = 4 * 1024 * 1024
+_POOL = 3  # buffers per pool: enough to keep every stage busy, few enough to bound memory
+_CHUNK = 2 * 1024 * 1024
 _STOP = object()
 
 
