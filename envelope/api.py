@@ -8,19 +8,18 @@ from typing import Any
 from .format.header import Header
 from .keyrings.base import Keyring
 from .materials.base import MaterialsManager
-from .streaming.session import new_decryptor, new_encryptor, plaintext_writer, resolve_materials_manager, supply
+from .streaming.session import (
+    as_buffer,
+    new_decryptor,
+    new_encryptor,
+    plaintext_writer,
+    resolve_materials_manager,
+    supply,
+)
 
 __all__ = ["decrypt", "encrypt"]
 
 Buffer = bytes | bytearray | memoryview
-
-
-def _as_buffer(data: Any, what: str) -> memoryview:
-    if isinstance(data, str):
-        raise TypeError(f"{what} must be bytes, not str (encode it first)")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{what} must be bytes, bytearray or memoryview, not {type(data).__name__}")
-    return memoryview(data).cast("B")
 
 
 def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
@@ -41,7 +40,7 @@ def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_mana
     :param compression: ``"zstd"`` to compress before encrypting; ``compression_level`` (default 3).
     :returns: the message bytes.
     """
-    data = _as_buffer(plaintext, "plaintext")
+    data = as_buffer(plaintext, "plaintext")
     session = new_encryptor(keyring=keyring, materials_manager=materials_manager,
                             plaintext_length=len(data), **options)
     encryptor = session.encryptor
@@ -76,7 +75,7 @@ def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_man
     :raises NoMatchingKeyError: no keyring could unwrap the data key; ``.errors`` says why for each.
     :raises PolicyError: commitment policy, context mismatch, EDK limit or decompression limit.
     """
-    data = _as_buffer(ciphertext, "ciphertext")
+    data = as_buffer(ciphertext, "ciphertext")
     manager = resolve_materials_manager(keyring, materials_manager)
     decryptor, output_options = new_decryptor(encryption_context=encryption_context, **options)
     # The whole message is here: parse the header in place and read the body straight from the

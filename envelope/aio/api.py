@@ -9,21 +9,13 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..streaming.compression import COMPRESSION_KEY
 from ..streaming.decryptor import MessageDecryptor
-from ..streaming.session import EncryptSession, OutputOptions, new_decryptor, plaintext_writer
+from ..streaming.session import EncryptSession, OutputOptions, as_buffer, new_decryptor, plaintext_writer
 from .adapters import Buffer
 from .materials import resolve, start_encryptor, supply_materials
 from .offload import COMPRESS_WEIGHT, OFFLOAD_BYTES, SIGNED_WEIGHT, offload
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 
 __all__ = ["decrypt", "encrypt"]
-
-
-def _as_buffer(data: Any, what: str) -> memoryview:
-    if isinstance(data, str):
-        raise TypeError(f"{what} must be bytes, not str (encode it first)")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{what} must be bytes, bytearray or memoryview, not {type(data).__name__}")
-    return memoryview(data).cast("B")
 
 
 def _seal_all(session: EncryptSession, data: memoryview) -> bytes:
@@ -41,7 +33,7 @@ async def encrypt(plaintext: Buffer, *, keyring: AsyncKeyring | Keyring | None =
 
     :returns: the message bytes.
     """
-    data = _as_buffer(plaintext, "plaintext")
+    data = as_buffer(plaintext, "plaintext")
     manager = resolve(keyring, materials_manager)
     session = await start_encryptor(manager, options, plaintext_length=len(data))
     signed = session.encryptor.header.algorithm.is_signing
@@ -70,7 +62,7 @@ async def decrypt(ciphertext: Buffer, *, keyring: AsyncKeyring | Keyring | None 
 
     :returns: (plaintext, authenticated header).
     """
-    data = _as_buffer(ciphertext, "ciphertext")
+    data = as_buffer(ciphertext, "ciphertext")
     manager = resolve(keyring, materials_manager)
     decryptor, output_options = new_decryptor(**options)
     # Feed only the header before the materials call, so the body is not copied on the loop.

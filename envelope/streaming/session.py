@@ -22,6 +22,7 @@ from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
 
 __all__ = [
+    "as_buffer",
     "DEFAULT_FRAME_LENGTH",
     "EncryptPlan",
     "EncryptSession",
@@ -49,6 +50,15 @@ def resolve_materials_manager(keyring: Keyring | None, materials_manager: Materi
             raise TypeError("materials_manager must implement get_encryption_materials and decrypt_materials")
         return materials_manager
     return DefaultMaterialsManager(keyring)  # type: ignore[arg-type]
+
+
+def as_buffer(data: object, what: str) -> memoryview:
+    """The bytes-like ``data`` as a flat byte view; TypeError (naming ``what``) for anything else."""
+    if isinstance(data, str):
+        raise TypeError(f"{what} must be bytes, not str (encode it first)")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} must be bytes, bytearray or memoryview, not {type(data).__name__}")
+    return memoryview(data).cast("B")
 
 
 def _check_context(encryption_context: Mapping[str, str] | None) -> dict[str, str]:
