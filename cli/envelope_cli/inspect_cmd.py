@@ -7,11 +7,11 @@ import json
 import sys
 from typing import Any
 
+from envelope import read_header
+
 from .exits import ExitCode
 from .files import STDIO
 from .headers import header_dict
-
-from envelope import read_header
 
 __all__ = ["add_parser", "run_inspect"]
 

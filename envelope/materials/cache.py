@@ -87,7 +87,7 @@ class CryptoCache(Protocol):
 
 
 class _Entry:
-    __slots__ = ("materials", "expires_at", "messages", "bytes")
+    __slots__ = ("bytes", "expires_at", "materials", "messages")
 
     def __init__(self, materials: EncryptionMaterials | DecryptionMaterials, expires_at: float,
                  messages: int = 0, nbytes: int = 0) -> None:

@@ -108,7 +108,7 @@ class CachingStats:
 class _Flight(Generic[_T]):
     """One in-progress call to the underlying manager that other threads wait for."""
 
-    __slots__ = ("_done", "result", "error")
+    __slots__ = ("_done", "error", "result")
 
     def __init__(self) -> None:
         self._done = threading.Event()

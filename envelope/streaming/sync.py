@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
 from typing import IO, Any, Protocol
 
 from ..format.header import Header
@@ -16,8 +17,15 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from . import pipeline
 from .decryptor import MessageDecryptor
-from .session import EncryptSession, OutputOptions, new_decryptor, new_encryptor, plaintext_writer, \
-    resolve_materials_manager, supply
+from .session import (
+    EncryptSession,
+    OutputOptions,
+    new_decryptor,
+    new_encryptor,
+    plaintext_writer,
+    resolve_materials_manager,
+    supply,
+)
 
 __all__ = ["Decryptor", "Encryptor", "decrypt_stream", "encrypt_stream"]
 
@@ -250,7 +258,8 @@ class Encryptor(io.RawIOBase):
             finally:
                 super().close()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is not None:
             self._aborted = True
         self.close()
