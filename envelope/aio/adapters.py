@@ -3,6 +3,7 @@ and objects with an async ``read(n)`` / ``write(data)`` (anyio's AsyncFile, for 
 
 from __future__ import annotations
 
+import abc
 import inspect
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine
@@ -39,7 +40,7 @@ def _check(chunk: object) -> Buffer:
     return chunk
 
 
-class Reader:
+class Reader(abc.ABC):
     """One way to pull bytes from a source: ``await read(size)`` returns up to ``size`` bytes
     (an iterable: its next chunk, whatever its size), and b"" once the source has ended. The
     source is never closed here: it belongs to the caller."""
@@ -48,8 +49,9 @@ class Reader:
     #: longer needs a chunk, and may keep a chunk without copying it until then.
     reuses_buffers = False
 
+    @abc.abstractmethod
     async def read(self, size: int) -> Buffer:
-        raise NotImplementedError
+        """The next chunk (at most ``size`` bytes where the source allows), b"" at the end."""
 
     def release(self, chunk: Buffer) -> None:
         """Hand a chunk's buffer back for reuse (thread-safe; a no-op unless `reuses_buffers`)."""
