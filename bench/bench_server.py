@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                         row = Result(server.name, op, len(latencies), errors, seconds, cpu, latencies)
                         results.append(row)
                         sent[id(server)][op] += len(latencies)
-                        print(f"  {server.name:20} {op:16} {row.rps:9,.0f} req/s  {row.cpu_us:7.0f} server-CPU us/req"
+                        print(f"  {server.name:20} {op:16} {row.rps:9,.0f} req/s  p50 {row.percentile(0.50):7.2f} ms"
+                              f"  p99 {row.percentile(0.99):7.2f} ms  {row.cpu_us:7.0f} server-CPU us/req"
                               f"  errors {errors}", flush=True)
             for server, key_id, _ in setups:
                 if isinstance(server, EnvelopeServer):

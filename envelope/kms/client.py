@@ -18,7 +18,7 @@ from . import aliases, asymmetric, grants, imports, keyops, lifecycle, macs, mul
 from .audit import AuditLog
 from .clock import as_clock
 from .errors import _BY_CODE
-from .partition import open_partition
+from .partition import Region, open_partition
 from .principals import PrincipalStore, validate_principal
 from .ratelimit import RateLimiter
 from .runtime import Call, Session, execute
@@ -117,6 +117,10 @@ class LocalKMS:
     def audit(self) -> AuditLog:
         """The audit log of this client's region."""
         return self._session.partition.region(self._session.region).audit
+
+    def _region_state(self) -> Region:
+        """This client's region: its database and caches (the endpoint's group commit uses it)."""
+        return self._session.partition.region(self._session.region)
 
     @property
     def principals(self) -> PrincipalStore:

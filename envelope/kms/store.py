@@ -1,7 +1,8 @@
 """SQLite storage: one database per region file (plus one for principals), WAL, write transactions.
 
-Every operation runs in one ``BEGIN IMMEDIATE`` transaction, so callers in other threads and
-processes are serialized by SQLite itself; busy waits are absorbed here and never reach users.
+Every operation runs in one ``BEGIN IMMEDIATE`` transaction (or a savepoint of a group's: see
+`Database.open_group`), so callers in other threads and processes are serialized by SQLite
+itself; busy waits are absorbed here and never reach users.
 """
 
 from __future__ import annotations
@@ -173,17 +174,27 @@ class Database:
 
     # -- transactions --------------------------------------------------------------------------
     def begin(self) -> sqlite3.Connection:
-        """Start a write transaction (BEGIN IMMEDIATE) and return its connection."""
+        """Start a write transaction (BEGIN IMMEDIATE) and return its connection.
+
+        Inside a group (`open_group`) the transaction is a savepoint of the group's transaction:
+        `commit` releases it into the group, `rollback` undoes only it.
+        """
         conn = self.connect()
+        group = getattr(self._local, "group", None)
+        if group is not None:
+            if not group[0]:
+                _begin_immediate(conn)
+                group[0] = True
+            elif not conn.in_transaction:
+                # SQLite rolled the whole group back (an I/O error, a full disk): a savepoint
+                # now would start a new transaction that `commit_group` could commit alone.
+                raise sqlite3.OperationalError("envelope: the group transaction was rolled back")
+            conn.execute("SAVEPOINT call")
+            return conn
         if self._memory_conn is not None:
             self._memory_lock.acquire()
         try:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-                _retrying(lambda: conn.execute("BEGIN IMMEDIATE"))
+            _begin_immediate(conn)
         except BaseException:
             if self._memory_conn is not None:
                 self._memory_lock.release()
@@ -191,32 +202,67 @@ class Database:
         return conn
 
     def commit(self, conn: sqlite3.Connection) -> None:
-        """Commit the transaction begun by `begin`."""
+        """Commit the transaction begun by `begin` (in a group: keep it for `commit_group`)."""
+        if getattr(self._local, "group", None) is not None:
+            conn.execute("RELEASE call")
+            return
         try:
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-                _retrying(lambda: conn.execute("COMMIT"))
-        except BaseException:
-            # A failed COMMIT (disk full, I/O error) can leave the transaction open; end it so
-            # this thread's connection stays usable.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            _commit(conn)
         finally:
             if self._memory_conn is not None:
                 self._memory_lock.release()
 
     def rollback(self, conn: sqlite3.Connection) -> None:
         """Roll back the transaction begun by `begin` (a no-op if it already ended)."""
+        if getattr(self._local, "group", None) is not None:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO call")
+                conn.execute("RELEASE call")
+            return
         try:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
         finally:
             if self._memory_conn is not None:
                 self._memory_lock.release()
+
+    # -- group commit --------------------------------------------------------------------------
+    def open_group(self) -> bool:
+        """Start a group commit on this thread: later transactions share one, ended by `commit_group`.
+
+        Each transaction of the group stays atomic on its own (a savepoint), but none is durable,
+        or visible to other connections, until `commit_group`: a caller must not report any of
+        them done before then. The write lock is taken by the first transaction and held until
+        `commit_group` or `rollback_group`, so a group must be short. Returns False (and does
+        nothing) for an in-memory database or if this thread's group is already open.
+        """
+        if self._memory_conn is not None or getattr(self._local, "group", None) is not None:
+            return False
+        self.connect()  # a fork check may replace self._local; open the connection first
+        self._local.group = [False]  # [whether the group's transaction has begun]
+        return True
+
+    def commit_group(self) -> None:
+        """Commit this thread's group (if any) and end it.
+
+        :raises sqlite3.Error: the commit failed; the whole group is rolled back.
+        """
+        group = getattr(self._local, "group", None)
+        self._local.group = None
+        if group is not None and group[0]:
+            conn = self.connect()
+            if not conn.in_transaction:
+                raise sqlite3.OperationalError("envelope: the group transaction was rolled back")
+            _commit(conn)
+
+    def rollback_group(self) -> None:
+        """Roll back this thread's group (if any) and end it."""
+        group = getattr(self._local, "group", None)
+        self._local.group = None
+        if group is not None and group[0]:
+            conn = self.connect()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -235,6 +281,31 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if not _is_busy(exc):
+            raise
+        _retrying(lambda: conn.execute("BEGIN IMMEDIATE"))
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    try:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            _retrying(lambda: conn.execute("COMMIT"))
+    except BaseException:
+        # A failed COMMIT (disk full, I/O error) can leave the transaction open; end it so
+        # this thread's connection stays usable.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def read_counter(conn: sqlite3.Connection) -> int:

@@ -56,6 +56,24 @@ def test_published_examples_verify(method: str, path: str, query: str, headers: 
         late.verify(method, path, query, headers, b"", service)
 
 
+def test_one_verifier_keeps_checking_the_time_of_every_request() -> None:
+    # The verifier remembers the last X-Amz-Date it parsed: the skew is still checked against the
+    # clock on every request, and an impossible date is still refused after a valid one.
+    now = [EXAMPLE_TIME]
+    verifier = Verifier(_lookup, ["us-east-1"], clock=lambda: now[0])
+    method, path, query, headers, service = PUBLISHED[0]
+    verifier.verify(method, path, query, headers, b"", service)
+    now[0] += 301
+    with pytest.raises(SignatureError, match="expired"):
+        verifier.verify(method, path, query, headers, b"", service)
+    now[0] -= 301
+    verifier.verify(method, path, query, headers, b"", service)
+    bad = dict(headers, **{"x-amz-date": ["20150830T126000Z"]})  # minute 60
+    with pytest.raises(SignatureError) as caught:
+        verifier.verify(method, path, query, bad, b"", service)
+    assert caught.value.code == "IncompleteSignatureException"
+
+
 def test_signing_key_matches_the_documented_derivation() -> None:
     # AWS's documented example of the derived signing key (20120215, us-east-1, iam).
     key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam")

@@ -6,6 +6,7 @@ the access key's principal. Bodies, blobs and secrets never reach the access log
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -13,20 +14,16 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from datetime import UTC, datetime
+from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _json_ascii
 from typing import IO, Any
 from urllib.parse import parse_qs
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no multi-worker lock (run.py passes none there)
-    fcntl = None  # type: ignore[assignment]
 
 from ...errors import KMSError
 from ..client import LocalKMS
 from .accesskeys import AccessKeys
+from .group import GroupCommit
 from .protocol import (
     JSON_CONTENT_TYPE,
     OPERATIONS,
@@ -44,12 +41,24 @@ from .sigv4 import SignatureError, Verifier
 __all__ = ["AccessLog", "DEFAULT_MAX_BODY", "KMSApp"]
 
 DEFAULT_MAX_BODY = 256 * 1024  # KMS requests are small: a 4 KiB plaintext, a 32 KiB policy
+_CONTENT_TYPES = {t: t.encode() for t in (JSON_CONTENT_TYPE, "application/json", "text/xml", "text/plain")}
 _log = logging.getLogger("envelope.kms.server")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"envelope: internal error: cannot log {type(value).__name__}")
+
+
+# json.dumps(record, separators=(",", ":")) builds a JSONEncoder and a C encoder per call; build
+# the C encoder once (records are flat dicts of str, int, float and None: no cycles to check).
+_ENCODE = None if _c_make_encoder is None else _c_make_encoder(
+    None, _not_json, _json_ascii, None, ":", ",", False, False, True)
+
 
 class AccessLog:
     """Structured access log: one JSON object per request, per line, flushed as written.
@@ -65,10 +74,33 @@ class AccessLog:
     def write(self, record: dict[str, object]) -> None:
         if self._stream is None:
             return
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+        if _ENCODE is None:
+            line = json.dumps(record, separators=(",", ":")) + "\n"
+        else:
+            line = "".join(_ENCODE(record, 0)) + "\n"
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
+
+
+def _request_id() -> str:
+    """A random version 4 UUID string, as ``str(uuid.uuid4())`` (without building a UUID object)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+
+
+_second_text: tuple[int, str] = (0, "")
+
+
+def _log_time() -> str:
+    """Now in UTC as ``2026-01-31T12:00:00.123Z`` (the second's text is cached: one per second)."""
+    global _second_text
+    now = time.time()
+    second = int(now)
+    cached = _second_text  # one read: another thread may swap the pair, never tear it
+    if cached[0] != second:
+        cached = _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def _user_id(principal: str) -> str:
@@ -89,7 +121,8 @@ class KMSApp:
     ``POST /`` with a form body ``Action=GetCallerIdentity`` (STS); ``GET /health``.
 
     Service calls run on the event loop thread: LocalKMS calls are short, CPU-bound and serialized
-    by SQLite's write lock, so a thread hop would only add latency.
+    by SQLite's write lock, so a thread hop would only add latency. The calls of one loop pass
+    share one commit (`GroupCommit`); each response is sent once its call is committed.
 
     :param data_dir: the KMS data directory (None: LocalKMS's default).
     :param regions: the regions served; a request is routed by its credential scope's region.
@@ -97,7 +130,7 @@ class KMSApp:
     :param clock: epoch seconds for signature freshness (tests move it).
     :param call_lock: a lock file that serializes service calls across worker processes (Unix).
         SQLite would serialize them anyway, but its busy handler polls with sleeps of 1 ms and
-        more; waiting on the lock wakes as soon as the other worker's call ends.
+        more; waiting on the lock wakes as soon as the other worker's group of calls commits.
     """
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, regions: Sequence[str] = ("us-east-1",),
@@ -115,9 +148,8 @@ class KMSApp:
         self.max_body = max_body
         self.log = AccessLog(access_log)
         self.regions = tuple(regions)
-        self._lock_fd: int | None = None
-        if call_lock is not None:
-            self._lock_fd = os.open(call_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        lock_fd = None if call_lock is None else os.open(call_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        self._group = GroupCommit([kms._region_state() for kms in self._bases.values()], lock_fd)
 
     def client(self, region: str, principal: str, source_ip: str, user_agent: str) -> LocalKMS:
         """The LocalKMS client of one region calling as ``principal``; its audit events carry the
@@ -139,32 +171,36 @@ class KMSApp:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        request_id = str(uuid.uuid4())
+        request_id = _request_id()
         headers: dict[str, list[str]] = {}
         for raw_name, raw_value in scope["headers"]:
-            headers.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+            name = raw_name.decode("latin-1").lower()
+            found = headers.get(name)
+            if found is None:
+                headers[name] = [raw_value.decode("latin-1")]
+            else:
+                found.append(raw_value.decode("latin-1"))
         client = scope.get("client")
         record: dict[str, object] = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "request_id": request_id, "remote": client[0] if client else None,
+            "time": _log_time(), "request_id": request_id, "remote": client[0] if client else None,
             "method": scope["method"], "path": scope["path"],
             "user_agent": headers.get("user-agent", [""])[0][:256]}
         status, body, content_type = await self._handle(scope, receive, headers, record, request_id)
+        record["status"] = status
         if status == 499:  # the client went away before sending its body: nobody to answer
-            record["status"] = status
             self.log.write(record)
             return
-        response_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
-                            (b"x-amzn-requestid", request_id.encode())]
+        record["bytes_out"] = len(body)
+        record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        # Logged before answering, so a caller that has its answer finds its line in the log.
+        self.log.write(record)
+        response_headers = [(b"content-type", _CONTENT_TYPES.get(content_type) or content_type.encode()),
+                            (b"content-length", str(len(body)).encode()), (b"x-amzn-requestid", request_id.encode())]
         if status == 413:
             # The unread rest of the body cannot be skipped safely: end the connection.
             response_headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body if scope["method"] != "HEAD" else b""})
-        record["status"] = status
-        record["bytes_out"] = len(body)
-        record["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        self.log.write(record)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -172,10 +208,8 @@ class KMSApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self._group.close()
                 self.access_keys.close()
-                if self._lock_fd is not None:
-                    os.close(self._lock_fd)
-                    self._lock_fd = None
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -222,7 +256,14 @@ class KMSApp:
             record["bytes_in"] = len(body)
             if is_query:
                 return self._sts(scope, headers, body, record, request_id)
-            return self._kms(scope, headers, body, target, record)
+            kms, name, params = self._kms_request(scope, headers, body, target, record)
+            turn = self._group.turn()
+            if turn is not None:  # a group just committed: the store is other writers' for a moment
+                await turn
+            status, payload, committed = self._kms_call(kms, name, params, record)
+            # Durable audit: answer only once the call and its audit event are committed.
+            await committed
+            return status, payload, JSON_CONTENT_TYPE
         except ProtocolError as exc:
             return self._error(exc.code, exc.message, exc.status, is_query, record, request_id)
         except SignatureError as exc:
@@ -250,8 +291,9 @@ class KMSApp:
         record["region"] = verified.region
         return verified.principal, verified.region
 
-    def _kms(self, scope: Scope, headers: dict[str, list[str]], body: bytes, target: str,
-             record: dict[str, object]) -> tuple[int, bytes, str]:
+    def _kms_request(self, scope: Scope, headers: dict[str, list[str]], body: bytes, target: str,
+                     record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any]]:
+        """Authenticate and decode a KMS request: the caller's client, its method and the arguments."""
         if not target.startswith(TARGET_PREFIX):
             raise ProtocolError("UnknownOperationException", "Missing or unknown X-Amz-Target.")
         operation = target[len(TARGET_PREFIX):]
@@ -262,29 +304,27 @@ class KMSApp:
             raise ProtocolError("UnknownOperationException", f"Unknown operation {operation}.")
         params = decode_request(body)
         client = scope.get("client")
-        kms = self.client(region, principal, client[0] if client else "", str(record["user_agent"]))
+        return self.client(region, principal, client[0] if client else "", str(record["user_agent"])), method, params
+
+    def _kms_call(self, kms: LocalKMS, method: str, params: dict[str, Any],
+                  record: dict[str, object]) -> tuple[int, bytes, asyncio.Future[None]]:
+        """Run one KMS call; returns the status, the body and the commit to wait for."""
+        committed = self._group.join()  # no await from here to the end of the call
         try:
-            if self._lock_fd is None:
-                result = getattr(kms, method)(**params)
-            else:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-                try:
-                    result = getattr(kms, method)(**params)
-                finally:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            result = getattr(kms, method)(**params)
         except KMSError as exc:
             code = exc.code or "KMSInternalException"
             record["error"] = code
-            return error_status(code), error_body(code, str(exc)), JSON_CONTENT_TYPE
+            return error_status(code), error_body(code, str(exc)), committed
         except (TypeError, ValueError) as exc:
             # LocalKMS's audit log records these as ValidationException too.
             record["error"] = "ValidationException"
-            return 400, error_body("ValidationException", str(exc)), JSON_CONTENT_TYPE
+            return 400, error_body("ValidationException", str(exc)), committed
         except Exception:  # noqa: BLE001 - any other failure is the service's, not the caller's
-            _log.exception("internal error in %s", operation)
+            _log.exception("internal error in %s", record.get("operation"))
             record["error"] = "KMSInternalException"
-            return 500, error_body("KMSInternalException", "An internal error occurred."), JSON_CONTENT_TYPE
-        return 200, encode_response(result), JSON_CONTENT_TYPE
+            return 500, error_body("KMSInternalException", "An internal error occurred."), committed
+        return 200, encode_response(result), committed
 
     def _sts(self, scope: Scope, headers: dict[str, list[str]], body: bytes, record: dict[str, object],
              request_id: str) -> tuple[int, bytes, str]:

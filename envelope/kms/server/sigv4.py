@@ -104,8 +104,9 @@ def _parse_authorization(value: str) -> tuple[str, list[str], str]:
     if missing:
         raise SignatureError("IncompleteSignatureException",
                              f"Authorization header requires '{missing[0]}' parameter.")
-    signed = fields["SignedHeaders"].split(";")
-    if not all(signed) or signed != sorted(signed) or any(h != h.lower() for h in signed):
+    names = fields["SignedHeaders"]
+    signed = names.split(";")
+    if not all(signed) or signed != sorted(signed) or names != names.lower():
         raise SignatureError("IncompleteSignatureException", "SignedHeaders is malformed.")
     return fields["Credential"], signed, fields["Signature"]
 
@@ -132,6 +133,7 @@ class Verifier:
         self._clock = clock
         self._max_skew = max_skew
         self._keys: dict[tuple[str, str, str, str, str], bytes] = {}
+        self._signed_at: tuple[str, int] = ("", 0)  # the last valid X-Amz-Date and its epoch seconds
 
     def verify(self, method: str, path: str, query: str, headers: Mapping[str, Sequence[str]],
                body: bytes, service: str) -> Verified:
@@ -196,7 +198,7 @@ class Verifier:
             if values is None:
                 raise SignatureError("InvalidSignatureException",
                                      f"The signed header '{name}' is missing from the request.")
-            joined = ",".join(_trim(v) for v in values)
+            joined = _trim(values[0]) if len(values) == 1 else ",".join([_trim(v) for v in values])
             canonical_headers.append(f"{name}:{joined}\n")
         signed = ";".join(signed_headers)
         canonical_request = "\n".join((method, _canonical_uri(path), _canonical_query(query),
@@ -211,7 +213,7 @@ class Verifier:
                 self._keys.clear()
             key = signing_key(secret, scope_date, region, service)
             self._keys[cache_key] = key
-        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        expected = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
         if not hmac.compare_digest(expected, signature.lower()):
             raise SignatureError("InvalidSignatureException",
                                  "The request signature we calculated does not match the signature you "
@@ -220,14 +222,19 @@ class Verifier:
         return Verified(access_key_id, principal, region, service)
 
     def _check_time(self, amz_date: str) -> None:
-        try:
-            signed_at = calendar.timegm((int(amz_date[0:4]), int(amz_date[4:6]), int(amz_date[6:8]),
-                                         int(amz_date[9:11]), int(amz_date[11:13]), int(amz_date[13:15])))
-            datetime(int(amz_date[0:4]), int(amz_date[4:6]), int(amz_date[6:8]),
-                     int(amz_date[9:11]), int(amz_date[11:13]), int(amz_date[13:15]))
-        except ValueError:
-            raise SignatureError("IncompleteSignatureException",
-                                 f"X-Amz-Date is not a valid time: '{amz_date}'.") from None
+        cached = self._signed_at  # one read: another thread may swap the pair, never tear it
+        if cached[0] == amz_date:
+            signed_at = cached[1]  # requests signed in the same second share their X-Amz-Date
+        else:
+            try:
+                signed_at = calendar.timegm((int(amz_date[0:4]), int(amz_date[4:6]), int(amz_date[6:8]),
+                                             int(amz_date[9:11]), int(amz_date[11:13]), int(amz_date[13:15])))
+                datetime(int(amz_date[0:4]), int(amz_date[4:6]), int(amz_date[6:8]),
+                         int(amz_date[9:11]), int(amz_date[11:13]), int(amz_date[13:15]))
+            except ValueError:
+                raise SignatureError("IncompleteSignatureException",
+                                     f"X-Amz-Date is not a valid time: '{amz_date}'.") from None
+            self._signed_at = (amz_date, signed_at)
         now = self._clock()
         if abs(now - signed_at) > self._max_skew:
             stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
