@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from ..format.context import serialize_context
 from ..format.header import EncryptedDataKey
-from ..format.suites import AlgorithmSuite
+from ..format.suites import AlgorithmSuite, CommitmentPolicy
 from ..keyrings.base import Keyring
 from .base import MaterialsManager
 from .cache import CryptoCache, UsageLimits
@@ -37,6 +37,15 @@ MAX_MESSAGES_PER_KEY = 2 ** 32
 MAX_BYTES_PER_KEY = 2 ** 63 - 1
 
 _EDK_HASHES_END = bytes(64)  # caching-cmm.md Appendix A: "512 zero bits" after the EDK hashes
+
+# The suites each policy lets a cache hit encrypt with, and the decryptions it may cache (a KDF
+# suite the policy accepts), as tables: one lookup instead of two enum property calls per hit.
+_IDENTITY_KDF_SUITES = frozenset(s for s in AlgorithmSuite if s.kdf_hash is None)
+_ENCRYPT_SUITES = {policy: frozenset(s for s in AlgorithmSuite if policy.allows_encrypt(s))
+                   for policy in CommitmentPolicy}
+_CACHEABLE_DECRYPT_SUITES = {policy: frozenset(s for s in AlgorithmSuite
+                                               if s.kdf_hash is not None and policy.allows_decrypt(s))
+                             for policy in CommitmentPolicy}
 
 _T = TypeVar("_T")
 
@@ -215,55 +224,67 @@ class CachingMaterialsManager:
         suite = request.algorithm
         # caching-cmm.md "Get Encryption Materials": no cache for identity-KDF suites or an
         # unknown length (change 2020-07-13: the byte limit could not be enforced).
-        if length is None or length > self.max_bytes or (suite is not None and suite.kdf_hash is None):
+        if length is None or length > self.max_bytes or suite in _IDENTITY_KDF_SUITES:
             self._count("bypassed")
             return self.underlying.get_encryption_materials(request)
         if length < 0:
             raise ValueError("plaintext_length must be 0 or more")
         key = _encryption_id(self._partition_digest, suite, tuple(request.encryption_context.items()))
+        # A hit is the common case and is kept short (~1 us; bench/bench_caching.py prints it): one
+        # cache call (which counts this message against the entry's limits atomically), the policy
+        # check of _cached_encryption inlined, one counter.
+        materials = self.cache.get_encryption_materials(key, length, self._limits)
+        if materials is not None and materials.algorithm in _ENCRYPT_SUITES[request.commitment_policy]:
+            with self._lock:
+                self._counts["hits"] += 1
+            return materials
+        return self._encryption_miss(request, key, length)
+
+    def _encryption_miss(self, request: EncryptionRequest, key: bytes, length: int) -> EncryptionMaterials:
         policy = request.commitment_policy
+        flight_key = (b"e", key, policy)
         waited = False
         while True:
-            materials = self._cached_encryption(key, length, request)
+            flight, leader = self._join(flight_key)
+            if leader:
+                break
+            if not waited:
+                waited = True
+                self._count("coalesced")
+            flight.wait()
+            # Take a share of the new entry through the cache, which counts usage atomically;
+            # if the entry is already used up, go round again (one thread makes the next call).
+            materials = self._cached_encryption(key, length, policy)
             if materials is not None:
                 self._count("hits")
                 return materials
-            flight, leader = self._join((b"e", key, policy))
-            if not leader:
-                if not waited:
-                    waited = True
-                    self._count("coalesced")
-                flight.wait()
-                # Take a share of the new entry through the cache, which counts usage atomically;
-                # if the entry is already used up, go round again (one thread makes the next call).
-                continue
-            try:
-                # Another thread may have stored the entry between our lookup and our join.
-                materials = self._cached_encryption(key, length, request)
-                if materials is not None:
-                    self._count("hits")
-                    return materials
-                self._count("misses")
-                # The underlying manager is told the byte limit, not this message's length, because
-                # the materials will serve up to max_bytes (change 2020-07-13).
-                inner = EncryptionRequest(request.encryption_context, policy, suite, self.max_bytes)
-                materials = self.underlying.get_encryption_materials(inner)
-                if materials.algorithm.kdf_hash is not None:
-                    self.cache.put_encryption_materials(key, materials, max_age=self.max_age,
-                                                        plaintext_length=length, limits=self._limits)
+        try:
+            # Another thread may have stored the entry between our lookup and our join.
+            materials = self._cached_encryption(key, length, policy)
+            if materials is not None:
+                self._count("hits")
                 return materials
-            except Exception as exc:
-                # Not BaseException: an interrupt belongs to this thread; waiters then retry.
-                flight.error = exc
-                raise
-            finally:
-                self._leave((b"e", key, policy), flight)
+            self._count("misses")
+            # The underlying manager is told the byte limit, not this message's length, because
+            # the materials will serve up to max_bytes (change 2020-07-13).
+            inner = EncryptionRequest(request.encryption_context, policy, request.algorithm, self.max_bytes)
+            materials = self.underlying.get_encryption_materials(inner)
+            if materials.algorithm not in _IDENTITY_KDF_SUITES:
+                self.cache.put_encryption_materials(key, materials, max_age=self.max_age,
+                                                    plaintext_length=length, limits=self._limits)
+            return materials
+        except Exception as exc:
+            # Not BaseException: an interrupt belongs to this thread; waiters then retry.
+            flight.error = exc
+            raise
+        finally:
+            self._leave(flight_key, flight)
 
-    def _cached_encryption(self, key: bytes, length: int, request: EncryptionRequest) -> EncryptionMaterials | None:
+    def _cached_encryption(self, key: bytes, length: int, policy: CommitmentPolicy) -> EncryptionMaterials | None:
         materials = self.cache.get_encryption_materials(key, length, self._limits)
         # The identifier omits the commitment policy, so an entry made under another policy (with
         # its default suite) is treated as a miss and replaced.
-        if materials is None or not request.commitment_policy.allows_encrypt(materials.algorithm):
+        if materials is None or materials.algorithm not in _ENCRYPT_SUITES[policy]:
             return None
         return materials
 
@@ -271,48 +292,58 @@ class CachingMaterialsManager:
 
     def decrypt_materials(self, request: DecryptionRequest) -> DecryptionMaterials:
         suite = request.algorithm
-        required = _required_context(request)
+        required = _required_context(request) if request.reproduced_encryption_context else {}
         # A refused suite or a conflicting context goes to the underlying manager, which raises
         # the proper error; a cache hit must never skip a check the underlying manager makes.
-        if suite.kdf_hash is None or required is None or not request.commitment_policy.allows_decrypt(suite):
+        if required is None or suite not in _CACHEABLE_DECRYPT_SUITES[request.commitment_policy]:
             self._count("bypassed")
             return self.underlying.decrypt_materials(request)
         key = _decryption_id(self._partition_digest, suite, tuple(request.encrypted_data_keys),
                              tuple(request.encryption_context.items()))
+        materials = self._cached_decryption(key, required)
+        if materials is not None:
+            with self._lock:
+                self._counts["hits"] += 1
+            return materials
+        return self._decryption_miss(request, key, required)
+
+    def _decryption_miss(self, request: DecryptionRequest, key: bytes,
+                         required: dict[str, str]) -> DecryptionMaterials:
+        flight_key = (b"d", key, frozenset(required.items()))
         waited = False
         while True:
+            flight, leader = self._join(flight_key)
+            if leader:
+                break
+            if not waited:
+                waited = True
+                self._count("coalesced")
+            shared = flight.wait()
+            if isinstance(shared, DecryptionMaterials):
+                self._count("hits")
+                return shared
+            # The leader failed with an interrupt (not an Exception): look again, maybe lead.
             materials = self._cached_decryption(key, required)
             if materials is not None:
                 self._count("hits")
                 return materials
-            flight_key = (b"d", key, frozenset(required.items()))
-            flight, leader = self._join(flight_key)
-            if not leader:
-                if not waited:
-                    waited = True
-                    self._count("coalesced")
-                shared = flight.wait()
-                if isinstance(shared, DecryptionMaterials):
-                    self._count("hits")
-                    return shared
-                continue
-            try:
-                materials = self._cached_decryption(key, required)
-                if materials is not None:
-                    self._count("hits")
-                    flight.result = materials
-                    return materials
-                self._count("misses")
-                materials = self.underlying.decrypt_materials(request)
+        try:
+            materials = self._cached_decryption(key, required)
+            if materials is not None:
+                self._count("hits")
                 flight.result = materials
-                self.cache.put_decryption_materials(key, materials, max_age=self.max_age)
                 return materials
-            except Exception as exc:
-                # Not BaseException: an interrupt belongs to this thread; waiters then retry.
-                flight.error = exc
-                raise
-            finally:
-                self._leave(flight_key, flight)
+            self._count("misses")
+            materials = self.underlying.decrypt_materials(request)
+            flight.result = materials
+            self.cache.put_decryption_materials(key, materials, max_age=self.max_age)
+            return materials
+        except Exception as exc:
+            # Not BaseException: an interrupt belongs to this thread; waiters then retry.
+            flight.error = exc
+            raise
+        finally:
+            self._leave(flight_key, flight)
 
     def _cached_decryption(self, key: bytes, required: dict[str, str]) -> DecryptionMaterials | None:
         materials = self.cache.get_decryption_materials(key)

@@ -59,7 +59,8 @@ class Compressor:
         self._obj = zstandard.ZstdCompressor(level=level).compressobj()
 
     def compress(self, data: bytes | bytearray | memoryview) -> bytes:
-        return self._obj.compress(bytes(data))
+        # zstandard reads any buffer: no copy (a bytes() copy cost ~20% of level-1 throughput).
+        return self._obj.compress(data)
 
     def flush(self) -> bytes:
         return self._obj.flush()
@@ -81,7 +82,7 @@ class _FrameTracker:
     def complete(self) -> bool:
         return self._state == "magic" and not self._pending and not self._skip
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while len(view):
             if self._skip:
@@ -190,10 +191,10 @@ class Decompressor:
         if not len(data):
             return
         self.consumed += len(data)
-        chunk = bytes(data)
-        self._frames.feed(chunk)
+        # Both take any buffer, so the authenticated plaintext is not copied first.
+        self._frames.feed(data)
         try:
-            self._writer.write(chunk)
+            self._writer.write(data)
         except zstandard.ZstdError as exc:
             raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
 

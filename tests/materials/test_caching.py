@@ -106,7 +106,7 @@ def run_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
         barrier.wait()
         try:
             results[i] = target(i)
-        except BaseException as exc:  # collected and checked by the test
+        except BaseException as exc:  # noqa: BLE001  # collected and checked by the test
             results[i] = exc
 
     threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
@@ -258,6 +258,45 @@ def test_expired_entries_are_pruned_from_the_tail() -> None:
     cache.put_encryption_materials(b"new", materials, max_age=10, plaintext_length=1, limits=limits)
     assert len(cache) == 1
     assert cache.stats().expirations == 5
+
+
+def test_pruning_sees_an_entry_that_expires_before_older_ones() -> None:
+    # The cache skips its pruning scan until the soonest expiry; a later, shorter-lived entry
+    # must move that time earlier.
+    clock = FakeClock()
+    cache = LocalCache(100, clock=clock)
+    materials = EncryptionMaterials(UNSIGNED, {}, plaintext_data_key=bytes(32))
+    limits = UsageLimits(10, 10_000)
+    cache.put_encryption_materials(b"long", materials, max_age=100, plaintext_length=1, limits=limits)
+    cache.put_encryption_materials(b"short", materials, max_age=5, plaintext_length=1, limits=limits)
+    clock.now += 5
+    assert cache.get_encryption_materials(b"long", 1, limits) is materials
+    assert (len(cache), cache.stats().expirations) == (1, 1)
+    clock.now += 95
+    assert cache.get_decryption_materials(b"other") is None
+    assert (len(cache), cache.stats().expirations) == (0, 2)
+
+
+@pytest.mark.parametrize("count", [9, 10, 11, 25], ids=["9", "10", "11", "25"])
+def test_pruning_after_clear_and_in_larger_caches(count: int) -> None:
+    clock = FakeClock()
+    cache = LocalCache(100, clock=clock)
+    materials = DecryptionMaterials(UNSIGNED, {}, plaintext_data_key=bytes(32))
+    cache.put_decryption_materials(b"x", materials, max_age=1)
+    cache.clear()
+    for i in range(count):
+        cache.put_decryption_materials(bytes([i]), materials, max_age=10 + i)
+    clock.now += 10 + count  # all expired
+    for _ in range(count):
+        cache.get_decryption_materials(b"absent")
+    # Each lookup prunes up to ten expired entries from the least recently used end.
+    assert len(cache) == 0 and cache.stats().expirations == count
+    # After expiries the cache keeps working: a new entry is stored, found and pruned in turn.
+    cache.put_decryption_materials(b"new", materials, max_age=1)
+    assert cache.get_decryption_materials(b"new") is materials
+    clock.now += 1
+    assert cache.get_decryption_materials(b"new") is None
+    assert len(cache) == 0
 
 
 # -- LRU capacity --------------------------------------------------------------------------------
