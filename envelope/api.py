@@ -11,10 +11,11 @@ from .materials.base import MaterialsManager
 from .streaming.session import (
     as_buffer,
     new_decryptor,
-    new_encryptor,
-    plaintext_writer,
+    plan_encryption,
     resolve_materials_manager,
+    start_encryption,
     supply,
+    whole_plaintext,
 )
 
 __all__ = ["decrypt", "encrypt"]
@@ -41,18 +42,14 @@ def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_mana
     :returns: the message bytes.
     """
     data = as_buffer(plaintext, "plaintext")
-    session = new_encryptor(keyring=keyring, materials_manager=materials_manager,
-                            plaintext_length=len(data), **options)
+    manager = resolve_materials_manager(keyring, materials_manager)
+    # What new_encryptor does, written out: the options go to plan_encryption once, not twice.
+    plan = plan_encryption(plaintext_length=len(data), **options)
+    session = start_encryption(plan, manager.get_encryption_materials(plan.request))
     encryptor = session.encryptor
     if session.compressor is None and 0 < len(data) <= encryptor.frame_length:
-        # One final frame: seal straight into the output, no frame buffering (format-spec §5.4).
-        header = encryptor.take_header()
-        out = bytearray(len(header) + len(data) + 40 + encryptor.footer_size)
-        out[:len(header)] = header
-        with memoryview(out) as view:
-            end = len(header) + encryptor.seal_final_into(data, view[len(header):])
-        del out[end:]
-        return bytes(out)
+        # One final frame: the header and that frame, no frame buffering (format-spec §5.4).
+        return encryptor.encrypt_whole(data)
     return session.update(data) + session.finalize()
 
 
@@ -84,13 +81,5 @@ def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_man
     # than slicing a memoryview, and a header is a dozen slices.)
     start = decryptor.parse_whole_header(ciphertext if type(ciphertext) is bytes else data)
     header = supply(decryptor, manager)
-    out = bytearray(len(data) - start)  # plaintext is never longer than the body that carries it
-    with memoryview(out) as view:
-        n = decryptor.update_into(data[start:], view)
-    decryptor.finalize()
-    del out[n:]
-    parts: list[bytes | memoryview] = []
-    write, finish = plaintext_writer(header, parts.append, output_options)
-    write(memoryview(out))  # decompressed on the way if the message says so (§8)
-    finish()
-    return b"".join(parts), header
+    plaintext = decryptor.decrypt_rest(data[start:])
+    return whole_plaintext(header, plaintext, output_options), header  # decompressed if the message says so (§8)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from ..errors import FormatError, PolicyError
 from .context import parse_context, serialize_context
-from .reader import Incomplete, Reader, decode_utf8
+from .frozen import cheap_init
+from .reader import Incomplete
 from .suites import AlgorithmSuite
 
 __all__ = [
@@ -44,6 +45,7 @@ class ContentType(enum.IntEnum):
     FRAMED = 0x02
 
 
+@cheap_init
 @dataclass(frozen=True, slots=True)
 class EncryptedDataKey:
     """One wrapped copy of the data key: who can unwrap it and the wrapped bytes (§4.4)."""
@@ -55,12 +57,15 @@ class EncryptedDataKey:
     def serialize(self) -> bytes:
         pid = self.provider_id.encode("utf-8")
         info, ciphertext = self.provider_info, self.ciphertext
-        if len(pid) > 0xFFFF or len(info) > 0xFFFF or len(ciphertext) > 0xFFFF:
+        try:  # struct refuses a length beyond UInt16: no separate checks on the way
+            return b"".join((_U16.pack(len(pid)), pid, _U16.pack(len(info)), info,
+                             _U16.pack(len(ciphertext)), ciphertext))
+        except struct.error:
             name = "provider id" if len(pid) > 0xFFFF else "provider info" if len(info) > 0xFFFF else "ciphertext"
-            raise ValueError(f"encrypted data key {name} is longer than 65535 bytes")
-        return b"".join((_U16.pack(len(pid)), pid, _U16.pack(len(info)), info, _U16.pack(len(ciphertext)), ciphertext))
+            raise ValueError(f"encrypted data key {name} is longer than 65535 bytes") from None
 
 
+@cheap_init
 @dataclass(frozen=True, slots=True)
 class Header:
     """A message header as written on the wire, without its authentication fields.
@@ -83,6 +88,7 @@ class Header:
         return self.content_type is ContentType.FRAMED
 
 
+@cheap_init
 @dataclass(frozen=True, slots=True)
 class ParsedHeader:
     """What `parse_header` found: the header, its exact body bytes and its authentication fields."""
@@ -97,23 +103,25 @@ class ParsedHeader:
 def serialize_header_body(header: Header) -> bytes:
     """Serialize the header body (everything the header authentication tag covers, §4.1/§4.2)."""
     suite = header.algorithm
-    if suite.message_format_version != header.version:
+    version = header.version
+    if suite.message_format_version != version:
         raise ValueError(f"{suite.name} is written with message format version {suite.message_format_version}")
     ec = serialize_context(header.encryption_context)
     edks = header.encrypted_data_keys
-    if not edks:
+    count = len(edks)
+    if not count:
         raise ValueError("a message needs at least one encrypted data key")
-    if len(edks) > 0xFFFF:
+    if count > 0xFFFF:
         raise ValueError("a message holds at most 65535 encrypted data keys")
-    edk_bytes = b"".join([edk.serialize() for edk in edks])
+    edk_bytes = edks[0].serialize() if count == 1 else b"".join([edk.serialize() for edk in edks])
     # The fixed-size fields go through struct (one call for several fields), the variable ones are
     # joined around them.
-    if header.version == 2:
+    if version == 2:
         return b"".join((_V2_START.pack(2, suite), header.message_id, _U16.pack(len(ec)), ec,
-                         _U16.pack(len(edks)), edk_bytes, _V2_END.pack(header.content_type, header.frame_length),
+                         _U16.pack(count), edk_bytes, _V2_END.pack(header.content_type, header.frame_length),
                          header.commitment_key))
     return b"".join((_V1_START.pack(1, _V1_TYPE, suite), header.message_id, _U16.pack(len(ec)), ec,
-                     _U16.pack(len(edks)), edk_bytes,
+                     _U16.pack(count), edk_bytes,
                      _V1_END.pack(header.content_type, IV_LENGTH, header.frame_length)))
 
 
@@ -139,72 +147,149 @@ def parse_header(buf: bytes | bytearray | memoryview, *,
     :raises PolicyError: more encrypted data keys than ``max_encrypted_data_keys`` (checked as soon
         as the count is read, before any key is parsed).
     """
-    try:
-        parsed = _parse(Reader(buf), max_encrypted_data_keys)
-    except Incomplete as incomplete:
-        if incomplete.needed > max_header_length:
-            raise FormatError(f"message header is longer than the {max_header_length}-byte limit") from None
-        raise
+    # `_parse` slices bytes (cheaper than slicing a memoryview, and a header is a dozen slices).
+    # Other buffers are copied: a prefix first, and up to the length limit only if the header is
+    # longer than that prefix (a header never needs more).
+    if type(buf) is bytes:
+        view, data = None, buf
+    else:
+        view = memoryview(buf).cast("B")
+        data = bytes(view[:_FIRST_COPY])
+    while True:
+        try:
+            parsed = _parse(data, max_encrypted_data_keys)
+            break
+        except Incomplete as incomplete:
+            if incomplete.needed > max_header_length:
+                raise FormatError(f"message header is longer than the {max_header_length}-byte limit") from None
+            if view is None or len(data) == len(view):
+                raise
+            data = bytes(view[:max_header_length])
     if parsed.length > max_header_length:
         raise FormatError(f"message header is longer than the {max_header_length}-byte limit")
     return parsed
 
 
+_FIRST_COPY = 64 * 1024
 # Wire id -> member by plain dict lookup: calling an enum class with a value costs several times
 # more, and every message header does it.
 _SUITES: dict[int, AlgorithmSuite] = {int(suite): suite for suite in AlgorithmSuite}
 _CONTENT_TYPES: dict[int, ContentType] = {int(kind): kind for kind in ContentType}
 
 
-def _parse(r: Reader, max_edks: int | None) -> ParsedHeader:
-    version = r.u8()
-    if version == 1:
-        if r.u8() != _V1_TYPE:
+def _field_end(buf: bytes, pos: int, size: int) -> int:
+    """End of the UInt16-length-prefixed field at ``pos`` (§1); Incomplete if ``buf`` stops short."""
+    if pos + 2 > size:
+        raise Incomplete(pos + 2)
+    end: int = pos + 2 + _U16.unpack_from(buf, pos)[0]
+    if end > size:
+        raise Incomplete(end)
+    return end
+
+
+def _parse(buf: bytes, max_edks: int | None) -> ParsedHeader:
+    # Offsets into ``buf`` with explicit bounds checks, and one struct call per run of fixed-size
+    # fields: a header is parsed for every message, and for a small one this was the largest
+    # Python cost. Every read still checks its bounds first (Incomplete says how far to grow).
+    size = len(buf)
+    if not size:
+        raise Incomplete(1)
+    version = buf[0]
+    if version == 2:
+        pos = 1
+    elif version == 1:
+        if size < 2:
+            raise Incomplete(2)
+        if buf[1] != _V1_TYPE:
             raise FormatError("unknown message type in a version 1 header")
-        id_length = 16
-    elif version == 2:
-        id_length = 32
+        pos = 2
     elif version == 0x41:  # 'A': "AY" or "Ag" is how a v1 or v2 message starts in base64 (§10)
         raise FormatError("not an envelope message: unsupported version 0x41", hint=_BASE64_HINT)
     else:
         raise FormatError(f"not an envelope message: unsupported version 0x{version:02x}")
-    suite_id = r.u16()
+    if pos + 2 > size:
+        raise Incomplete(pos + 2)
+    suite_id = _U16.unpack_from(buf, pos)[0]
     suite = _SUITES.get(suite_id)
     if suite is None:
         raise FormatError(f"unknown algorithm suite 0x{suite_id:04x}")
-    if suite.message_format_version != version:
+    info = suite.info
+    if info.message_format_version != version:
         raise FormatError(f"algorithm suite {suite.name} may not appear in a version {version} header")
-    message_id = r.take(id_length)
-    context = parse_context(r.u16_bytes())
-    edk_count = r.u16()
+    id_start = pos + 2
+    pos = id_start + (32 if version == 2 else 16)
+    end = _field_end(buf, pos, size)  # the message id, then the context's length and bytes
+    message_id = buf[id_start:pos]
+    context = parse_context(buf[pos + 2:end]) if end > pos + 2 else {}
+    pos = end + 2
+    if pos > size:
+        raise Incomplete(pos)
+    edk_count = _U16.unpack_from(buf, end)[0]
     if edk_count == 0:
         raise FormatError("header has no encrypted data keys")
     if max_edks is not None and edk_count > max_edks:
         raise PolicyError(f"message has {edk_count} encrypted data keys; the limit is {max_edks}")
     edks = []
     for _ in range(edk_count):
-        provider_id = decode_utf8(r.u16_bytes(), "an encrypted data key provider id")
-        edks.append(EncryptedDataKey(provider_id, r.u16_bytes(), r.u16_bytes()))
-    content_type = _CONTENT_TYPES.get(r.u8())
+        # provider id, provider info, ciphertext: three UInt16-length-prefixed fields (§4.4),
+        # read without a call per field (this loop runs for every message).
+        if pos + 2 > size:
+            raise Incomplete(pos + 2)
+        id_end = pos + 2 + _U16.unpack_from(buf, pos)[0]
+        if id_end + 2 > size:
+            raise Incomplete(id_end + 2)
+        info_end = id_end + 2 + _U16.unpack_from(buf, id_end)[0]
+        if info_end + 2 > size:
+            raise Incomplete(info_end + 2)
+        end = info_end + 2 + _U16.unpack_from(buf, info_end)[0]
+        if end > size:
+            raise Incomplete(end)
+        try:
+            provider_id = buf[pos + 2:id_end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError("an encrypted data key provider id is not valid UTF-8") from None
+        edks.append(EncryptedDataKey(provider_id, buf[id_end + 2:info_end], buf[info_end + 2:end]))
+        pos = end
+    if pos >= size:
+        raise Incomplete(pos + 1)
+    content_type = _CONTENT_TYPES.get(buf[pos])
     if content_type is None:
         raise FormatError("unknown content type")
-    if version == 1:
-        if r.take(4) != b"\x00\x00\x00\x00":
+    if version == 2:
+        # content type, frame length, [commitment key (§2.3)], then the tag alone (§4.5)
+        commit_length = 32 if info.committing else 0
+        body_end = pos + 5 + commit_length
+        length = body_end + TAG_LENGTH
+        if length > size:
+            raise Incomplete(length)
+        frame_length = _U32.unpack_from(buf, pos + 1)[0]
+        commitment_key = buf[pos + 5:body_end]
+        auth_iv = _ZERO_IV
+    else:
+        # content type, reserved (4 zero bytes), IV length, frame length, then IV and tag (§4.5)
+        body_end = pos + 10
+        length = body_end + IV_LENGTH + TAG_LENGTH
+        if length > size:
+            raise Incomplete(length)
+        reserved, iv_length, frame_length = _V1_TAIL.unpack_from(buf, pos + 1)
+        if reserved:
             raise FormatError("reserved header bytes are not zero")
-        if r.u8() != IV_LENGTH:
+        if iv_length != IV_LENGTH:
             raise FormatError("header IV length is not 12")
-    frame_length = r.u32()
-    commitment_key = r.take(32) if version == 2 and suite.is_committing else b""
-    if content_type is ContentType.FRAMED and frame_length == 0:
+        commitment_key = b""
+        auth_iv = buf[body_end:body_end + IV_LENGTH]
+    if frame_length == 0 and content_type is _FRAMED:
         raise FormatError("framed message with frame length 0")
-    if content_type is ContentType.NON_FRAMED and frame_length != 0:
+    if frame_length != 0 and content_type is _NON_FRAMED:
         raise FormatError("non-framed message with a non-zero frame length")
-    body_end = r.offset
-    auth_iv = r.take(IV_LENGTH) if version == 1 else bytes(IV_LENGTH)
-    auth_tag = r.take(TAG_LENGTH)
     header = Header(version, suite, message_id, context, tuple(edks), content_type, frame_length, commitment_key)
-    body = r.slice(0, body_end)
-    return ParsedHeader(header, body, auth_iv, auth_tag, r.offset)
+    return ParsedHeader(header, buf[:body_end], auth_iv, buf[length - TAG_LENGTH:length], length)
+
+
+_U32 = struct.Struct(">I")
+_FRAMED, _NON_FRAMED = ContentType.FRAMED, ContentType.NON_FRAMED  # globals: cheaper than Enum class reads
+_V1_TAIL = struct.Struct(">IBI")  # reserved, IV length, frame length
+_ZERO_IV = bytes(IV_LENGTH)  # v2 headers carry no IV: it is all zeros (§4.5)
 
 
 class HeaderScanner:

@@ -42,6 +42,7 @@ class RawAESKeyring:
         self.key_name = key_name
         self._name = key_name.encode("utf-8")
         self._info_prefix = self._name + _TAG_BITS + _IV_LEN  # provider info: name ‖ tag bits ‖ IV length ‖ IV
+        self._info_length = len(self._info_prefix) + IV_LENGTH
         self._aead = AEAD(bytes(wrapping_key))
 
     def __repr__(self) -> str:
@@ -66,12 +67,11 @@ class RawAESKeyring:
             return materials
         aad = serialize_context(materials.encryption_context)
         errors: list[str] = []
-        expected_info_length = len(self._info_prefix) + IV_LENGTH
         for index, edk in enumerate(encrypted_data_keys):
-            if edk.provider_id != self.key_namespace or not edk.provider_info.startswith(self._name):
-                continue
             info = edk.provider_info
-            if len(info) != expected_info_length or not info.startswith(self._info_prefix):
+            if edk.provider_id != self.key_namespace or not info.startswith(self._name):
+                continue
+            if len(info) != self._info_length or not info.startswith(self._info_prefix):
                 errors.append(f"{self!r}: encrypted data key {index} has malformed provider info")
                 continue
             if len(edk.ciphertext) != materials.algorithm.key_length + TAG_LENGTH:

@@ -10,6 +10,8 @@ from .materials import DecryptionMaterials, DecryptionRequest, EncryptionMateria
 
 __all__ = ["DefaultMaterialsManager"]
 
+_NO_KEYS: frozenset[str] = frozenset()
+
 
 class DefaultMaterialsManager:
     """Builds materials with one keyring.
@@ -41,9 +43,10 @@ class DefaultMaterialsManager:
             if key.startswith(RESERVED_PREFIX):
                 raise ValueError(f"encryption context key {key!r} uses the reserved prefix {RESERVED_PREFIX!r}")
         signing_key = None
-        if suite.signature_curve is not None:
-            signing_key = generate_signing_key(suite.signature_curve)
-            context[PUBLIC_KEY_CONTEXT_KEY] = Signer(suite.signature_curve, signing_key).public_key
+        curve = suite.signature_curve
+        if curve is not None:
+            signing_key = generate_signing_key(curve)
+            context[PUBLIC_KEY_CONTEXT_KEY] = Signer(curve, signing_key).public_key
         materials = EncryptionMaterials(suite, context, signing_key=signing_key)
         materials = self.keyring.on_encrypt(materials)
         if materials.plaintext_data_key is None or not materials.encrypted_data_keys:
@@ -60,24 +63,28 @@ class DefaultMaterialsManager:
                 f"commitment policy {policy.name} refuses the non-committing suite {suite.name}",
                 hint="decrypt with commitment_policy=REQUIRE_ENCRYPT_ALLOW_DECRYPT to read older messages")
         context = dict(request.encryption_context)
-        required: set[str] = set()
-        for key, value in (request.reproduced_encryption_context or {}).items():
-            if key in context:
-                if context[key] != value:
-                    raise PolicyError(f"encryption context mismatch: the message's value for {key!r} "
-                                      "differs from the one given")
-            else:
-                # A key the header does not store must have been required at encrypt time; the
-                # header tag then proves it (format-spec/message.md §4.5).
-                context[key] = value
-                required.add(key)
+        required = _NO_KEYS
+        reproduced = request.reproduced_encryption_context
+        if reproduced:
+            added = set()
+            for key, value in reproduced.items():
+                if key in context:
+                    if context[key] != value:
+                        raise PolicyError(f"encryption context mismatch: the message's value for {key!r} "
+                                          "differs from the one given")
+                else:
+                    # A key the header does not store must have been required at encrypt time; the
+                    # header tag then proves it (format-spec/message.md §4.5).
+                    context[key] = value
+                    added.add(key)
+            required = frozenset(added)
         verification_key = context.get(PUBLIC_KEY_CONTEXT_KEY)
-        if suite.is_signing and verification_key is None:
+        signing = suite.is_signing
+        if signing and verification_key is None:
             raise FormatError(f"signed suite {suite.name} but the message has no signature public key")
-        if not suite.is_signing and verification_key is not None:
+        if not signing and verification_key is not None:
             raise FormatError(f"unsigned suite {suite.name} but the message carries a signature public key")
-        materials = DecryptionMaterials(suite, context, verification_key=verification_key,
-                                        required_encryption_context_keys=frozenset(required))
+        materials = DecryptionMaterials(suite, context, None, verification_key, required)
         materials = self.keyring.on_decrypt(materials, request.encrypted_data_keys)
         if materials.plaintext_data_key is None:
             raise KeyringError(f"{self.keyring!r} returned no data key")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ..format.frozen import cheap_init
 from ..format.header import EncryptedDataKey
 from ..format.suites import AlgorithmSuite, CommitmentPolicy
 
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 
+@cheap_init
 @dataclass(frozen=True, slots=True)
 class EncryptionMaterials:
     """Inputs to encrypt one message.
@@ -60,6 +62,7 @@ class EncryptionMaterials:
                                    self.signing_key, self.required_encryption_context_keys)
 
 
+@cheap_init
 @dataclass(frozen=True, slots=True)
 class DecryptionMaterials:
     """Inputs to decrypt one message: the unwrapped data key and the signature verification key."""
@@ -83,6 +86,7 @@ class DecryptionMaterials:
                                    self.verification_key, self.required_encryption_context_keys)
 
 
+@cheap_init
 @dataclass(frozen=True, slots=True)
 class EncryptionRequest:
     """What encrypt asks of a materials manager."""
@@ -93,6 +97,7 @@ class EncryptionRequest:
     plaintext_length: int | None = None  # None when streaming an unknown length
 
 
+@cheap_init
 @dataclass(frozen=True, slots=True)
 class DecryptionRequest:
     """What decrypt asks of a materials manager, from a parsed (not yet authenticated) header."""

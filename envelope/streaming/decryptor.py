@@ -40,7 +40,9 @@ DEFAULT_MAX_NON_FRAMED_LENGTH = 256 * 1024 * 1024
 _MAX_READ_HINT = 4 * 1024 * 1024
 _U32 = struct.Struct(">I")
 _FINAL_MARKER = _U32.unpack(FINAL_FRAME_MARKER)[0]
-_FINAL_FIELDS = struct.Struct(">4xI12xI")  # final frame: marker, sequence number, IV, content length (§5.3)
+# Final frame: marker, sequence number, IV, content length (§5.3). The IV comes out as bytes:
+# comparing bytes costs far less than comparing a memoryview slice.
+_FINAL_FIELDS = struct.Struct(">4xI12sI")
 
 
 class _State(enum.Enum):
@@ -49,6 +51,12 @@ class _State(enum.Enum):
     BODY = 3
     FOOTER = 4
     DONE = 5
+
+
+# The states as module globals: an Enum member read through its class costs ten times a global
+# read (0.07 us on 3.11), and a small message checks the state a dozen times.
+_HEADER, _MATERIALS, _BODY, _FOOTER, _DONE = _State
+_FINAL_FRAME = BodyKind.FINAL_FRAME
 
 
 class MessageDecryptor:
@@ -78,7 +86,7 @@ class MessageDecryptor:
         self._allow_signed = allow_signed
         self._max_header = max_header_length
         self._max_non_framed = min(max_non_framed_length, MAX_NON_FRAMED_LENGTH)
-        self._state = _State.HEADER
+        self._state = _HEADER
         self._buf = bytearray()
         self._scanner: HeaderScanner | None = None  # made on the first incremental update
         self._parsed: ParsedHeader | None = None
@@ -95,11 +103,11 @@ class MessageDecryptor:
 
     @property
     def needs_materials(self) -> bool:
-        return self._state is _State.MATERIALS
+        return self._state is _MATERIALS
 
     @property
     def done(self) -> bool:
-        return self._state is _State.DONE
+        return self._state is _DONE
 
     # -- header --------------------------------------------------------------------------------
 
@@ -123,7 +131,7 @@ class MessageDecryptor:
 
         :raises AuthenticationError: ``data`` ends inside the header.
         """
-        if self._state is not _State.HEADER or self._buf:
+        if self._state is not _HEADER or self._buf:
             raise ValueError("parse_whole_header comes first, instead of update")
         try:
             parsed = parse_header(data, max_encrypted_data_keys=self._max_edks, max_header_length=self._max_header)
@@ -146,7 +154,7 @@ class MessageDecryptor:
         self._parsed = parsed
         self.request = DecryptionRequest(suite, header.encrypted_data_keys, header.encryption_context,
                                          self._policy, self._reproduced)
-        self._state = _State.MATERIALS
+        self._state = _MATERIALS
 
     def supply_materials(self, materials: DecryptionMaterials) -> None:
         """Authenticate the header with the unwrapped data key; afterwards the body can be read.
@@ -155,7 +163,7 @@ class MessageDecryptor:
             encryption context does not belong to this message).
         """
         parsed = self._parsed
-        if self._state is not _State.MATERIALS or parsed is None:
+        if self._state is not _MATERIALS or parsed is None:
             raise ValueError("supply_materials is called once, after the header is parsed")
         header = parsed.header
         suite = header.algorithm
@@ -181,7 +189,7 @@ class MessageDecryptor:
             self._verifier.update(parsed.body)
             self._verifier.update(parsed.auth_iv + parsed.auth_tag if header.version == 1 else parsed.auth_tag)
         self._aead = aead
-        self._state = _State.BODY
+        self._state = _BODY
 
     def wrap_signature_hash(self, wrap: Callable[[HashLike], HashLike]) -> None:
         """Hand the signature hash to a driver that runs it on another thread (no-op if unsigned)."""
@@ -213,13 +221,13 @@ class MessageDecryptor:
         """Feed message bytes; write authenticated plaintext into ``out``; return its length."""
         view = memoryview(out)
         data = memoryview(data).cast("B")
-        if self._state is _State.DONE:
+        if self._state is _DONE:
             if len(data):
                 raise AuthenticationError("trailing data after the end of the message")
             return 0
-        if self._state in (_State.HEADER, _State.MATERIALS):
+        if self._state in (_HEADER, _MATERIALS):
             self._buf += data
-            if self._state is _State.HEADER:
+            if self._state is _HEADER:
                 self._parse_header()
             return 0
         written = 0
@@ -271,7 +279,7 @@ class MessageDecryptor:
         if header is None:  # pragma: no cover
             raise RuntimeError("envelope: internal error: body without header")
         n = len(prefix)
-        if self._state is _State.FOOTER:
+        if self._state is _FOOTER:
             return 2 if n < 2 else 2 + int.from_bytes(prefix[:2], "big")
         if header.frame_length == 0:
             if n < 20:
@@ -293,10 +301,10 @@ class MessageDecryptor:
 
     def size_hint(self) -> int:
         """How many bytes to read next so that the following `update` can work without copying."""
-        if self._state is _State.HEADER:
+        if self._state is _HEADER:
             needed = self._scanner.needed if self._scanner is not None else 1
             return min(max(needed - len(self._buf), 4096), _MAX_READ_HINT)
-        if self._state is _State.BODY and self._parsed is not None and self._parsed.header.frame_length:
+        if self._state is _BODY and self._parsed is not None and self._parsed.header.frame_length:
             # Capped: what a driver allocates must follow the bytes that arrive, not the frame
             # length a header claims (§9); bigger frames gather in the straddle buffer.
             return min(max(self._parsed.header.frame_length + FRAME_OVERHEAD - len(self._buf), 1), _MAX_READ_HINT)
@@ -304,14 +312,14 @@ class MessageDecryptor:
 
     def _step(self, data: memoryview, out: memoryview) -> tuple[int, int]:
         """Consume one frame (or the footer) from ``data`` if it is complete: (bytes used, written)."""
-        if self._state is _State.BODY:
+        if self._state is _BODY:
             parsed = self._parsed
             if parsed is None:  # pragma: no cover
                 raise RuntimeError("envelope: internal error: body without header")
             if parsed.header.frame_length == 0:
                 return self._single_block(data, out)
             return self._frame(data, out, parsed.header.frame_length)
-        if self._state is _State.FOOTER:
+        if self._state is _FOOTER:
             return self._footer(data, out)
         return 0, 0
 
@@ -339,10 +347,7 @@ class MessageDecryptor:
             return size, frame_length
         if len(data) < 24:
             return 0, 0
-        found, length = _FINAL_FIELDS.unpack_from(data)
-        iv = self._check_sequence(found, data[8:20])
-        if length > frame_length:
-            raise FormatError(f"final frame is longer ({length}) than the frame length ({frame_length})")
+        iv, length = self._final_frame_fields(data, frame_length)
         size = 24 + length + 16
         if len(data) < size:
             return 0, 0
@@ -350,6 +355,45 @@ class MessageDecryptor:
         if self._verifier is not None:
             self._verifier.update(data[:size])
         return size, self._release_last(aead, iv, data[24:size], aad, out, length, f"final frame {seq}")
+
+    def _final_frame_fields(self, data: memoryview, frame_length: int) -> tuple[bytes, int]:
+        """Check the fields of the final frame at the start of ``data`` (24 bytes or more);
+        return its IV and plaintext length (§5.3)."""
+        found, iv, length = _FINAL_FIELDS.unpack_from(data)
+        iv = self._check_sequence(found, iv)
+        if length > frame_length:
+            raise FormatError(f"final frame is longer ({length}) than the frame length ({frame_length})")
+        return iv, length
+
+    def decrypt_rest(self, data: Buffer) -> bytes:
+        """The one-shot path after `supply_materials`: ``data`` is the whole rest of the message;
+        return its plaintext, having checked that the message ends exactly there.
+
+        The same checks as `update` then `finalize`. A body that is one final frame of an unsigned
+        message (every small message) is opened straight from ``data``, without the element loop.
+
+        :raises AuthenticationError: tampered, truncated, or trailing data.
+        """
+        if self._state is _HEADER or self._state is _MATERIALS:
+            raise ValueError("decrypt_rest comes after supply_materials")
+        data = memoryview(data).cast("B")
+        parsed, aead = self._parsed, self._aead
+        if (self._verifier is None and not self._buf and self._state is _BODY and parsed is not None
+                and aead is not None and len(data) >= 24 and parsed.header.frame_length
+                and _U32.unpack_from(data)[0] == _FINAL_MARKER):
+            iv, length = self._final_frame_fields(data, parsed.header.frame_length)
+            if len(data) == length + 40:
+                seq = self._sequence
+                aad = body_aad(parsed.header.message_id, _FINAL_FRAME, seq, length)
+                plaintext = aead.open(iv, data[24:], aad, f"final frame {seq}")
+                self._state = _DONE
+                return plaintext
+        # Anything else (several frames, signed, non-framed, truncated or trailing bytes).
+        out = bytearray(self.output_bound(len(data)))
+        n = self.update_into(data, out)
+        self.finalize()
+        del out[n:]
+        return bytes(out)
 
     def _single_block(self, data: memoryview, out: memoryview) -> tuple[int, int]:
         if len(data) < 20:
@@ -373,11 +417,11 @@ class MessageDecryptor:
                       length: int, what: str) -> int:
         if self._verifier is None:
             aead.open_into(iv, sealed, aad, out[:length], what)
-            self._state = _State.DONE
+            self._state = _DONE
             return length
         # Signed: hold the last plaintext until the signature verifies (§10).
         self._held = aead.open(iv, sealed, aad, what)
-        self._state = _State.FOOTER
+        self._state = _FOOTER
         return 0
 
     def _footer(self, data: memoryview, out: memoryview) -> tuple[int, int]:
@@ -391,10 +435,10 @@ class MessageDecryptor:
         self._verifier.verify(bytes(data[2:size]))
         held, self._held = self._held, b""
         out[:len(held)] = held
-        self._state = _State.DONE
+        self._state = _DONE
         return size, len(held)
 
-    def _check_sequence(self, seq: int, iv: memoryview) -> bytes:
+    def _check_sequence(self, seq: int, iv: bytes | memoryview) -> bytes:
         """Check a frame's sequence number and IV; return the IV (as bytes, for the AEAD call)."""
         if seq != self._sequence:
             raise AuthenticationError(f"frame {self._sequence} is missing or out of order (found {seq})")
@@ -409,9 +453,9 @@ class MessageDecryptor:
 
     def finalize(self) -> bytes:
         """Check that the message ended exactly; raises AuthenticationError if it is truncated."""
-        if self._state is not _State.DONE:
-            where = {_State.HEADER: "in the header", _State.MATERIALS: "before its body",
-                     _State.BODY: "in the body", _State.FOOTER: "before its signature"}[self._state]
+        if self._state is not _DONE:
+            where = {_HEADER: "in the header", _MATERIALS: "before its body",
+                     _BODY: "in the body", _FOOTER: "before its signature"}[self._state]
             raise AuthenticationError(f"message is truncated {where}")
         if self._buf:
             raise AuthenticationError("trailing data after the end of the message")

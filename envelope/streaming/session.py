@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import PolicyError
 from ..format.context import ENVELOPE_PREFIX
+from ..format.frozen import cheap_init
 from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header
 from ..format.suites import AlgorithmSuite, CommitmentPolicy
 from ..keyrings.base import Keyring
@@ -35,8 +36,10 @@ __all__ = [
     "resolve_materials_manager",
     "start_encryption",
     "supply",
+    "whole_plaintext",
 ]
 
+_DEFAULT_POLICY = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT  # what coerce(None) returns
 # Chosen by measurement (bench/bench_frames.py): per-frame cost is ~6 us of Python, so 1 MiB frames
 # keep it under 1% of the AES time while a few frames of memory stay small (format-spec §11).
 DEFAULT_FRAME_LENGTH = 1024 * 1024
@@ -54,6 +57,8 @@ def resolve_materials_manager(keyring: Keyring | None, materials_manager: Materi
 
 def as_buffer(data: object, what: str) -> memoryview:
     """The bytes-like ``data`` as a flat byte view; TypeError (naming ``what``) for anything else."""
+    if type(data) is bytes:
+        return memoryview(data)  # already flat bytes (the usual one-shot input)
     if isinstance(data, str):
         raise TypeError(f"{what} must be bytes, not str (encode it first)")
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -101,6 +106,7 @@ class EncryptSession:
         return out + self.encryptor.finalize()
 
 
+@cheap_init
 @dataclass(frozen=True, slots=True)
 class EncryptPlan:
     """Validated encrypt options: the request for a materials manager, and how to start the
@@ -122,7 +128,8 @@ def plan_encryption(*, encryption_context: Mapping[str, str] | None = None,
 
     :raises TypeError, ValueError: the options are misused (as for `envelope.encrypt`).
     """
-    policy = CommitmentPolicy.coerce(commitment_policy)
+    # (Calls through an Enum class cost more than the checks they make: skipped for the defaults.)
+    policy = CommitmentPolicy.coerce(commitment_policy) if commitment_policy is not None else _DEFAULT_POLICY
     suite = AlgorithmSuite.coerce(algorithm) if algorithm is not None else None
     if frame_length is None:
         frame_length = DEFAULT_FRAME_LENGTH
@@ -132,7 +139,7 @@ def plan_encryption(*, encryption_context: Mapping[str, str] | None = None,
         raise ValueError("frame_length must be 1 .. 2**32-1 (or 0 for the legacy non-framed body)")
     if max_encrypted_data_keys is not None and max_encrypted_data_keys < 1:
         raise ValueError("max_encrypted_data_keys must be at least 1")
-    context = _check_context(encryption_context)
+    context = _check_context(encryption_context) if encryption_context is not None else {}
     for key in context:
         if key.startswith(ENVELOPE_PREFIX):
             raise ValueError(f"encryption context key {key!r} uses the prefix {ENVELOPE_PREFIX!r}, "
@@ -195,10 +202,12 @@ def new_decryptor(*, encryption_context: Mapping[str, str] | None = None,
                   max_compression_ratio: float | None = DEFAULT_MAX_COMPRESSION_RATIO,
                   ) -> tuple[MessageDecryptor, OutputOptions]:
     decryptor = MessageDecryptor(
-        commitment_policy=CommitmentPolicy.coerce(commitment_policy),
+        commitment_policy=CommitmentPolicy.coerce(commitment_policy) if commitment_policy is not None else _DEFAULT_POLICY,
         encryption_context=_check_context(encryption_context) if encryption_context else None,
         max_encrypted_data_keys=max_encrypted_data_keys, allow_signed=allow_signed,
         max_header_length=max_header_length)
+    if decompress and max_decompressed_size is None and max_compression_ratio == DEFAULT_MAX_COMPRESSION_RATIO:
+        return decryptor, _DEFAULT_OUTPUT  # shared: one object fewer per message
     return decryptor, OutputOptions(decompress, max_decompressed_size, max_compression_ratio)
 
 
@@ -247,3 +256,18 @@ def plaintext_writer(header: Header, write: Callable[[bytes | memoryview], objec
     decompressor = Decompressor(write, max_output=options.max_decompressed_size,
                                 max_ratio=options.max_compression_ratio)
     return decompressor.write, decompressor.finish
+
+
+_DEFAULT_OUTPUT = OutputOptions()
+
+
+def whole_plaintext(header: Header, plaintext: bytes, options: OutputOptions) -> bytes:
+    """The plaintext of a whole message as the caller receives it: decompressed if the message
+    declares compression (§8.2), else as it is."""
+    if not header.encryption_context:
+        return plaintext  # no context, so no extension: nothing to undo (the common small message)
+    parts: list[bytes | memoryview] = []
+    write, finish = plaintext_writer(header, parts.append, options)
+    write(plaintext)
+    finish()
+    return b"".join(parts)
