@@ -117,6 +117,13 @@ class RawRSAKeyring:
             if len(data_key) != materials.algorithm.key_length:
                 errors.append(f"{self!r}: encrypted data key {index} unwrapped to the wrong length")
                 continue
+            # PKCS#1 v1.5 with implicit rejection "unwraps" a wrong key to random bytes, now and
+            # then of the right length: accept only a key the message itself confirms.
+            if not materials.fits(data_key):
+                errors.append(f"{self!r}: encrypted data key {index} unwrapped to a key that does not fit "
+                              "this message (wrong key or padding"
+                              + (")" if materials.algorithm.is_committing else ", or a different encryption context)"))
+                continue
             return materials.with_data_key(data_key)
         if not errors:
             errors.append(f"{self!r}: no encrypted data key for namespace {self.key_namespace!r} "

@@ -5,6 +5,7 @@ Concurrent misses for one entry are coalesced into a single call to the underlyi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -335,6 +336,9 @@ class CachingMaterialsManager:
                 return materials
             self._count("misses")
             materials = self.underlying.decrypt_materials(request)
+            if materials.key_check is not None:
+                # The check belongs to this one message (it holds its header): not to be cached.
+                materials = dataclasses.replace(materials, key_check=None)
             flight.result = materials
             self.cache.put_decryption_materials(key, materials, max_age=self.max_age)
             return materials

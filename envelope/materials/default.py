@@ -84,7 +84,7 @@ class DefaultMaterialsManager:
             raise FormatError(f"signed suite {suite.name} but the message has no signature public key")
         if not signing and verification_key is not None:
             raise FormatError(f"unsigned suite {suite.name} but the message carries a signature public key")
-        materials = DecryptionMaterials(suite, context, None, verification_key, required)
+        materials = DecryptionMaterials(suite, context, None, verification_key, required, request.key_check)
         materials = self.keyring.on_decrypt(materials, request.encrypted_data_keys)
         if materials.plaintext_data_key is None:
             raise KeyringError(f"{self.keyring!r} returned no data key")

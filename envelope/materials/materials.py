@@ -7,7 +7,7 @@ keyring or a cache already holds.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,7 +21,11 @@ __all__ = [
     "DecryptionRequest",
     "EncryptionMaterials",
     "EncryptionRequest",
+    "KeyCheck",
 ]
+
+# (materials so far, candidate data key) -> does the key belong to the message? See `fits`.
+KeyCheck = Callable[["DecryptionMaterials", bytes], bool]
 
 
 @cheap_init
@@ -72,6 +76,8 @@ class DecryptionMaterials:
     plaintext_data_key: bytes | None = dataclasses.field(default=None, repr=False)
     verification_key: str | None = None  # base64 compressed point from the context (§2.4)
     required_encryption_context_keys: frozenset[str] = frozenset()
+    # Set by the decryptor for the keyring call only (see `fits`); None in materials a cache keeps.
+    key_check: KeyCheck | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def with_data_key(self, data_key: bytes) -> DecryptionMaterials:
         """Return materials holding the unwrapped data key.
@@ -83,7 +89,18 @@ class DecryptionMaterials:
         if len(data_key) != self.algorithm.key_length:
             raise ValueError(f"{self.algorithm.name} needs a {self.algorithm.key_length}-byte data key")
         return DecryptionMaterials(self.algorithm, self.encryption_context, bytes(data_key),
-                                   self.verification_key, self.required_encryption_context_keys)
+                                   self.verification_key, self.required_encryption_context_keys, self.key_check)
+
+    def fits(self, data_key: bytes) -> bool:
+        """Whether ``data_key`` belongs to the message being decrypted (its key commitment, or for
+        non-committing suites its header tag, checks out); True when there is nothing to check with.
+
+        For keyrings whose unwrap cannot fail cleanly: RSA PKCS#1 v1.5 decryption with implicit
+        rejection returns random bytes for a wrong key, of the data key's length about once in 250
+        tries. Such a keyring asks this before accepting a key, so a wrong key counts as "could not
+        decrypt" and the next encrypted data key or keyring is tried (format-spec §2.3, §4.5).
+        """
+        return self.key_check is None or self.key_check(self, data_key)
 
 
 @cheap_init
@@ -107,3 +124,5 @@ class DecryptionRequest:
     encryption_context: Mapping[str, str]  # as stored in the header
     commitment_policy: CommitmentPolicy
     reproduced_encryption_context: Mapping[str, str] | None = None
+    # The message's own test of a candidate data key, for `DecryptionMaterials.fits`.
+    key_check: KeyCheck | None = dataclasses.field(default=None, repr=False, compare=False)

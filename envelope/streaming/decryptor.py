@@ -11,6 +11,7 @@ import enum
 import hmac
 import struct
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from ..crypto.aead import AEAD
 from ..crypto.kdf import derive_keys
@@ -153,7 +154,7 @@ class MessageDecryptor:
                               hint="allow signed messages, or encrypt with an unsigned suite for streaming")
         self._parsed = parsed
         self.request = DecryptionRequest(suite, header.encrypted_data_keys, header.encryption_context,
-                                         self._policy, self._reproduced)
+                                         self._policy, self._reproduced, partial(_key_fits, parsed))
         self._state = _MATERIALS
 
     def supply_materials(self, materials: DecryptionMaterials) -> None:
@@ -166,22 +167,10 @@ class MessageDecryptor:
         if self._state is not _MATERIALS or parsed is None:
             raise ValueError("supply_materials is called once, after the header is parsed")
         header = parsed.header
-        suite = header.algorithm
         data_key = materials.plaintext_data_key
-        if data_key is None or materials.algorithm is not suite:
+        if data_key is None or materials.algorithm is not header.algorithm:
             raise ValueError("materials do not match the message's algorithm suite or hold no key")
-        key, commitment_key = derive_keys(suite, data_key, header.message_id)
-        # §2.3: compare the commitment in constant time before the key is used at all.
-        if suite.is_committing and not hmac.compare_digest(commitment_key, header.commitment_key):
-            raise AuthenticationError("key commitment does not match: the data key does not belong to this message")
-        aead = AEAD(key)
-        aad = parsed.body
-        required = materials.required_encryption_context_keys
-        if required:
-            # Required pairs are authenticated but not stored in the header (§4.5).
-            context = materials.encryption_context
-            aad += serialize_context({k: context[k] for k in required if k in context})
-        aead.open(parsed.auth_iv, parsed.auth_tag, aad, "header (check the encryption context)")
+        aead = _authenticate(parsed, materials, data_key)
         if header.algorithm.signature_curve is not None:
             if materials.verification_key is None:
                 raise FormatError("signed message without a verification key")
@@ -460,3 +449,47 @@ class MessageDecryptor:
         if self._buf:
             raise AuthenticationError("trailing data after the end of the message")
         return b""
+
+
+def _key_fits(parsed: ParsedHeader, materials: DecryptionMaterials, data_key: bytes) -> bool:
+    """A request's `key_check`: whether a keyring's candidate key belongs to this message.
+
+    Committing suites check the key commitment only (§2.3), which depends on the key alone, so a
+    wrong encryption context still fails later as itself. Other suites have only the header tag
+    (§4.5), which covers the context too. (A function of the parsed header, not a method:
+    materials that outlive the message must not keep its decryptor alive.)
+    """
+    header = parsed.header
+    suite = header.algorithm
+    if len(data_key) != suite.key_length:
+        return False
+    if suite.is_committing:
+        return hmac.compare_digest(derive_keys(suite, data_key, header.message_id)[1], header.commitment_key)
+    try:
+        _authenticate(parsed, materials, data_key)
+    except AuthenticationError:
+        return False
+    return True
+
+
+def _authenticate(parsed: ParsedHeader, materials: DecryptionMaterials, data_key: bytes) -> AEAD:
+    """Check ``data_key`` against the header (commitment, then header tag); return the
+    message key's AEAD.
+
+    :raises AuthenticationError: the key or the encryption context does not fit the message.
+    """
+    header = parsed.header
+    suite = header.algorithm
+    key, commitment_key = derive_keys(suite, data_key, header.message_id)
+    # §2.3: compare the commitment in constant time before the key is used at all.
+    if suite.is_committing and not hmac.compare_digest(commitment_key, header.commitment_key):
+        raise AuthenticationError("key commitment does not match: the data key does not belong to this message")
+    aead = AEAD(key)
+    aad = parsed.body
+    required = materials.required_encryption_context_keys
+    if required:
+        # Required pairs are authenticated but not stored in the header (§4.5).
+        context = materials.encryption_context
+        aad += serialize_context({k: context[k] for k in required if k in context})
+    aead.open(parsed.auth_iv, parsed.auth_tag, aad, "header (check the encryption context)")
+    return aead
