@@ -188,7 +188,7 @@ def run_one(name: str, src: str, workdir: str, repeat: int) -> dict[str, Any]:
 def _child(name: str, src: str, workdir: str, repeat: int) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--one", name, "--input", src, "--workdir", workdir,
            "--repeat", str(repeat)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith(_RESULT_PREFIX):
             return dict(json.loads(line[len(_RESULT_PREFIX):]))

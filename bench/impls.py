@@ -237,14 +237,14 @@ def esdk_stream(algorithm: str | None, frame_length: int | None) -> Callable[[],
         options = _esdk_options(algorithm, frame_length)
 
         def encrypt(src: str, dst: str) -> None:
-            with open(src, "rb") as fin, open(dst, "wb") as fout:
-                with client.stream(mode="e", source=fin, key_provider=key, **options) as stream:
-                    _drain(stream, fout)
+            with (open(src, "rb") as fin, open(dst, "wb") as fout,
+                  client.stream(mode="e", source=fin, key_provider=key, **options) as stream):
+                _drain(stream, fout)
 
         def decrypt(src: str, dst: str) -> None:
-            with open(src, "rb") as fin, open(dst, "wb") as fout:
-                with client.stream(mode="d", source=fin, key_provider=key) as stream:
-                    _drain(stream, fout)
+            with (open(src, "rb") as fin, open(dst, "wb") as fout,
+                  client.stream(mode="d", source=fin, key_provider=key) as stream):
+                _drain(stream, fout)
 
         return encrypt, decrypt
 

@@ -67,7 +67,8 @@ class Sample:
         return min(whole, self.regular_frames) * self.frame_length
 
 
-KINDS = {"framed-3": (40, F), "framed-exact-2": (32, F), "non-framed": (20, 0), "empty": (0, F)}
+# "one-frame" is a single final frame: the one-shot decrypt's whole-message path (decrypt_rest).
+KINDS = {"framed-3": (40, F), "framed-exact-2": (32, F), "one-frame": (10, F), "non-framed": (20, 0), "empty": (0, F)}
 
 
 @cache
@@ -238,10 +239,10 @@ def test_file_object_never_returns_a_failed_frame(suite: AlgorithmSuite) -> None
         bad = bytearray(s.message)
         bad[offset] ^= 0x80
         got = bytearray()
-        with pytest.raises(EnvelopeError):
-            with envelope.Decryptor(io.BytesIO(bytes(bad)), keyring=KEYRING, commitment_policy=ALLOW) as f:
-                while piece := f.read(5):
-                    got += piece
+        with (pytest.raises(EnvelopeError),
+              envelope.Decryptor(io.BytesIO(bytes(bad)), keyring=KEYRING, commitment_policy=ALLOW) as f):
+            while piece := f.read(5):
+                got += piece
         assert got == s.plaintext[:len(got)] and len(got) <= s.allowed_release(offset)
 
 
@@ -486,9 +487,8 @@ def test_allow_signed_false(suite: AlgorithmSuite) -> None:
         envelope.decrypt(s.message, **options)  # type: ignore[arg-type]
     exc, released = decrypt_stream_capturing(s.message, **options)
     assert isinstance(exc, PolicyError) and released == b""
-    with pytest.raises(PolicyError):
-        with envelope.Decryptor(io.BytesIO(s.message), **options) as f:  # type: ignore[arg-type]
-            f.read()
+    with pytest.raises(PolicyError), envelope.Decryptor(io.BytesIO(s.message), **options) as f:  # type: ignore[arg-type]
+        f.read()
     assert counting.decrypt_calls == 0
 
 
@@ -530,10 +530,9 @@ def test_unknown_extension_is_refused_before_any_plaintext() -> None:
 
 def test_encryptor_aborted_by_an_exception_leaves_an_undecryptable_message() -> None:
     sink = io.BytesIO()
-    with pytest.raises(ZeroDivisionError):
-        with envelope.Encryptor(sink, keyring=KEYRING, frame_length=F) as f:
-            f.write(bytes(100))
-            raise ZeroDivisionError
+    with pytest.raises(ZeroDivisionError), envelope.Encryptor(sink, keyring=KEYRING, frame_length=F) as f:
+        f.write(bytes(100))
+        raise ZeroDivisionError
     partial = sink.getvalue()
     assert partial  # the header and whole frames were written
     with pytest.raises(AuthenticationError):
