@@ -1,12 +1,17 @@
 """envelope.aio against the sync driver on the same data, and the measurements behind the offload
 threshold in envelope/aio/offload.py.
 
-Run: ``.venv/bin/python bench/bench_async.py --size 256M --repeat 5``. Rows: file to file,
-unsigned committing suite, default frame; the median of ``--repeat`` interleaved rounds after a
-warm-up round, page cache warm. The stream rows take the generic path (the sink is not an
-AsyncFile): one with an AsyncFile source (read with ``readinto``), one with an async iterator of
-``bytes``. ``max loop stall`` is the longest gap seen by a 1 ms ticker task on the same event
-loop during the runs.
+Run: ``.venv/bin/python bench/bench_async.py --size 256M --repeat 5``. Rows: unsigned committing
+suite, default frame; the median of ``--repeat`` interleaved rounds after a warm-up round, page
+cache warm, files on ``/dev/shm`` (tmpfs, as bench_stream.py) unless ``--tmpdir`` says otherwise.
+Ratios are medians of each round's own ratio. Every async row is compared with its sync twin,
+the sync driver given the same kind of input:
+file rows and AsyncFile rows with the sync driver over files; async-iterator rows with the sync
+driver over a sync iterator of the same 1 MiB ``bytes`` chunks. ``vs sync file`` compares every
+row with the sync driver over files. The stream rows take the generic path (the sink is not an
+AsyncFile). ``cpu`` is the process CPU time (all threads) of the median round, encrypt/decrypt.
+``max loop stall`` is the longest gap seen by a 1 ms ticker task on the same event loop during
+the runs; ``peak`` is the largest tracemalloc peak of one untimed encrypt or decrypt.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import re
 import statistics
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import anyio
@@ -142,6 +147,32 @@ def _sync_decrypt(src: str, dst: str) -> None:
         envelope.decrypt_stream(s, d, keyring=KEYRING)
 
 
+def _sync_chunks(file: Any) -> Any:
+    """The file as a sync iterator of 1 MiB ``bytes``: the twin of `_chunks_of`."""
+    while chunk := file.read(MIB):
+        yield chunk
+
+
+class _Writer:
+    """A sync sink that is not a file: the twin of `_AsyncWriter`."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def write(self, data: Any) -> None:
+        self._file.write(data)
+
+
+def _sync_iterator_encrypt(src: str, dst: str) -> None:
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        envelope.encrypt_stream(_sync_chunks(s), _Writer(d), keyring=KEYRING, algorithm=SUITE)
+
+
+def _sync_iterator_decrypt(src: str, dst: str) -> None:
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        envelope.decrypt_stream(_sync_chunks(s), _Writer(d), keyring=KEYRING)
+
+
 async def _stream(direction: str, src: str, dst: str) -> None:
     async with await anyio.open_file(src, "rb") as s, await anyio.open_file(dst, "wb") as d:
         if direction == "encrypt":
@@ -185,14 +216,46 @@ def _run_async(fn: Callable[[str, str, str], Awaitable[None]], direction: str, s
     return anyio.run(main, backend=backend)
 
 
-def _run_async_row(fn: Callable[[str, str, str], Awaitable[None]], backend: str, source: dict[str, str],
-                   dst: str, direction: str) -> tuple[float, float]:
-    return _run_async(fn, direction, source[direction], dst, backend)
-
-
 def _idle_stall(backend: str) -> float:
     """The longest tick gap of an idle loop for one second: the machine's own noise."""
     return anyio.run(_with_ticker, lambda: anyio.sleep(1.0), backend=backend)[1]
+
+
+Run = Callable[[str], tuple[float, float]]  # direction -> (seconds, longest loop stall)
+
+
+def _rows(source: dict[str, str], out: str) -> list[tuple[str, str, Run]]:
+    """(label, label of the sync twin, run) for every row."""
+    sync_file, sync_iterator = "sync, file in, file out", "sync, iterator in, write out"
+
+    def sync(encrypt: Callable[[str, str], None], decrypt: Callable[[str, str], None]) -> Run:
+        return lambda d: _run_sync(encrypt if d == "encrypt" else decrypt, source[d], out)
+
+    def aio_row(fn: Callable[[str, str, str], Awaitable[None]], backend: str) -> Run:
+        return lambda d: _run_async(fn, d, source[d], out, backend)
+
+    rows: list[tuple[str, str, Run]] = [
+        (sync_file, sync_file, sync(_sync_encrypt, _sync_decrypt)),
+        (sync_iterator, sync_iterator, sync(_sync_iterator_encrypt, _sync_iterator_decrypt)),
+    ]
+    for backend in BACKENDS:
+        rows += [
+            (f"aio.encrypt_file / decrypt_file ({backend})", sync_file, aio_row(_file, backend)),
+            (f"aio stream, AsyncFile in, async write out ({backend})", sync_file, aio_row(_stream, backend)),
+            (f"aio stream, async iterator in, async write out ({backend})", sync_iterator,
+             aio_row(_stream_iterator, backend)),
+        ]
+    return rows
+
+
+def _peak(run: Run, direction: str) -> int:
+    """The tracemalloc peak of one untimed run (bytes)."""
+    tracemalloc.start()
+    try:
+        run(direction)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def throughput_table(size: int, repeat: int, directory: str) -> None:
@@ -200,44 +263,56 @@ def throughput_table(size: int, repeat: int, directory: str) -> None:
     with open(plain, "wb") as f:
         f.writelines(os.urandom(MIB) for _ in range(size // MIB))
     _sync_encrypt(plain, sealed)
-    source = {"encrypt": plain, "decrypt": sealed}
-    Run = Callable[[str], tuple[float, float]]
-    rows: list[tuple[str, Run]] = [
-        ("sync envelope.encrypt_stream / decrypt_stream",
-         lambda d: _run_sync(_sync_encrypt if d == "encrypt" else _sync_decrypt, source[d], out)),
-    ]
-    for backend in BACKENDS:
-        rows.append((f"aio.encrypt_file / decrypt_file ({backend})",
-                     partial(_run_async_row, _file, backend, source, out)))
-        rows.append((f"aio.encrypt_stream / decrypt_stream, AsyncFile in, async write out ({backend})",
-                     partial(_run_async_row, _stream, backend, source, out)))
-        rows.append((f"aio.encrypt_stream / decrypt_stream, async iterator in, async write out ({backend})",
-                     partial(_run_async_row, _stream_iterator, backend, source, out)))
+    rows = _rows({"encrypt": plain, "decrypt": sealed}, out)
     # Rounds interleave the rows, so that drift in a shared machine's load hits all rows alike;
     # the first round is a warm-up and is dropped.
-    times: dict[tuple[str, str], list[float]] = {}
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
     stalls: dict[str, float] = {}
     for round_ in range(repeat + 1):
-        for label, run in rows:
+        for label, _, run in rows:
             for direction in ("encrypt", "decrypt"):
+                cpu = time.process_time()
                 seconds, stall = run(direction)
+                cpu = time.process_time() - cpu
                 if round_:
-                    times.setdefault((label, direction), []).append(seconds)
+                    times.setdefault((label, direction), []).append((seconds, cpu))
                     stalls[label] = max(stalls.get(label, 0.0), stall)
-    print(f"\n## {size // MIB} MiB file to file, {SUITE}, default frame, median of {repeat} interleaved rounds\n")
-    print("| implementation | encrypt MB/s | vs sync | decrypt MB/s | vs sync | max loop stall ms |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    base: dict[str, float] = {}
-    for label, _ in rows:
-        cells = []
+    peaks = {label: max(_peak(run, d) for d in ("encrypt", "decrypt")) for label, _, run in rows}
+    print(f"\n## {size // MIB} MiB, {SUITE}, default frame, median of {repeat} interleaved rounds\n")
+    print("| implementation | encrypt MB/s | vs twin | decrypt MB/s | vs twin | vs sync file enc / dec "
+          "| cpu ms enc / dec | max loop stall ms | peak MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    rate: dict[tuple[str, str], float] = {}
+    cpu_ms: dict[tuple[str, str], float] = {}
+    for label, _, _ in rows:
         for direction in ("encrypt", "decrypt"):
-            rate = size / statistics.median(times[(label, direction)]) / 1e6
-            base.setdefault(direction, rate)
-            cells += [f"{rate:,.0f}", f"{rate / base[direction]:.2f}"]
-        stall_text = "-" if label.startswith("sync") else f"{stalls[label] * 1e3:.1f}"
-        print(f"| {label} | " + " | ".join(cells) + f" | {stall_text} |")
+            runs = times[(label, direction)]
+            rate[(label, direction)] = size / statistics.median(t for t, _ in runs) / 1e6
+            cpu_ms[(label, direction)] = statistics.median(c for _, c in runs) * 1e3
+    def ratio(label: str, other: str, direction: str) -> float:
+        """Speed of ``label`` over ``other``: the median of the rounds' own ratios, so that a
+        burst of load in one round weighs on both sides of that round's ratio."""
+        return statistics.median(theirs / ours for (ours, _), (theirs, _)
+                                 in zip(times[(label, direction)], times[(other, direction)], strict=True))
+
+    base = rows[0][0]
+    for label, twin, _ in rows:
+        enc, dec = rate[(label, "encrypt")], rate[(label, "decrypt")]
+        cells = [f"{enc:,.0f}", f"{ratio(label, twin, 'encrypt'):.2f}",
+                 f"{dec:,.0f}", f"{ratio(label, twin, 'decrypt'):.2f}",
+                 f"{ratio(label, base, 'encrypt'):.2f} / {ratio(label, base, 'decrypt'):.2f}",
+                 f"{cpu_ms[(label, 'encrypt')]:.0f} / {cpu_ms[(label, 'decrypt')]:.0f}",
+                 "-" if label.startswith("sync") else f"{stalls[label] * 1e3:.1f}",
+                 f"{peaks[label] / MIB:.1f}"]
+        print(f"| {label} | " + " | ".join(cells) + " |")
     for backend in BACKENDS:
-        print(f"| idle loop for 1 s ({backend}): the machine's own stall | | | | | {_idle_stall(backend) * 1e3:.1f} |")
+        print(f"| idle loop for 1 s ({backend}): the machine's own stall | | | | | | | "
+              f"{_idle_stall(backend) * 1e3:.1f} | |")
+
+
+def _default_tmpdir() -> str | None:
+    # tmpfs, as in bench_stream.py: the disk's own erratic write times stay out of the ratios.
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -245,11 +320,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=parse_size, default=256 * MIB)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-threshold", action="store_true", help="only the throughput table")
+    parser.add_argument("--tmpdir", default=_default_tmpdir(), help="where the files go (default: /dev/shm)")
     args = parser.parse_args(argv)
     print(f"# envelope.aio benchmark: Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}")
     if not args.skip_threshold:
         threshold_table()
-    with tempfile.TemporaryDirectory(prefix="bench-aio-") as directory:
+    with tempfile.TemporaryDirectory(prefix="bench-aio-", dir=args.tmpdir) as directory:
         throughput_table(args.size, args.repeat, directory)
 
 

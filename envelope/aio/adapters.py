@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import io
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Coroutine
 from typing import Any, Protocol
@@ -191,6 +192,6 @@ def sender(sink: Sink) -> tuple[Send, bool]:
 def sync_file(stream: object) -> Any:
     """The sync file under an anyio AsyncFile, or None: the drivers then do file I/O and crypto
     together in one worker thread instead of one thread hop per read and write."""
-    if isinstance(stream, anyio.AsyncFile):
+    if isinstance(stream, anyio.AsyncFile) and not isinstance(stream.wrapped, io.TextIOBase):
         return stream.wrapped
     return None

@@ -38,8 +38,9 @@ def _exported(buffer: bytearray) -> bool:
 class Outputs:
     """Where sealed or opened bytes are written before they go to the sink.
 
-    `take` and `result` run in whichever thread does the crypto; `give_back` runs on the event
-    loop once the sink's write has returned. A buffer is reused only once nothing but this
+    `take` and `result` run in the thread that does the crypto; `give_back` runs once the
+    sink's write has returned, in the thread that wrote (the event loop, or the worker when it
+    writes an AsyncFile's file itself). A buffer is reused only once nothing but this
     object holds its view or any view or export derived from it, so a sink that breaks the
     contract and keeps what it was lent still keeps intact bytes (its buffer is not reused).
     """

@@ -1,6 +1,7 @@
 """Batched frame work for the async stream driver: whole frames sealed or opened several per call
-(one thread hop per batch, not per frame), straight from the source's chunks and into one reused
-buffer. Every call here is synchronous and runs inline or in a worker thread, never both at once.
+(one output buffer and one sink write per batch, not per frame), straight from the source's
+chunks and into one reused buffer. Every call here is synchronous; a stream makes them all from
+its worker thread (segment.py).
 """
 
 from __future__ import annotations
@@ -130,7 +131,13 @@ class FrameOpener:
         self._decryptor = decryptor
         self._outputs = outputs
 
-    def open(self, chunk: Buffer) -> bytes | memoryview:
-        buffer = self._outputs.take(self._decryptor.output_bound(len(chunk)))
-        n = self._decryptor.update_into(chunk, buffer)
+    def open(self, *chunks: Buffer) -> bytes | memoryview:
+        """The plaintext of ``chunks``, fed in order, in one buffer (one write for the sink)."""
+        decryptor = self._decryptor
+        buffer = self._outputs.take(decryptor.output_bound(sum(len(chunk) for chunk in chunks)))
+        out = memoryview(buffer)
+        n = 0
+        for chunk in chunks:
+            n += decryptor.update_into(chunk, out[n:])
+        out.release()
         return self._outputs.result(buffer, n)

@@ -1,19 +1,16 @@
 """The async streaming driver: runs the sans-IO core between async sources and sinks, releasing
 plaintext only after its frame verified (signed messages: the final frame after the signature).
-Reading, crypto and writing are three tasks joined by small channels, each step handling a batch
-of whole frames, so memory stays a few batches and the crypto costs one thread hop a batch.
+The whole message's crypto runs in one worker thread (segment.py), fed and drained by the loop
+through small pipes, so memory stays a few batches and the event loop never does the crypto.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from functools import partial
-from typing import Any, TypeVar
-
-import anyio
-import anyio.from_thread
-import anyio.to_thread
+from typing import Any
 
 from ..format.body import FRAME_OVERHEAD
 from ..format.header import Header
@@ -26,24 +23,22 @@ from .adapters import Buffer, Reader, Send, Sink, Source, chunks, reader, sender
 from .buffers import Outputs
 from .frames import FrameOpener, FrameSealer
 from .materials import resolve, start_encryptor, supply_materials
-from .offload import COMPRESS_WEIGHT, OFFLOAD_BYTES, SIGNED_WEIGHT, offload
 from .protocols import AsyncKeyring, AsyncMaterialsManager
+from .segment import FileInputs, Inputs, Pipe, PipeInputs, run_segment
 from .worker import decrypt_files, encrypt_files
 
 __all__ = ["decrypt_stream", "encrypt_stream"]
 
-T = TypeVar("T")
-# Bytes per read and per batch of frames, and batches each channel holds (so that a stage whose
-# worker thread wakes late on a loaded machine does not stall the others). Encrypt: one thread
-# hop each for the read, the crypto and the write cover two 1 MiB frames. Decrypt: one frame,
-# since plaintext written to a file in 2 MiB page-aligned pieces measured slow and erratic
-# (often 5-7 ms inside write(2) under strace, against ~0.3 ms for the 1 MiB pieces the sync
-# driver writes). Measured with bench/bench_async.py; peak memory ~20 MiB (encrypt) and
-# ~15 MiB (decrypt) a stream at the default frame length.
-BATCH_BYTES = 2 * 1024 * 1024
+# Bytes per read and per batch of frames (one sink write each), and items each pipe between the
+# loop and the worker holds. An async sink's write costs a thread hop of its own (anyio's
+# AsyncFile: ~0.2 ms of CPU on asyncio, a little more on trio, against ~0.6 ms to write 1 MiB
+# to tmpfs), so batches are 4 MiB: 2 MiB ones measured ~8 ms more loop CPU per 256 MiB.
+# Measured with bench/bench_async.py (256 MiB, default 1 MiB frames, 2 cores); peak traced
+# memory ~35 MiB a stream with an AsyncFile source (three read buffers, a few output batches),
+# ~25 MiB with other sources.
+BATCH_BYTES = 4 * 1024 * 1024
+DECRYPT_BATCH_BYTES = 4 * 1024 * 1024
 _DEPTH = 2
-DECRYPT_BATCH_BYTES = 1024 * 1024
-_DECRYPT_DEPTH = 4
 _MAX_READ_SIZE = 64 * 1024 * 1024
 # The largest frame sealed by FrameSealer (bigger ones take the session's general path, which
 # holds a frame whatever its size); the sync driver's zero-copy path uses the same limit.
@@ -51,6 +46,9 @@ _MAX_BATCH_FRAME = 64 * 1024 * 1024
 # As in the sync driver and the decryptor's size_hint: reads sized by a header's frame length
 # stop here, since a hostile header may claim any length (format-spec §9).
 _MAX_ALIGNED_FRAME = 4 * 1024 * 1024 + 32
+
+Emit = Callable[[bytes | memoryview], None]
+Busy = Callable[[], bool]  # whether the sink has output queued (worth gathering a bigger batch)
 
 
 def _batch(unit: int, batch: int) -> int:
@@ -60,116 +58,85 @@ def _batch(unit: int, batch: int) -> int:
     return min(unit * max(1, (batch + unit // 2) // unit), _MAX_READ_SIZE)
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to raise for a failed stage group: the first that is not a cancellation."""
-    cancelled = anyio.get_cancelled_exc_class()
-    flat: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            pending[:0] = list(exc.exceptions)
-        else:
-            flat.append(exc)
-    for exc in flat:
-        if not isinstance(exc, cancelled):
-            return exc
-    return flat[0] if flat else group
+# -- the worker's side: each of these runs in the segment's worker thread ------------------------
 
 
-# Heavy batches are sealed and opened in a worker thread (offload.py); a compressed message is
-# decompressed there too, each output piece waiting for the writer, so a slow sink holds back
-# decompression as well.
-async def _in_stages(stream: AsyncGenerator[Buffer, None], send: Send, outputs: Outputs, depth: int,
-                     middle: Callable[[AsyncIterator[Buffer], Send], Awaitable[T]]) -> T:
-    """Run ``middle`` between a reader task and a writer task joined by small channels, so that
-    reading chunk n+1, the crypto of chunk n and the write of chunk n-1 overlap; memory stays a
-    few chunks. Buffers lent to the sink go back to ``outputs`` once its write returned.
-    Errors surface as themselves, not as exception groups."""
-    to_middle, from_reader = anyio.create_memory_object_stream[Buffer](depth)
-    to_writer, from_middle = anyio.create_memory_object_stream[bytes | memoryview](depth)
-    results: list[T] = []
-
-    async def read() -> None:
-        async with to_middle:
-            async for chunk in stream:
-                await to_middle.send(chunk)
-
-    async def write() -> None:
-        async with from_middle:
-            async for data in from_middle:
-                await send(data)
-                outputs.give_back(data)
-
-    async def forward(data: bytes | memoryview) -> None:
-        if data:
-            await to_writer.send(data)
-
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(read)
-            group.start_soon(write)
-            async with from_reader, to_writer:
-                results.append(await middle(from_reader, forward))
-    except BaseExceptionGroup as failed:
-        raise _first_error(failed) from None
-    return results[0]
-
-
-def _sealed(total: int, frame_length: int) -> int:
-    """Plaintext bytes the encryptor has sealed after being fed ``total``: it holds back the last
-    1..frame_length bytes until it knows which frame is final."""
-    return frame_length * ((total - 1) // frame_length) if frame_length and total > 0 else 0
-
-
-async def _pump_frames(session: EncryptSession, source: Reader, outputs: Outputs, stream: AsyncIterator[Buffer],
-                       send: Send) -> None:
+def _seal_frames(session: EncryptSession, outputs: Outputs, inputs: Inputs, emit: Emit, busy: Busy) -> None:
     """Framed messages without compression: whole frames sealed in batches, without copying
-    chunks that hold whole frames."""
+    chunks that hold whole frames. A batch goes out once it holds BATCH_BYTES, or as soon as the
+    sink has nothing queued or no more input is waiting: sealed frames never wait for input
+    that has not arrived, while a busy sink gets fewer, larger writes (each may cost it a
+    thread hop)."""
     encryptor = session.encryptor
-    await send(encryptor.take_header())
-    n = encryptor.frame_length
-    signed = encryptor.header.algorithm.is_signing
-    weight = SIGNED_WEIGHT if signed else 1
-    sealer = FrameSealer(encryptor, outputs, source.release)
-    async for chunk in stream:
+    emit(encryptor.take_header())
+    # Sized by output, so that tiny frames (each with FRAME_OVERHEAD bytes) still make batches
+    # of about BATCH_BYTES.
+    unit = encryptor.frame_length + FRAME_OVERHEAD
+    per_batch = max(1, (BATCH_BYTES + unit // 2) // unit)
+    sealer = FrameSealer(encryptor, outputs, inputs.release)
+    while (chunk := inputs.next()) is not None:
         session.count(len(chunk))
-        sealer.hold(chunk, owned=source.reuses_buffers)
-        ready = sealer.ready
-        if ready:
-            await send(await offload(ready * n * weight, sealer.seal, ready))
-    # The final frame; for signed suites also the ECDSA signature (~0.4 ms), worth a thread hop.
-    final_cost = OFFLOAD_BYTES if signed else sealer.held
-    await send(await offload(final_cost, sealer.finish))
+        sealer.hold(chunk, owned=inputs.reuses_buffers)
+        while sealer.ready >= per_batch:
+            emit(sealer.seal(per_batch))
+        if sealer.ready and not (busy() and inputs.more_ready()):
+            emit(sealer.seal(sealer.ready))
+    emit(sealer.finish())  # the final frame (format-spec §5.3) and, signed suites, the footer
 
 
-async def _pump_general(session: EncryptSession, source: Reader, outputs: Outputs, stream: AsyncIterator[Buffer],
-                        send: Send) -> None:
+def _seal_general(session: EncryptSession, inputs: Inputs, emit: Emit, busy: Busy) -> None:
     """Compressed or non-framed messages, through the session's update/finalize (which copy)."""
-    encryptor = session.encryptor
-    await send(encryptor.take_header())
-    n = encryptor.frame_length
-    weight = SIGNED_WEIGHT if encryptor.header.algorithm.is_signing else 1
-    fed = 0
-    async for chunk in stream:
-        if session.compressor is not None:
-            cost = len(chunk) * COMPRESS_WEIGHT
-        else:
-            cost = (_sealed(fed + len(chunk), n) - _sealed(fed, n)) * weight
-            fed += len(chunk)
-        out = await offload(cost, session.update, chunk)
-        source.release(chunk)
-        await send(out)
-    # The final frame; for signed suites also the ECDSA signature (~0.4 ms), worth a thread hop.
-    heavy = session.compressor is not None or weight > 1
-    final_cost = OFFLOAD_BYTES if heavy else fed - _sealed(fed, n)
-    await send(await offload(final_cost, session.finalize))
+    emit(session.encryptor.take_header())
+    while (chunk := inputs.next()) is not None:
+        out = session.update(chunk)
+        inputs.release(chunk)
+        emit(out)
+    emit(session.finalize())
 
 
-def _decrypt_step(decryptor: MessageDecryptor, chunk: Buffer, write: Callable[[bytes], object]) -> None:
-    out = decryptor.update(chunk)
-    if out:
-        write(out)
+def _open_frames(decryptor: MessageDecryptor, opener: FrameOpener, inputs: Inputs, emit: Emit, busy: Busy) -> None:
+    """Authenticated plaintext of every chunk (the decryptor keeps a copy of a partial frame, and
+    holds a signed message's final frame until the signature verified). Chunks are opened
+    together, into one output, as `_seal_frames` batches frames."""
+    emit(opener.open(b""))  # the body bytes that came with the header
+    held: list[Buffer] = []
+    size = 0
+    while (chunk := inputs.next()) is not None:
+        held.append(chunk)
+        size += len(chunk)
+        if size >= DECRYPT_BATCH_BYTES or not (busy() and inputs.more_ready()):
+            out = opener.open(*held)
+            for used in held:
+                inputs.release(used)
+            held.clear()
+            size = 0
+            emit(out)
+    emit(opener.open(*held))
+    for used in held:
+        inputs.release(used)
+    decryptor.finalize()  # raises AuthenticationError if the message is truncated
+
+
+def _open_decompressed(decryptor: MessageDecryptor, header: Header, options: OutputOptions, inputs: Inputs,
+                       emit: Emit, busy: Busy) -> None:
+    """Compressed messages: output size is not bounded by the input (zstd), so each piece waits
+    for room in the pipe to the sink (back-pressure holds back decompression too)."""
+    write, finish = plaintext_writer(header, lambda piece: emit(bytes(piece)), options)
+
+    def step(chunk: Buffer) -> None:
+        out = decryptor.update(chunk)
+        if out:
+            write(out)
+
+    step(b"")  # the body bytes that came with the header
+    while (chunk := inputs.next()) is not None:
+        step(chunk)
+        inputs.release(chunk)
+    decryptor.finalize()
+    finish()
+
+
+# -- the loop's side ----------------------------------------------------------------------------
 
 
 async def _read_header(decryptor: MessageDecryptor, source: Reader) -> None:
@@ -184,35 +151,86 @@ async def _read_header(decryptor: MessageDecryptor, source: Reader) -> None:
         source.release(chunk)
 
 
-async def _pump_decompress(decryptor: MessageDecryptor, header: Header, options: OutputOptions, source: Reader,
-                           stream: AsyncIterator[Buffer], send: Send) -> None:
-    """Compressed messages: output size is not bounded by the input (zstd), so it is produced in
-    the worker and each piece waits for the sink."""
-
-    def emit(piece: bytes | memoryview) -> None:
-        # Runs in the worker thread: wait until the loop has sent this piece (back-pressure).
-        anyio.from_thread.run(send, bytes(piece))
-
-    write, finish = plaintext_writer(header, emit, options)
-    await anyio.to_thread.run_sync(_decrypt_step, decryptor, b"", write)  # body bytes that came with the header
-    async for chunk in stream:
-        await anyio.to_thread.run_sync(_decrypt_step, decryptor, chunk, write)
-        source.release(chunk)
-    decryptor.finalize()  # raises AuthenticationError if the message is truncated
-    await anyio.to_thread.run_sync(finish)
+Task = Callable[[], Awaitable[None]]
 
 
-async def _pump_open(decryptor: MessageDecryptor, opener: FrameOpener, weight: int, source: Reader,
-                     stream: AsyncIterator[Buffer], send: Send) -> None:
-    async for chunk in stream:
-        # Work happens only when the chunk completes a frame; a short last chunk holding only a
-        # signed message's footer verifies inline (~0.7 ms).
-        completes = len(chunk) >= decryptor.size_hint()
-        cost = decryptor.output_bound(len(chunk)) * weight if completes else 0
-        out = await offload(cost, opener.open, chunk)
-        source.release(chunk)  # the decryptor keeps a copy of any partial frame
-        await send(out)
-    decryptor.finalize()  # raises AuthenticationError if the message is truncated
+def _inputs(source: Source, source_reader: Reader | None, size: int, unit: int, first: int | None,
+            stop: threading.Event) -> tuple[Inputs, Task | None, Pipe[Any] | None]:
+    """The worker's input: the AsyncFile's sync file read in the worker's own reader thread, or
+    chunks that a task on the loop reads from the async source into a pipe (None ends them)."""
+    if source_reader is None:
+        return FileInputs(sync_file(source), size, unit, stop, first), None, None
+    inbox: Pipe[Buffer | None] = Pipe(_DEPTH, stop)
+    reader_ = source_reader
+
+    async def feed() -> None:
+        async with aclosing(chunks(reader_, size, first)) as stream:
+            async for chunk in stream:
+                await inbox.aput(chunk)
+        await inbox.aput(None)
+
+    return PipeInputs(inbox, reader_.reuses_buffers, reader_.release), feed, inbox
+
+
+def _outputs(sink: Sink, send: Send | None, outputs: Outputs,
+             stop: threading.Event) -> tuple[Emit, Busy, Callable[[], None], Task | None, Pipe[Any] | None]:
+    """(emit, busy, end, task, pipe): the worker's output goes to the AsyncFile's sync file
+    written by the worker itself, or through a pipe to a task on the loop that sends it to the
+    sink. Buffers lent to the sink go back to ``outputs`` once its write returned."""
+    if send is None:
+        write = sync_file(sink).write
+
+        def emit_to_file(data: bytes | memoryview) -> None:
+            if data:
+                write(data)
+                outputs.give_back(data)
+
+        return emit_to_file, lambda: False, lambda: None, None, None
+    outbox: Pipe[bytes | memoryview | None] = Pipe(_DEPTH, stop)
+    send_ = send
+
+    def emit(data: bytes | memoryview) -> None:
+        if data:
+            outbox.put(data)
+
+    async def drain() -> None:
+        while (data := await outbox.aget()) is not None:
+            await send_(data)
+            outputs.give_back(data)
+
+    return emit, outbox.ready, partial(outbox.put, None), drain, outbox
+
+
+async def _run(work: Callable[[Inputs, Emit, Busy], None], source: Source, source_reader: Reader | None,
+               sink: Sink, send: Send | None, outputs: Outputs, size: int, unit: int,
+               first: int | None = None) -> None:
+    """Run ``work(inputs, emit, busy)`` in a worker thread of its own between the source and the
+    sink: reads of ``size`` (the first of ``first``), ``unit`` (a frame, or 1) the boundary at
+    which a short read from a pipe is handed on. Memory: a few chunks and batches in the pipes."""
+    stop = threading.Event()
+    emit, busy, end, drain, outbox = _outputs(sink, send, outputs, stop)
+    inputs, feed, inbox = _inputs(source, source_reader, size, unit, first, stop)
+
+    def whole() -> None:
+        try:
+            work(inputs, emit, busy)
+            end()
+        finally:
+            inputs.close()
+
+    await run_segment(whole, *(task for task in (feed, drain) if task is not None), stop=stop,
+                      pipes=tuple(pipe for pipe in (inbox, outbox) if pipe is not None))
+
+
+def _endpoints(source: Source, sink: Sink) -> tuple[Reader | None, Send | None, bool]:
+    """(an async reader unless the worker reads the source's file itself, an async send unless
+    it writes the sink's file itself, whether outputs may be lent). Checks both types."""
+    if sync_file(sink) is not None:
+        send: Send | None = None
+        lend = True
+    else:
+        send, lend = sender(sink)
+    return (None if sync_file(source) is not None else reader(source)), send, lend
 
 
 async def encrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | Keyring | None = None,
@@ -221,7 +239,9 @@ async def encrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | 
     """Encrypt everything ``source`` yields into one message sent to ``sink``.
 
     The message is complete only when this returns: if it raises or is cancelled, ``sink`` holds
-    a message without its final frame, which never decrypts.
+    a message without its final frame, which never decrypts. The crypto runs in a worker thread
+    of its own; an anyio ``AsyncFile`` source or sink is read or written there too, through the
+    file under it (both files: the whole transform runs in that thread, like `encrypt_file`).
 
     :param source: an anyio ``ByteReceiveStream``, an async iterable of bytes, or anything with
         an async ``read(n)`` (anyio's ``AsyncFile``; an async ``readinto`` is used if present).
@@ -239,15 +259,16 @@ async def encrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | 
     src_file, dst_file = sync_file(source), sync_file(sink)
     if src_file is not None and dst_file is not None:
         return await encrypt_files(src_file, dst_file, manager, options)
-    send, lend = sender(sink)
-    outputs = Outputs(lend)
-    source_reader = reader(source)
+    source_reader, send, lend = _endpoints(source, sink)
     session = await start_encryptor(manager, options)
     n = session.encryptor.frame_length
-    framed = session.compressor is None and 0 < n <= _MAX_BATCH_FRAME
-    async with aclosing(chunks(source_reader, _batch(n, BATCH_BYTES))) as stream:
-        await _in_stages(stream, send, outputs, _DEPTH,
-                         partial(_pump_frames if framed else _pump_general, session, source_reader, outputs))
+    outputs = Outputs(lend)
+    work: Callable[[Inputs, Emit, Busy], None]
+    if session.compressor is None and 0 < n <= _MAX_BATCH_FRAME:
+        work = partial(_seal_frames, session, outputs)
+    else:
+        work = partial(_seal_general, session)
+    await _run(work, source, source_reader, sink, send, outputs, _batch(n, BATCH_BYTES), n or 1)
     return session.encryptor.header
 
 
@@ -272,26 +293,19 @@ async def decrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | 
     src_file, dst_file = sync_file(source), sync_file(sink)
     if src_file is not None and dst_file is not None:
         return await decrypt_files(src_file, dst_file, manager, options)
-    send, lend = sender(sink)
-    outputs = Outputs(lend)
+    body_reader, send, lend = _endpoints(source, sink)
     decryptor, output_options = new_decryptor(**options)
-    source_reader = reader(source)
-    await _read_header(decryptor, source_reader)
+    # The header is read on the loop (the materials call may be awaited), the body in the segment.
+    await _read_header(decryptor, body_reader if body_reader is not None else reader(source))
     header = await supply_materials(decryptor, manager)
+    outputs = Outputs(lend)
     # The check plaintext_writer makes: it refuses unknown envelope: extensions (§8.1).
     if output_options.decompress and compression_of(header.encryption_context) is not None:
-        async with aclosing(chunks(source_reader, DECRYPT_BATCH_BYTES)) as stream:
-            await _in_stages(stream, send, outputs, _DECRYPT_DEPTH,
-                             partial(_pump_decompress, decryptor, header, output_options, source_reader))
+        await _run(partial(_open_decompressed, decryptor, header, output_options), source, body_reader, sink,
+                   send, outputs, DECRYPT_BATCH_BYTES, 1)
         return header
-    weight = SIGNED_WEIGHT if header.algorithm.is_signing else 1
-    opener = FrameOpener(decryptor, outputs)
     # The body bytes that came with the header, then reads of whole frames, so that frames are
     # opened straight from the chunks: the first read completes the frame those bytes began.
-    data = await offload(decryptor.output_bound(0) * weight, opener.open, b"")
-    await send(data)
-    outputs.give_back(data)
-    del data
     unit = header.frame_length + FRAME_OVERHEAD if header.frame_length else 0
     # Reads follow the bytes that arrive, not a frame length a hostile header may claim (§9):
     # frames beyond _MAX_ALIGNED_FRAME are gathered by the decryptor from smaller reads.
@@ -299,7 +313,6 @@ async def decrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | 
     size = _batch(unit, DECRYPT_BATCH_BYTES) if aligned else DECRYPT_BATCH_BYTES
     rest = decryptor.size_hint()
     first = rest + size - unit if aligned and 0 < rest <= unit else size
-    async with aclosing(chunks(source_reader, size, first)) as stream:
-        await _in_stages(stream, send, outputs, _DECRYPT_DEPTH,
-                         partial(_pump_open, decryptor, opener, weight, source_reader))
+    await _run(partial(_open_frames, decryptor, FrameOpener(decryptor, outputs)), source, body_reader, sink,
+               send, outputs, size, unit if aligned else 1, first)
     return header

@@ -19,7 +19,7 @@ from ..format.body import FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD
 from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
 
-__all__ = ["decrypt_body", "encrypt_body"]
+__all__ = ["Reader", "decrypt_body", "encrypt_body"]
 
 _POOL = 3  # buffers per pool: enough to keep every stage busy, few enough to bound memory
 _CHUNK = 2 * 1024 * 1024
@@ -43,7 +43,7 @@ class _Back:
             if self._error is None:
                 try:
                     job()
-                except BaseException as exc:  # handed to the calling thread by check()
+                except BaseException as exc:  # noqa: BLE001 - handed to the calling thread by check()
                     self._error = exc
 
     def check(self) -> None:
@@ -109,7 +109,7 @@ class _Pool:
         self.free.put(buf)
 
 
-class _Reader:
+class Reader:
     """The reader thread: fills pooled buffers with whole units (frames), several per buffer.
 
     A regular file fills every buffer. A pipe hands over early, at a unit boundary, whenever a
@@ -155,12 +155,13 @@ class _Reader:
                 self.filled.put((buf, total, at_end))
                 if at_end:
                     return
-        except BaseException as exc:  # handed to the calling thread by next()
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread by next()
             self.filled.put(exc)
 
-    def next(self) -> tuple[memoryview, int, bool]:
-        """(buffer, bytes in it, whether the input has ended)."""
-        item = self.filled.get()
+    def next(self, timeout: float | None = None) -> tuple[memoryview, int, bool]:
+        """(buffer, bytes in it, whether the input has ended); `queue.Empty` after ``timeout``
+        seconds without one (envelope.aio polls its stop flag so)."""
+        item = self.filled.get(timeout=timeout)
         if isinstance(item, BaseException):
             raise item
         return item  # type: ignore[no-any-return]
@@ -183,7 +184,7 @@ def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memo
     n = encryptor.frame_length
     per_chunk = _frames_per_chunk(n)
     back = _Back()
-    reader = _Reader(source, per_chunk * n, n)
+    reader = Reader(source, per_chunk * n, n)
     outputs = _Pool(per_chunk * (n + FRAME_OVERHEAD) + FINAL_FRAME_OVERHEAD + encryptor.footer_size)
     encryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
     signed = encryptor.footer_size > 0
@@ -245,7 +246,7 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
     size = _frames_per_chunk(frame) * frame
     pending = decryptor.pending_bytes
     back = _Back()
-    reader = _Reader(source, size, frame, pending)
+    reader = Reader(source, size, frame, pending)
     outputs = _Pool(size + frame + decryptor.output_bound(0))
     decryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
     signed = decryptor.is_signed

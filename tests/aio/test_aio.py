@@ -226,8 +226,7 @@ async def test_options_are_validated_like_sync() -> None:
 
 
 async def test_concurrent_streams() -> None:
-    """Many streams at once, each its own message; the offload threshold forced low so that
-    several frames are in worker threads at the same time."""
+    """Many streams at once, each its own message, their worker threads running side by side."""
     results: dict[int, bytes] = {}
 
     async def one(i: int) -> None:
@@ -240,11 +239,9 @@ async def test_concurrent_streams() -> None:
         assert header.encryption_context["i"] == str(i)
         results[i] = plain.value()
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(offload_module, "OFFLOAD_BYTES", 1)
-        async with anyio.create_task_group() as group:
-            for i in range(12):
-                group.start_soon(one, i)
+    async with anyio.create_task_group() as group:
+        for i in range(12):
+            group.start_soon(one, i)
     assert results == {i: _data(40_000 + i, seed=i) for i in range(12)}
 
 
@@ -265,10 +262,15 @@ async def test_offload_and_inline_give_the_same_messages(threshold: int, suite: 
         plain = ListSink()
         await aio.decrypt_stream(agen(sink.value(), 1500), plain, keyring=KEYRING, commitment_policy=allow)
         assert plain.value() == data
+        # The one-shots offload by the threshold (streams always use their worker thread).
+        message = await aio.encrypt(data, keyring=KEYRING, algorithm=suite, frame_length=frame_length,
+                                    commitment_policy=policy)
+        assert (await aio.decrypt(message, keyring=KEYRING, commitment_policy=allow))[0] == data
 
 
-async def test_large_frames_are_sealed_and_opened_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Frames of 1 MiB go to a worker thread; 4 KiB frames stay on the loop thread."""
+async def test_frames_are_sealed_and_opened_off_the_loop_in_one_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the frame length, a stream's crypto runs in one worker thread, never on the
+    loop thread (the loop only reads and writes)."""
     seal_threads: dict[int, set[int]] = {}
     open_threads: dict[int, set[int]] = {}
     real_seal, real_update_into = MessageEncryptor.seal_frame_into, MessageDecryptor.update_into
@@ -294,10 +296,11 @@ async def test_large_frames_are_sealed_and_opened_off_the_loop(monkeypatch: pyte
         plain = ListSink()
         await aio.decrypt_stream(agen(sink.value(), frame_length + 32), plain, keyring=KEYRING)
         assert plain.value() == data
-    assert seal_threads[4096] == {loop_thread}
-    assert open_threads[4096] == {loop_thread}
-    assert loop_thread not in seal_threads[1 << 20]
-    assert loop_thread not in open_threads[1 << 20]
+    for threads in (seal_threads, open_threads):
+        assert set(threads) == {4096, 1 << 20}
+        for frame_threads in threads.values():
+            assert len(frame_threads) == 1
+            assert loop_thread not in frame_threads
 
 
 async def test_slow_producer_with_tiny_chunks() -> None:

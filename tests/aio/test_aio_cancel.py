@@ -23,7 +23,7 @@ from _aio_helpers import KEYRING, UNSIGNED, ListSink, NativeAsyncKeyring, agen
 
 import envelope
 from envelope import aio
-from envelope.aio import offload as offload_module
+from envelope.aio import streams as streams_module
 from envelope.aio import worker as worker_module
 
 pytestmark = pytest.mark.anyio
@@ -60,7 +60,6 @@ async def _decrypt_until_cancelled(message: bytes, after_chunks: int, **options:
 
 @pytest.mark.parametrize("compression", [None, "zstd"], ids=["plain", "zstd"])
 async def test_cancel_decrypt_stream_mid_message(compression: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(offload_module, "OFFLOAD_BYTES", 1)  # every frame in a worker thread
     data = os.urandom(4 * MIB)
     message = envelope.encrypt(data, keyring=KEYRING, algorithm=UNSIGNED, frame_length=64 * 1024,
                                compression=compression, compression_level=1 if compression else None)
@@ -73,7 +72,6 @@ async def test_cancel_decrypt_stream_mid_message(compression: str | None, monkey
 
 
 async def test_cancel_encrypt_stream_mid_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(offload_module, "OFFLOAD_BYTES", 1)
     produced = 0
 
     async def endless() -> AsyncIterator[bytes]:
@@ -181,12 +179,14 @@ async def test_cancel_encrypt_file_in_the_middle_of_the_body(tmp_path: Path, mon
     assert _busy_threads() == (0, [])
 
 
-async def test_slow_consumer_holds_back_the_producer() -> None:
+async def test_slow_consumer_holds_back_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Back-pressure: with a zero-buffer stream and a slow consumer, the driver never reads more
-    than a few chunks ahead of what the consumer has taken, however long the stream: one in the
-    reader's hand and one queued, one frame held by the encryptor, one queued for the writer and
-    one in the writer's hand."""
+    than a few chunks ahead of what the consumer has taken, however long the stream. Batches of
+    one frame here, so that items count frames: one chunk in the reader's hand and _DEPTH in
+    the pipe to the worker, one frame held back by the encryptor and one being sealed, _DEPTH in
+    the pipe to the sink and one in the writer's hand."""
     chunk = 4096
+    monkeypatch.setattr(streams_module, "BATCH_BYTES", chunk)
     pulled = 0
     delivered = 0
     lead = 0
@@ -213,7 +213,7 @@ async def test_slow_consumer_holds_back_the_producer() -> None:
         async with send:
             await aio.encrypt_stream(source(), send, keyring=KEYRING, algorithm=UNSIGNED, frame_length=chunk)
     assert pulled == 200
-    assert lead <= 6
+    assert lead <= 2 * streams_module._DEPTH + 4
 
 
 async def test_decompression_is_paced_by_the_sink() -> None:

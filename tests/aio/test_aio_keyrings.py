@@ -24,6 +24,7 @@ from _aio_helpers import (
 import envelope
 from envelope import aio
 from envelope.aio import AsyncDefaultMaterialsManager, AsyncKeyring, AsyncMaterialsManager
+from envelope.aio import streams as streams_module
 
 pytestmark = pytest.mark.anyio
 
@@ -185,9 +186,11 @@ async def test_signed_final_frame_waits_for_the_signature() -> None:
     assert len(released) <= (len(DATA) - 1) // 1000 * 1000
 
 
-async def test_unsigned_frames_stream_before_the_end() -> None:
+async def test_unsigned_frames_stream_before_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unsigned: a frame's plaintext reaches the sink as soon as it verifies, before the rest
-    of the message has even been produced."""
+    of the message has even been produced. (While the sink is busy the driver gathers up to a
+    batch of input, so the batch is made small here: the message is ten frames.)"""
+    monkeypatch.setattr(streams_module, "DECRYPT_BATCH_BYTES", 2000)
     message = envelope.encrypt(DATA, keyring=KEYRING, algorithm=UNSIGNED, frame_length=1000)
     send, receive = anyio.create_memory_object_stream[bytes](0)
     first_seen = anyio.Event()
