@@ -283,23 +283,24 @@ class Database:
             self._local.conn = None
 
 
-def _begin_immediate(conn: sqlite3.Connection) -> None:
+def _execute_when_free(conn: sqlite3.Connection, statement: str) -> None:
+    """Run ``statement``; while another connection holds the lock, retry (the first try is
+    direct: the common, uncontended case costs no closure)."""
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(statement)
     except sqlite3.OperationalError as exc:
         if not _is_busy(exc):
             raise
-        _retrying(lambda: conn.execute("BEGIN IMMEDIATE"))
+        _retrying(lambda: conn.execute(statement))
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    _execute_when_free(conn, "BEGIN IMMEDIATE")
 
 
 def _commit(conn: sqlite3.Connection) -> None:
     try:
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-            _retrying(lambda: conn.execute("COMMIT"))
+        _execute_when_free(conn, "COMMIT")
     except BaseException:
         # A failed COMMIT (disk full, I/O error) can leave the transaction open; end it so
         # this thread's connection stays usable.
