@@ -32,6 +32,11 @@ class Stopped(Exception):
     caller was cancelled); never leaves this package."""
 
 
+# How long a waiting worker sleeps before it looks at the stop flag unprompted (a safety net:
+# `Pipe.wake_worker` wakes it at once).
+WAIT_SAFETY_NET_S = 0.25
+
+
 class Pipe(Generic[T]):
     """A bounded FIFO between the event loop and one worker thread.
 
@@ -95,7 +100,7 @@ class Pipe(Generic[T]):
         if self._stop.is_set():
             raise Stopped
         # The timeout is a safety net only: wake_worker() notifies when the stop flag is set.
-        self._changed.wait(0.25)
+        self._changed.wait(WAIT_SAFETY_NET_S)
         if self._stop.is_set():
             raise Stopped
 

@@ -68,7 +68,9 @@ async def test_cancel_decrypt_stream_mid_message(compression: str | None, monkey
     for _ in range(5):
         assert await _decrypt_until_cancelled(message, 3) == 3
         assert _busy_threads() == (0, [])
-    assert threading.active_count() <= baseline
+    # A thread leaked per cancelled stream would show as 5 more. The pool may have grown by an
+    # idle thread or two when a worker returned late on a loaded machine (they expire later).
+    assert threading.active_count() <= baseline + 2
 
 
 async def test_cancel_encrypt_stream_mid_message(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ from _aio_helpers import KEYRING, UNSIGNED, ListSink, agen
 
 import envelope
 from envelope import aio
+from envelope.aio import segment
 from envelope.aio.segment import Pipe, Stopped
 
 pytestmark = pytest.mark.anyio
@@ -86,9 +87,11 @@ async def test_pipe_from_loop_to_worker() -> None:
 
 
 @pytest.mark.parametrize("blocked_on", ["get", "put"])
-async def test_a_waiting_worker_stops_when_told(blocked_on: str) -> None:
+async def test_a_waiting_worker_stops_when_told(blocked_on: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker blocked on an empty pipe (get) or a full one (put) raises Stopped once the stop
-    flag is set and the pipe woken; nothing waits for the safety-net timeout."""
+    flag is set and the pipe woken; nothing waits for the safety-net timeout (made a minute
+    here, so a missing wake-up shows as a wait far beyond the bound below, whatever the load)."""
+    monkeypatch.setattr(segment, "WAIT_SAFETY_NET_S", 60.0)
     stop = threading.Event()
     pipe: Pipe[int] = Pipe(1, stop)
     if blocked_on == "put":
@@ -111,7 +114,7 @@ async def test_a_waiting_worker_stops_when_told(blocked_on: str) -> None:
         group.start_soon(stop_soon)
         await anyio.to_thread.run_sync(wait)
     assert outcome == ["stopped"]
-    assert time.monotonic() - start < 0.2
+    assert time.monotonic() - start < 20
 
 
 # -- an AsyncFile on one side -------------------------------------------------------------------
@@ -182,7 +185,9 @@ async def test_tampering_with_an_async_file_on_either_side(tmp_path: Path) -> No
         with pytest.raises(envelope.AuthenticationError):
             await aio.decrypt_stream(source, plain, keyring=KEYRING)
     released = plain.value()
-    assert 0 < len(released) < len(data)
+    # How much was sent before the error depends on scheduling (frames still queued for the
+    # sink are dropped when the worker fails); what was sent must be authentic.
+    assert len(released) < len(data)
     assert released == data[:len(released)]
     async with await anyio.open_file(tmp_path / "out", "wb") as sink:
         with pytest.raises(envelope.AuthenticationError):
@@ -213,7 +218,7 @@ async def _threads_settle(before: int) -> None:
     limiter = anyio.to_thread.current_default_thread_limiter()
     assert limiter.statistics().borrowed_tokens == 0
     assert [t.name for t in threading.enumerate() if t.name.startswith("envelope-")] == []
-    for _ in range(100):
+    for _ in range(1000):  # up to 10 s: a loaded machine schedules exiting threads late
         if threading.active_count() <= before + 2:  # at most the pool threads just started
             return
         await anyio.sleep(0.01)
