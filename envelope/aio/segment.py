@@ -9,6 +9,7 @@ likewise), so a busy pipeline passes batches with no thread hop at all: the loop
 
 from __future__ import annotations
 
+import abc
 import queue
 import threading
 from collections import deque
@@ -125,14 +126,15 @@ class Pipe(Generic[T]):
         return bool(self._items)
 
 
-class Inputs:
+class Inputs(abc.ABC):
     """Where the worker takes its input chunks from: `next` returns the next chunk, or None at
     the end. Chunks of `reuses_buffers` inputs go back through `release` once used."""
 
     reuses_buffers = False
 
-    def next(self) -> Buffer | None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def next(self) -> Buffer | None:
+        """The next chunk, or None once the input has ended."""
 
     def release(self, chunk: Buffer) -> None:
         """Hand a chunk's buffer back for reuse (a no-op unless `reuses_buffers`)."""
