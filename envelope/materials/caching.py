@@ -11,7 +11,7 @@ import hashlib
 import math
 import threading
 import uuid
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -259,13 +259,8 @@ class CachingMaterialsManager:
             if materials is not None:
                 self._count("hits")
                 return materials
-        try:
-            # Another thread may have stored the entry between our lookup and our join.
-            materials = self._cached_encryption(key, length, policy)
-            if materials is not None:
-                self._count("hits")
-                return materials
-            self._count("misses")
+
+        def fetch() -> EncryptionMaterials:
             # The underlying manager is told the byte limit, not this message's length, because
             # the materials will serve up to max_bytes (change 2020-07-13).
             inner = EncryptionRequest(request.encryption_context, policy, request.algorithm, self.max_bytes)
@@ -274,12 +269,8 @@ class CachingMaterialsManager:
                 self.cache.put_encryption_materials(key, materials, max_age=self.max_age,
                                                     plaintext_length=length, limits=self._limits)
             return materials
-        except Exception as exc:
-            # Not BaseException: an interrupt belongs to this thread; waiters then retry.
-            flight.error = exc
-            raise
-        finally:
-            self._leave(flight_key, flight)
+
+        return self._lead(flight_key, flight, lambda: self._cached_encryption(key, length, policy), fetch)
 
     def _cached_encryption(self, key: bytes, length: int, policy: CommitmentPolicy) -> EncryptionMaterials | None:
         materials = self.cache.get_encryption_materials(key, length, self._limits)
@@ -328,26 +319,16 @@ class CachingMaterialsManager:
             if materials is not None:
                 self._count("hits")
                 return materials
-        try:
-            materials = self._cached_decryption(key, required)
-            if materials is not None:
-                self._count("hits")
-                flight.result = materials
-                return materials
-            self._count("misses")
+
+        def fetch() -> DecryptionMaterials:
             materials = self.underlying.decrypt_materials(request)
             if materials.key_check is not None:
                 # The check belongs to this one message (it holds its header): not to be cached.
                 materials = dataclasses.replace(materials, key_check=None)
-            flight.result = materials
             self.cache.put_decryption_materials(key, materials, max_age=self.max_age)
             return materials
-        except Exception as exc:
-            # Not BaseException: an interrupt belongs to this thread; waiters then retry.
-            flight.error = exc
-            raise
-        finally:
-            self._leave(flight_key, flight)
+
+        return self._lead(flight_key, flight, lambda: self._cached_decryption(key, required), fetch)
 
     def _cached_decryption(self, key: bytes, required: dict[str, str]) -> DecryptionMaterials | None:
         materials = self.cache.get_decryption_materials(key)
@@ -365,6 +346,27 @@ class CachingMaterialsManager:
         return materials
 
     # -- single flight and counters ------------------------------------------------------------
+
+    def _lead(self, flight_key: Hashable, flight: _Flight[object], lookup: Callable[[], _T | None],
+              fetch: Callable[[], _T]) -> _T:
+        """As the flight's leader: look in the cache once more (another thread may have stored
+        the entry between our lookup and our join), else make the underlying call; either way
+        hand the result (or the error) to the waiters."""
+        try:
+            materials = lookup()
+            if materials is not None:
+                self._count("hits")
+            else:
+                self._count("misses")
+                materials = fetch()
+            flight.result = materials
+            return materials
+        except Exception as exc:
+            # Not BaseException: an interrupt belongs to this thread; waiters then retry.
+            flight.error = exc
+            raise
+        finally:
+            self._leave(flight_key, flight)
 
     def _join(self, flight_key: Hashable) -> tuple[_Flight[object], bool]:
         with self._lock:
