@@ -9,7 +9,7 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..streaming.compression import COMPRESSION_KEY
 from ..streaming.decryptor import MessageDecryptor
-from ..streaming.session import EncryptSession, OutputOptions, as_buffer, new_decryptor, plaintext_writer
+from ..streaming.session import EncryptSession, OutputOptions, as_buffer, new_decryptor, whole_plaintext
 from .adapters import Buffer
 from .materials import resolve, start_encryptor, supply_materials
 from .offload import COMPRESS_WEIGHT, OFFLOAD_BYTES, SIGNED_WEIGHT, offload
@@ -43,14 +43,8 @@ async def encrypt(plaintext: Buffer, *, keyring: AsyncKeyring | Keyring | None =
 
 
 def _open_all(decryptor: MessageDecryptor, header: Header, body: memoryview, options: OutputOptions) -> bytes:
-    parts: list[bytes] = []
-    write, finish = plaintext_writer(header, lambda chunk: parts.append(bytes(chunk)), options)
-    # Body bytes that came with the header first, then the rest (the order the sync driver uses).
-    write(decryptor.update(b""))
-    write(decryptor.update(body))
-    decryptor.finalize()
-    finish()
-    return b"".join(parts)
+    # The sync one-shot's path (envelope.api.decrypt): the rest of the message, then decompression.
+    return whole_plaintext(header, decryptor.decrypt_rest(body), options)
 
 
 async def decrypt(ciphertext: Buffer, *, keyring: AsyncKeyring | Keyring | None = None,
@@ -65,16 +59,10 @@ async def decrypt(ciphertext: Buffer, *, keyring: AsyncKeyring | Keyring | None 
     data = as_buffer(ciphertext, "ciphertext")
     manager = resolve(keyring, materials_manager)
     decryptor, output_options = new_decryptor(**options)
-    # Feed only the header before the materials call, so the body is not copied on the loop.
-    pos = 0
-    while not decryptor.needs_materials and pos < len(data):
-        step = decryptor.size_hint()
-        decryptor.update(data[pos:pos + step])
-        pos += step
-    if not decryptor.needs_materials:
-        decryptor.finalize()  # raises: the input ended inside the header
+    # Parse the header in place (as the sync one-shot does), so the body is not copied on the loop.
+    start = decryptor.parse_whole_header(ciphertext if type(ciphertext) is bytes else data)
     header = await supply_materials(decryptor, manager)
-    body = data[pos:]
+    body = data[start:]
     signed = header.algorithm.is_signing
     weight = COMPRESS_WEIGHT if COMPRESSION_KEY in header.encryption_context else \
         SIGNED_WEIGHT if signed else 1
