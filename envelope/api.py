@@ -45,12 +45,7 @@ def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_mana
     manager = resolve_materials_manager(keyring, materials_manager)
     # What new_encryptor does, written out: the options go to plan_encryption once, not twice.
     plan = plan_encryption(plaintext_length=len(data), **options)
-    session = start_encryption(plan, manager.get_encryption_materials(plan.request))
-    encryptor = session.encryptor
-    if session.compressor is None and 0 < len(data) <= encryptor.frame_length:
-        # One final frame: the header and that frame, no frame buffering (format-spec §5.4).
-        return encryptor.encrypt_whole(data)
-    return session.update(data) + session.finalize()
+    return start_encryption(plan, manager.get_encryption_materials(plan.request)).seal_whole(data)
 
 
 def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,

@@ -9,17 +9,13 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..streaming.compression import COMPRESSION_KEY
 from ..streaming.decryptor import MessageDecryptor
-from ..streaming.session import EncryptSession, OutputOptions, as_buffer, new_decryptor, whole_plaintext
+from ..streaming.session import OutputOptions, as_buffer, new_decryptor, whole_plaintext
 from .adapters import Buffer
 from .materials import resolve, start_encryptor, supply_materials
 from .offload import COMPRESS_WEIGHT, OFFLOAD_BYTES, SIGNED_WEIGHT, offload
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 
 __all__ = ["decrypt", "encrypt"]
-
-
-def _seal_all(session: EncryptSession, data: memoryview) -> bytes:
-    return session.update(data) + session.finalize()
 
 
 async def encrypt(plaintext: Buffer, *, keyring: AsyncKeyring | Keyring | None = None,
@@ -39,7 +35,7 @@ async def encrypt(plaintext: Buffer, *, keyring: AsyncKeyring | Keyring | None =
     signed = session.encryptor.header.algorithm.is_signing
     weight = COMPRESS_WEIGHT if session.compressor is not None else SIGNED_WEIGHT if signed else 1
     cost = len(data) * weight + (OFFLOAD_BYTES if signed else 0)  # an ECDSA signature is ~0.4 ms
-    return await offload(cost, _seal_all, session, data)
+    return await offload(cost, session.seal_whole, data)
 
 
 def _open_all(decryptor: MessageDecryptor, header: Header, body: memoryview, options: OutputOptions) -> bytes:

@@ -99,6 +99,14 @@ class EncryptSession:
             data = self.compressor.compress(data)
         return self.encryptor.update(data)
 
+    def seal_whole(self, data: bytes | bytearray | memoryview) -> bytes:
+        """The whole message for a plaintext given at once (the one-shot encrypts)."""
+        if self.compressor is None and 0 < len(data) <= self.encryptor.frame_length:
+            # One final frame: the header and that frame, no frame buffering (format-spec §5.4).
+            self.count(len(data))
+            return self.encryptor.encrypt_whole(data)
+        return self.update(data) + self.finalize()
+
     def finalize(self) -> bytes:
         out = b""
         if self.compressor is not None:
