@@ -243,22 +243,6 @@ class CachingMaterialsManager:
 
     def _encryption_miss(self, request: EncryptionRequest, key: bytes, length: int) -> EncryptionMaterials:
         policy = request.commitment_policy
-        flight_key = (b"e", key, policy)
-        waited = False
-        while True:
-            flight, leader = self._join(flight_key)
-            if leader:
-                break
-            if not waited:
-                waited = True
-                self._count("coalesced")
-            flight.wait()
-            # Take a share of the new entry through the cache, which counts usage atomically;
-            # if the entry is already used up, go round again (one thread makes the next call).
-            materials = self._cached_encryption(key, length, policy)
-            if materials is not None:
-                self._count("hits")
-                return materials
 
         def fetch() -> EncryptionMaterials:
             # The underlying manager is told the byte limit, not this message's length, because
@@ -270,7 +254,10 @@ class CachingMaterialsManager:
                                                     plaintext_length=length, limits=self._limits)
             return materials
 
-        return self._lead(flight_key, flight, lambda: self._cached_encryption(key, length, policy), fetch)
+        # Waiters take their share of the new entry through the cache, which counts usage
+        # atomically (if it is already used up, one of them makes the next call).
+        return self._single_flight((b"e", key, policy), lambda: self._cached_encryption(key, length, policy),
+                                   fetch, share_result=False)
 
     def _cached_encryption(self, key: bytes, length: int, policy: CommitmentPolicy) -> EncryptionMaterials | None:
         materials = self.cache.get_encryption_materials(key, length, self._limits)
@@ -301,25 +288,6 @@ class CachingMaterialsManager:
 
     def _decryption_miss(self, request: DecryptionRequest, key: bytes,
                          required: dict[str, str]) -> DecryptionMaterials:
-        flight_key = (b"d", key, frozenset(required.items()))
-        waited = False
-        while True:
-            flight, leader = self._join(flight_key)
-            if leader:
-                break
-            if not waited:
-                waited = True
-                self._count("coalesced")
-            shared = flight.wait()
-            if isinstance(shared, DecryptionMaterials):
-                self._count("hits")
-                return shared
-            # The leader failed with an interrupt (not an Exception): look again, maybe lead.
-            materials = self._cached_decryption(key, required)
-            if materials is not None:
-                self._count("hits")
-                return materials
-
         def fetch() -> DecryptionMaterials:
             materials = self.underlying.decrypt_materials(request)
             if materials.key_check is not None:
@@ -328,7 +296,9 @@ class CachingMaterialsManager:
             self.cache.put_decryption_materials(key, materials, max_age=self.max_age)
             return materials
 
-        return self._lead(flight_key, flight, lambda: self._cached_decryption(key, required), fetch)
+        # Decryption materials have no usage limits: waiters take the leader's result.
+        return self._single_flight((b"d", key, frozenset(required.items())),
+                                   lambda: self._cached_decryption(key, required), fetch, share_result=True)
 
     def _cached_decryption(self, key: bytes, required: dict[str, str]) -> DecryptionMaterials | None:
         materials = self.cache.get_decryption_materials(key)
@@ -347,12 +317,27 @@ class CachingMaterialsManager:
 
     # -- single flight and counters ------------------------------------------------------------
 
-    def _lead(self, flight_key: Hashable, flight: _Flight[object], lookup: Callable[[], _T | None],
-              fetch: Callable[[], _T]) -> _T:
-        """As the flight's leader: look in the cache once more (another thread may have stored
-        the entry between our lookup and our join), else make the underlying call; either way
-        hand the result (or the error) to the waiters."""
+    def _single_flight(self, flight_key: Hashable, lookup: Callable[[], _T | None], fetch: Callable[[], _T],
+                       *, share_result: bool) -> _T:
+        """A cache miss: one thread (the leader) looks once more and else calls ``fetch``; the
+        others wait for it, then take its result (``share_result``) or look in the cache again.
+        A leader's Exception is raised in its waiters too; after an interrupt they look again,
+        and one of them leads."""
+        waited = False
+        while True:
+            flight, leader = self._join(flight_key)
+            if leader:
+                break
+            if not waited:
+                waited = True
+                self._count("coalesced")
+            shared = flight.wait()
+            materials = shared if share_result and shared is not None else lookup()
+            if materials is not None:
+                self._count("hits")
+                return materials  # type: ignore[return-value]
         try:
+            # Another thread may have stored the entry between our lookup and our join.
             materials = lookup()
             if materials is not None:
                 self._count("hits")
