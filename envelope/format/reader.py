@@ -32,27 +32,7 @@ class Reader:
         self._size = len(self._buf)  # in bytes, whatever the item size of a caller's memoryview
         self.offset = offset
 
-    # Each read checks its own bounds instead of calling a shared helper: a header parse makes
-    # about twenty reads, and the extra call per read was a visible part of a small message.
-
-    def take(self, n: int) -> bytes:
-        start = self.offset
-        end = start + n
-        if end > self._size:
-            raise Incomplete(end)
-        self.offset = end
-        return bytes(self._buf[start:end])
-
-    def slice(self, start: int, end: int) -> bytes:
-        """Bytes already read, for example a header body to authenticate."""
-        return bytes(self._buf[start:end])
-
-    def u8(self) -> int:
-        start = self.offset
-        if start >= self._size:
-            raise Incomplete(start + 1)
-        self.offset = start + 1
-        return self._buf[start]
+    # The encryption context's reads (§4.3); the header parser works on offsets (header.py).
 
     def u16(self) -> int:
         start = self.offset
@@ -60,20 +40,6 @@ class Reader:
             raise Incomplete(start + 2)
         self.offset = start + 2
         return _U16.unpack_from(self._buf, start)[0]  # type: ignore[no-any-return]
-
-    def u32(self) -> int:
-        start = self.offset
-        if start + 4 > self._size:
-            raise Incomplete(start + 4)
-        self.offset = start + 4
-        return _U32.unpack_from(self._buf, start)[0]  # type: ignore[no-any-return]
-
-    def u64(self) -> int:
-        start = self.offset
-        if start + 8 > self._size:
-            raise Incomplete(start + 8)
-        self.offset = start + 8
-        return _U64.unpack_from(self._buf, start)[0]  # type: ignore[no-any-return]
 
     def u16_bytes(self) -> bytes:
         """A UInt16 length followed by that many bytes."""
@@ -88,8 +54,6 @@ class Reader:
 
 
 _U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
 
 
 def decode_utf8(raw: bytes, what: str) -> str:
