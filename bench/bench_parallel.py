@@ -40,6 +40,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import envelope
+from impls import same_content
 from envelope.streaming import sync
 
 MIB = 1024 * 1024
@@ -207,7 +208,7 @@ def measure(size: int, frames: list[int], rounds: int, workers: int, directory: 
             path = sealed.setdefault(kind, os.path.join(directory, f"sealed-{len(sealed)}"))
             run("encrypt", plain, path)
             run("decrypt", path, back)
-            if not _same(plain, back):
+            if not same_content(plain, back):
                 print(f"FAILED round trip: {label}", file=sys.stderr)
                 failures += 1
         times: dict[tuple[str, str], list[float]] = {}
@@ -231,16 +232,6 @@ def measure(size: int, frames: list[int], rounds: int, workers: int, directory: 
                 cells += [f"{size / statistics.median(ours) / 1e6:,.0f}", f"{ratio:.2f}"]
             print(f"| {label} | " + " | ".join(cells) + " |")
     return failures
-
-
-def _same(a: str, b: str) -> bool:
-    with open(a, "rb") as x, open(b, "rb") as y:
-        while True:
-            left, right = x.read(MIB), y.read(MIB)
-            if left != right:
-                return False
-            if not left:
-                return True
 
 
 def _burn() -> None:
