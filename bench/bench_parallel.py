@@ -38,9 +38,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from impls import same_content
 
 import envelope
-from impls import same_content
 from envelope.streaming import sync
 
 MIB = 1024 * 1024
