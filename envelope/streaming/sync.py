@@ -32,8 +32,8 @@ __all__ = ["Decryptor", "Encryptor", "decrypt_stream", "encrypt_stream"]
 Buffer = bytes | bytearray | memoryview
 _READ_SIZE = 1024 * 1024
 _MAX_ZERO_COPY_FRAME = 64 * 1024 * 1024
-# Frames at least this large go through the threaded pipeline; below it, thread hand-offs cost
-# more than they save (bench/bench_stream.py).
+# Frames at least this large go through the threaded pipeline, given a second CPU to run on
+# (pipeline.usable_cpus); below it, thread hand-offs cost more than they save (bench/bench_stream.py).
 _PIPELINE_MIN_FRAME = 16 * 1024
 # Larger claimed frames take the single-threaded path, whose reads are capped, so a hostile
 # header cannot make the pipeline allocate for data that never arrives (format-spec §9).
@@ -109,7 +109,7 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
     n = encryptor.frame_length
     first = bytearray(n)
     filled = _fill(source, first)
-    if filled == n and n >= _PIPELINE_MIN_FRAME:
+    if filled == n and n >= _PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
         pipeline.encrypt_body(encryptor, source, sink.write, first, filled)
         return
     buffers = (first, bytearray(n) if filled == n else first)
@@ -182,7 +182,8 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
         if decryptor.needs_materials:
             header = supply(decryptor, manager)
             output.start(header)
-            if chunks is None and _PIPELINE_MIN_FRAME <= header.frame_length <= _PIPELINE_MAX_FRAME:
+            if (chunks is None and _PIPELINE_MIN_FRAME <= header.frame_length <= _PIPELINE_MAX_FRAME
+                    and pipeline.usable_cpus() > 1):
                 pipeline.decrypt_body(decryptor, source, output.write)
                 output.finish()
                 return header
