@@ -179,6 +179,11 @@ def envelope_rows(w: Workload, level: int | None) -> list[Row]:
         envelope.decrypt_stream(io.BytesIO(w.slots[key + "-stream"]), sink, keyring=w.keyring)
         w.slots[key + "-stream-out"] = sink.getvalue()
 
+    def dec_streamed_whole() -> None:
+        # A message written by the streaming encryptor (its zstd frame declares no size) read
+        # back by the one-shot decrypt.
+        w.slots[key + "-mixed-out"] = envelope.decrypt(w.slots[key + "-stream"], keyring=w.keyring)[0]
+
     def enc_file() -> int:
         with open(w.source, "rb") as fin, open(stored, "wb") as fout:
             envelope.encrypt_stream(fin, fout, **options)
@@ -197,6 +202,8 @@ def envelope_rows(w: Workload, level: int | None) -> list[Row]:
         Row(f"{key}-file", f"{what}, file to file", enc_file, dec_file, lambda: w.same_file(restored), level, kind),
     ]
     if level is not None:
+        rows.insert(2, Row(f"{key}-mixed", f"{what}, stream encrypt, one-shot decrypt", enc_stream,
+                           dec_streamed_whole, lambda: w.slots.pop(key + "-mixed-out") == w.data, level, kind))
         import zstandard
 
         compressor = zstandard.ZstdCompressor(level=level)
@@ -318,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio(f"zstd {level}: envelope one-shot / zstd then envelope", f"envelope-zstd-{level}",
               f"zstd-then-envelope-{level}")
         ratio(f"zstd {level}: envelope stream / plain zstd one-shot", f"envelope-zstd-{level}-stream",
+              f"zstd-{level}")
+        ratio(f"zstd {level}: envelope stream enc, one-shot dec / plain one-shot", f"envelope-zstd-{level}-mixed",
               f"zstd-{level}")
         ratio(f"zstd {level}: envelope file / plain zstd file (copy_stream)", f"envelope-zstd-{level}-file",
               f"zstd-{level}-file")

@@ -18,7 +18,14 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..materials.default import DefaultMaterialsManager
 from ..materials.materials import DecryptionMaterials, EncryptionMaterials, EncryptionRequest
-from .compression import COMPRESSION_KEY, DEFAULT_MAX_COMPRESSION_RATIO, Compressor, Decompressor, compression_of
+from .compression import (
+    COMPRESSION_KEY,
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    Compressor,
+    Decompressor,
+    compression_of,
+    decompress_whole,
+)
 from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
 
@@ -100,12 +107,17 @@ class EncryptSession:
         return self.encryptor.update(data)
 
     def seal_whole(self, data: bytes | bytearray | memoryview) -> bytes:
-        """The whole message for a plaintext given at once (the one-shot encrypts)."""
-        if self.compressor is None and 0 < len(data) <= self.encryptor.frame_length:
+        """The whole message for a plaintext given at once (the one-shot encrypts), in place of
+        `update` and `finalize`."""
+        self.count(len(data))
+        if self.compressor is not None:
+            # zstd's one-shot call: faster than the streaming object, and the frame declares its
+            # size, which lets the one-shot decrypt decode it into one buffer (§8.2).
+            data = self.compressor.compress_whole(data)
+        if 0 < len(data) <= self.encryptor.frame_length:
             # One final frame: the header and that frame, no frame buffering (format-spec §5.4).
-            self.count(len(data))
             return self.encryptor.encrypt_whole(data)
-        return self.update(data) + self.finalize()
+        return self.encryptor.update(data) + self.encryptor.finalize()
 
     def finalize(self) -> bytes:
         out = b""
@@ -272,10 +284,13 @@ _DEFAULT_OUTPUT = OutputOptions()
 def whole_plaintext(header: Header, plaintext: bytes, options: OutputOptions) -> bytes:
     """The plaintext of a whole message as the caller receives it: decompressed if the message
     declares compression (§8.2), else as it is."""
-    if not header.encryption_context:
-        return plaintext  # no context, so no extension: nothing to undo (the common small message)
-    parts: list[bytes | memoryview] = []
-    write, finish = plaintext_writer(header, parts.append, options)
-    write(plaintext)
-    finish()
-    return b"".join(parts)
+    if not header.encryption_context or not options.decompress:
+        # No context, so no extension: nothing to undo (the common small message); or the caller
+        # asked for the bytes as stored (§8.1 opt-out), as `plaintext_writer` does.
+        return plaintext
+    if compression_of(header.encryption_context) is None:
+        return plaintext
+    # The plaintext is whole and authenticated: decode it at once (§8.2), with the bounds that
+    # plaintext_writer's Decompressor applies.
+    return decompress_whole(plaintext, max_output=options.max_decompressed_size,
+                            max_ratio=options.max_compression_ratio)
