@@ -91,6 +91,23 @@ def test_round_trip_sync(level: int, n: int) -> None:
     assert sink.getvalue() == data
 
 
+@pytest.mark.parametrize("level", [1, 19, 20, 22], ids=lambda lv: f"level{lv}")
+def test_windows_stay_at_or_below_8_mib(level: int) -> None:
+    # §8.2: a writer keeps the window at or below 8 MiB (levels 20-22 default to 32-128 MiB), one-shot
+    # and streaming alike. The input is large enough that zstd would not shrink the window to fit it,
+    # and repetitive enough that levels 20-22 take a fraction of a second.
+    data = random.Random(5).randbytes(4096) * (9 * 256)
+    one_shot = envelope.encrypt(data, keyring=KEYRING, algorithm=UNSIGNED, compression="zstd", compression_level=level,
+                                frame_length=64 * MIB)
+    streamed = io.BytesIO()
+    envelope.encrypt_stream(iter([data]), streamed, keyring=KEYRING, algorithm=UNSIGNED, compression="zstd",
+                            compression_level=level, frame_length=64 * MIB)
+    for message in (one_shot, streamed.getvalue()):
+        zstd_bytes, _ = envelope.decrypt(message, keyring=KEYRING, decompress=False)
+        assert zstandard.get_frame_parameters(zstd_bytes).window_size <= 8 * MIB
+        assert envelope.decrypt(message, keyring=KEYRING)[0] == data
+
+
 def test_compression_shrinks_and_streams() -> None:
     data = _text(MIB)
     plain = envelope.encrypt(data, keyring=KEYRING, algorithm=UNSIGNED)

@@ -31,6 +31,7 @@ DEFAULT_MAX_COMPRESSION_RATIO = 1000
 _RATIO_GRACE = 16 * 1024 * 1024
 _CHUNK = 1024 * 1024
 _ZSTD_MAGIC = 0xFD2FB528
+_MAX_WINDOW_LOG = 23  # 8 MiB windows (§8.2)
 _MAX_BLOCK = 128 * 1024  # no zstd block decodes to more (RFC 8878 §3.1.1.2.4, Block_Maximum_Size)
 
 Sink = Callable[[bytes], object]
@@ -60,7 +61,14 @@ class Compressor:
             raise TypeError("compression_level must be an int")
         if not -7 <= level <= 22:
             raise ValueError("compression_level must be between -7 and 22")
-        self._cctx = zstandard.ZstdCompressor(level=level)
+        params = zstandard.ZstdCompressionParameters.from_level(level)
+        if params.window_log > _MAX_WINDOW_LOG:
+            # §8.2: windows of at most 8 MiB, which every decoder supports; levels 20-22 would
+            # use 32-128 MiB. The cap costs them little ratio (their other parameters stay).
+            self._cctx = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(
+                level, window_log=_MAX_WINDOW_LOG))
+        else:
+            self._cctx = zstandard.ZstdCompressor(level=level)
         self._obj: zstandard.ZstdCompressionObj | None = None  # made on first use: one-shots never need it
 
     def compress(self, data: bytes | bytearray | memoryview) -> bytes:
