@@ -72,9 +72,7 @@ def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_man
     decryptor, output_options = new_decryptor(encryption_context=encryption_context, **options)
     # The whole message is here: parse the header in place and read the body straight from the
     # input, with no buffering in the decryptor (format-spec §10 release rules still apply there).
-    # (The header is parsed from the caller's bytes when it gave bytes: slicing bytes is cheaper
-    # than slicing a memoryview, and a header is a dozen slices.)
-    start = decryptor.parse_whole_header(ciphertext if type(ciphertext) is bytes else data)
+    start = decryptor.parse_whole_header(data)
     header = supply(decryptor, manager)
     plaintext = decryptor.decrypt_rest(data[start:])
     return whole_plaintext(header, plaintext, output_options), header  # decompressed if the message says so (§8)

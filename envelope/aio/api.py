@@ -56,7 +56,7 @@ async def decrypt(ciphertext: Buffer, *, keyring: AsyncKeyring | Keyring | None 
     manager = resolve(keyring, materials_manager)
     decryptor, output_options = new_decryptor(**options)
     # Parse the header in place (as the sync one-shot does), so the body is not copied on the loop.
-    start = decryptor.parse_whole_header(ciphertext if type(ciphertext) is bytes else data)
+    start = decryptor.parse_whole_header(data)
     header = await supply_materials(decryptor, manager)
     body = data[start:]
     signed = header.algorithm.is_signing
