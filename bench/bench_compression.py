@@ -135,6 +135,19 @@ def zstd_rows(w: Workload, level: int) -> list[Row]:
     def dec() -> None:
         w.slots[key + "-out"] = decompressor.decompress(w.slots[key])
 
+    def enc_stream() -> int:
+        sink = io.BytesIO()
+        compressor.copy_stream(io.BytesIO(w.data), sink)
+        w.slots[key + "-stream"] = sink.getvalue()
+        return len(w.slots[key + "-stream"])
+
+    def dec_stream() -> None:
+        # The twin of envelope's stream row: zstd's streaming decoder between BytesIOs, with
+        # its default piece sizes, and the same getvalue() at the end.
+        sink = io.BytesIO()
+        decompressor.copy_stream(io.BytesIO(w.slots[key + "-stream"]), sink)
+        w.slots[key + "-stream-out"] = sink.getvalue()
+
     def enc_file() -> int:
         with open(w.source, "rb") as fin, open(stored, "wb") as fout:
             return int(compressor.copy_stream(fin, fout)[1])
@@ -146,6 +159,8 @@ def zstd_rows(w: Workload, level: int) -> list[Row]:
     return [
         Row(key, f"plain zstd {level}, one-shot (bytes)", enc, dec,
             lambda: w.slots.pop(key + "-out") == w.data, level, "zstd"),
+        Row(f"{key}-stream", f"plain zstd {level}, stream (BytesIO to BytesIO, copy_stream)", enc_stream,
+            dec_stream, lambda: w.slots.pop(key + "-stream-out") == w.data, level, "zstd"),
         Row(f"{key}-file", f"plain zstd {level}, file to file (copy_stream)", enc_file, dec_file,
             lambda: w.same_file(restored), level, "zstd"),
     ]
@@ -326,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
               f"zstd-then-envelope-{level}")
         ratio(f"zstd {level}: envelope stream / plain zstd one-shot", f"envelope-zstd-{level}-stream",
               f"zstd-{level}")
+        ratio(f"zstd {level}: envelope stream / plain zstd stream (copy_stream)", f"envelope-zstd-{level}-stream",
+              f"zstd-{level}-stream")
         ratio(f"zstd {level}: envelope stream enc, one-shot dec / plain one-shot", f"envelope-zstd-{level}-mixed",
               f"zstd-{level}")
         ratio(f"zstd {level}: envelope file / plain zstd file (copy_stream)", f"envelope-zstd-{level}-file",

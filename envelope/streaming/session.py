@@ -21,6 +21,7 @@ from ..materials.materials import DecryptionMaterials, EncryptionMaterials, Encr
 from .compression import (
     COMPRESSION_KEY,
     DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_PIECE_SIZE,
     Compressor,
     Decompressor,
     compression_of,
@@ -261,12 +262,15 @@ class OutputOptions:
     max_compression_ratio: float | None = DEFAULT_MAX_COMPRESSION_RATIO
 
 
-def plaintext_writer(header: Header, write: Callable[[bytes | memoryview], object],
-                     options: OutputOptions) -> tuple[Callable[[bytes | memoryview], object], Callable[[], None]]:
+def plaintext_writer(header: Header, write: Callable[[bytes | memoryview], object], options: OutputOptions, *,
+                     piece_size: int = DEFAULT_PIECE_SIZE,
+                     ) -> tuple[Callable[[bytes | memoryview], object], Callable[[], None]]:
     """Return (write, finish) for the authenticated plaintext of a message with this header.
 
     Messages declaring zstd compression are decompressed on the way (unless the caller asked for
-    the raw bytes); ``finish`` checks the compressed stream ended cleanly.
+    the raw bytes), reaching ``write`` in pieces of at most ``piece_size`` bytes (a driver whose
+    every write costs a thread hop may want bigger ones than the default, which suits file and
+    memory sinks); ``finish`` checks the compressed stream ended cleanly.
     """
     if not options.decompress:
         return write, lambda: None  # the caller asked for the bytes as stored (§8.1 opt-out)
@@ -274,7 +278,7 @@ def plaintext_writer(header: Header, write: Callable[[bytes | memoryview], objec
     if compression is None:
         return write, lambda: None
     decompressor = Decompressor(write, max_output=options.max_decompressed_size,
-                                max_ratio=options.max_compression_ratio)
+                                max_ratio=options.max_compression_ratio, piece_size=piece_size)
     return decompressor.write, decompressor.finish
 
 
