@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -13,8 +14,8 @@ from typing import IO, Any, cast
 
 import envelope
 
-from .exits import CLIError, ExitCode
-from .files import STDIO, AtomicOutput, Job, file_mode, plan_jobs
+from .exits import NO_KEY_HINT, CLIError, ExitCode, InputFailed, describe
+from .files import STDIO, AtomicOutput, Job, file_mode, is_stream_target, plan_jobs
 from .headers import header_dict
 from .keys import add_key_arguments, build_keyring
 from .progress import Progress, make_progress
@@ -22,6 +23,7 @@ from .progress import Progress, make_progress
 __all__ = ["add_parsers", "run_decrypt", "run_encrypt"]
 
 DEFAULT_SUFFIX = ".envelope"
+_DEFAULT = object()  # "flag not given", where None means "no limit"
 _SIZE = re.compile(r"^(\d+)\s*([kmg]?)(?:i?b)?$", re.IGNORECASE)
 
 
@@ -48,6 +50,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _ratio(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or more")
+    return value or None
 
 
 def _common(parser: argparse.ArgumentParser, decrypt: bool) -> None:
@@ -103,6 +115,11 @@ def add_parsers(subparsers: Any, epilog: str) -> None:
     _common(dec, decrypt=True)
     dec.add_argument("--refuse-signed", action="store_true",
                      help="refuse messages with signing suites (only unsigned messages decrypt)")
+    dec.add_argument("--max-decompressed-size", type=_size, metavar="BYTES",
+                     help="for compressed messages: refuse more output than this, e.g. 10G (default: no limit)")
+    dec.add_argument("--max-compression-ratio", type=_ratio, metavar="N", default=_DEFAULT,
+                     help="for compressed messages: refuse output larger than N times the compressed input, "
+                          "a decompression-bomb guard (default 1000; 0: no limit)")
     dec.set_defaults(run=run_decrypt)
 
 
@@ -173,12 +190,22 @@ class _CountingSink:
         return n
 
 
+def _regular_size(source: str) -> int | None:
+    """The size of a regular file; None for stdin, a pipe (`<(cmd)`), a device and the like,
+    whose size says nothing about how much they will yield."""
+    if source == STDIO:
+        return None
+    info = os.stat(source)
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
 def _total_size(jobs: list[Job]) -> int | None:
     total = 0
     for job in jobs:
-        if job.source == STDIO:
+        size = _regular_size(job.source)
+        if size is None:
             return None
-        total += os.path.getsize(job.source)
+        total += size
     return total
 
 
@@ -200,6 +227,9 @@ def _run(args: argparse.Namespace, decrypt: bool) -> int:
     if args.metadata_output == STDIO and any(job.target == STDIO for job in jobs):
         raise CLIError("--metadata-output - and the output would both go to stdout", ExitCode.USAGE,
                        hint="pass --metadata-output FILE or -o FILE")
+    if not decrypt and sys.stdout.isatty() and any(job.target == STDIO for job in jobs):
+        raise CLIError("refusing to write a binary message to the terminal", ExitCode.USAGE,
+                       hint="redirect stdout or pass -o FILE")
     manager, key_names = _manager(args, decrypt)
     if bare:
         manager = _RequireKeys(manager, bare)
@@ -209,6 +239,10 @@ def _run(args: argparse.Namespace, decrypt: bool) -> int:
         options["encryption_context"] = context
     if decrypt:
         options["allow_signed"] = not args.refuse_signed
+        if args.max_decompressed_size is not None:
+            options["max_decompressed_size"] = args.max_decompressed_size
+        if args.max_compression_ratio != _DEFAULT:
+            options["max_compression_ratio"] = args.max_compression_ratio
     else:
         options.update(algorithm=args.algorithm, frame_length=args.frame_length,
                        compression="zstd" if args.compress else None, compression_level=args.compression_level)
@@ -219,7 +253,14 @@ def _run(args: argparse.Namespace, decrypt: bool) -> int:
         progress.start(f"{mode}ing", total)
         outer.callback(progress.stop)
         for job in jobs:
-            record = _one(job, manager, options, decrypt=decrypt, overwrite=args.overwrite, progress=progress)
+            try:
+                record = _one(job, manager, options, decrypt=decrypt, overwrite=args.overwrite, progress=progress)
+            except BrokenPipeError:
+                raise  # main() handles a reader that went away
+            except Exception as exc:
+                if len(jobs) == 1:
+                    raise
+                raise InputFailed(job.source, exc) from exc
             if meta is not None:
                 record["keys"] = key_names
                 meta.write(json.dumps(record, sort_keys=True) + "\n")
@@ -238,27 +279,50 @@ def _metadata_stream(path: str | None, stack: ExitStack) -> IO[str] | None:
 def _one(job: Job, manager: Any, options: Mapping[str, Any], *, decrypt: bool, overwrite: bool,
          progress: Progress) -> dict[str, Any]:
     stream = envelope.decrypt_stream if decrypt else envelope.encrypt_stream
-    if not decrypt and job.source != STDIO and not options.get("compression"):
+    size = _regular_size(job.source)
+    if decrypt and size == 0:
+        raise CLIError("the input is empty: not an envelope message", ExitCode.AUTHENTICATION)
+    if not decrypt and size is not None and not options.get("compression"):
         # A known length lets a caching materials manager count bytes against its limits (it
         # never caches encryptions of unknown length).
-        options = {**options, "plaintext_length": os.path.getsize(job.source)}
+        options = {**options, "plaintext_length": size}
     with ExitStack() as stack:
         counting = progress.wrap(_open_source(job.source, stack))
         source = cast(IO[bytes], counting)
-        if job.target == STDIO:
-            if not decrypt and sys.stdout.isatty():
+        if is_stream_target(job.target):
+            # stdout, /dev/null, a pipe: written as it goes (no temporary file to rename over it)
+            raw = sys.stdout.buffer if job.target == STDIO else stack.enter_context(open(job.target, "wb"))
+            if not decrypt and job.target != STDIO and raw.isatty():
                 raise CLIError("refusing to write a binary message to the terminal", ExitCode.USAGE,
                                hint="redirect stdout or pass -o FILE")
-            sink = _CountingSink(sys.stdout.buffer)
+            sink = _CountingSink(raw)
             header = stream(source, sink, materials_manager=manager, **options)
-            sys.stdout.buffer.flush()
+            raw.flush()
         else:
             output = stack.enter_context(AtomicOutput(job.target, overwrite=overwrite, mode=file_mode(job.source)))
             sink = _CountingSink(output.file)
-            header = stream(source, sink, materials_manager=manager, **options)
+            try:
+                header = stream(source, sink, materials_manager=manager, **options)
+            except envelope.NoMatchingKeyError as exc:
+                raise _name_the_wrapping_keys(exc, job.source) from exc
             output.commit()
     return {"mode": "decrypt" if decrypt else "encrypt", "input": job.source, "output": job.target,
             "header": header_dict(header), "input_bytes": counting.count, "output_bytes": sink.count}
+
+
+def _name_the_wrapping_keys(exc: envelope.NoMatchingKeyError, source: str) -> BaseException:
+    """No key flag fitted: say which keys wrapped the data key (the header names them in clear)."""
+    code, text, hint = describe(exc)
+    if hint != NO_KEY_HINT or source == STDIO:
+        return exc  # a more specific hint (disabled key, ...) already, or no file to read again
+    try:
+        with open(source, "rb") as fp:
+            edks = header_dict(envelope.read_header(fp))["encrypted_data_keys"]
+    except (OSError, envelope.EnvelopeError):
+        return exc
+    keys = "; ".join(f"{edk['provider_id']} {edk['key_id']}" for edk in edks)
+    return CLIError(text, code, hint=f"the message's data key was wrapped by {keys}; pass that key "
+                                     "(--kms-key, --aes-key-file or --rsa-private-key)")
 
 
 def run_encrypt(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from typing import IO
 
 import envelope
 
-__all__ = ["EXIT_CODES_HELP", "CLIError", "ExitCode", "describe", "report"]
+__all__ = ["EXIT_CODES_HELP", "NO_KEY_HINT", "CLIError", "ExitCode", "InputFailed", "describe", "report"]
 
 
 class ExitCode:
@@ -16,10 +16,10 @@ class ExitCode:
     OK = 0
     FAILURE = 1  # anything not listed below
     USAGE = 2  # bad flags or arguments (argparse's own code)
-    AUTHENTICATION = 3  # not a valid message, tampered, truncated, wrong context
+    AUTHENTICATION = 3  # not a valid message, tampered, truncated, trailing data
     IO = 4  # cannot read or write a file, or the output exists
     KEY = 5  # no key could unwrap the data key, keyring or KMS failure
-    POLICY = 6  # a rule refused: signed message refused, commitment policy, EDK limit
+    POLICY = 6  # a rule refused: encryption context mismatch, signed message, commitment policy, limits
     INTERRUPTED = 130  # SIGINT / SIGTERM: temporary output removed
 
 
@@ -28,10 +28,11 @@ exit codes:
   0    success
   1    other failure
   2    usage error (bad flags or arguments)
-  3    authentication failure: not a message, tampered, truncated or wrong encryption context
+  3    authentication failure: not a message, tampered, truncated or trailing data
   4    I/O error: cannot read or write a file, or the output exists (see --overwrite)
   5    key error: no key could decrypt the data key, keyring or KMS failure (disabled key, ...)
-  6    policy refused the operation (signed message refused, commitment policy, EDK limit)
+  6    policy refused the operation: encryption context mismatch (-c), signed message refused,
+       commitment policy, encrypted-data-key or decompression limit
   130  interrupted (SIGINT or SIGTERM); no partial output is left behind"""
 
 
@@ -44,8 +45,36 @@ class CLIError(Exception):
         self.hint = hint
 
 
-_NO_KEY_HINT = ("check the key flags (--kms-key, --aes-key-file, --rsa-private-key); "
-                "`envelope inspect FILE` lists the keys that wrapped the data key")
+class InputFailed(Exception):
+    """``error`` happened while processing ``source``: reported as ``SOURCE: message`` when a run
+    has several inputs, so the user knows which file failed."""
+
+    def __init__(self, source: str, error: BaseException) -> None:
+        super().__init__(source, error)
+        self.source = source
+        self.error = error
+
+
+# The library's hints name Python keyword arguments; a CLI user needs the flag that sets them.
+_FLAG_FOR_KEYWORD = (
+    ("commitment_policy=", "--commitment-policy "),
+    ("raise max_decompressed_size", "raise --max-decompressed-size"),
+    ("raise max_compression_ratio", "raise --max-compression-ratio (0 turns the check off)"),
+    ("allow signed messages,", "drop --refuse-signed,"),
+    ("pass them with encryption_context=", "pass them with -c K=V"),
+)
+
+
+def _cli_hint(hint: str | None) -> str | None:
+    if hint is None:
+        return None
+    for keyword, flag in _FLAG_FOR_KEYWORD:
+        hint = hint.replace(keyword, flag)
+    return hint
+
+
+NO_KEY_HINT = ("check the key flags (--kms-key, --aes-key-file, --rsa-private-key); "
+               "`envelope inspect FILE` lists the keys that wrapped the data key")
 _CONTEXT_HINT = "`envelope inspect FILE` shows the stored encryption context; -c k=v must match it"
 
 
@@ -57,10 +86,15 @@ def _message(exc: BaseException) -> str:
 
 def describe(exc: BaseException) -> tuple[int, str, str | None]:
     """Map an exception to (exit code, message, hint)."""
+    if isinstance(exc, InputFailed):
+        code, text, hint = describe(exc.error)
+        if isinstance(exc.error, OSError) and exc.error.filename == exc.source:
+            return code, text, hint  # the message names the file already
+        return code, f"{exc.source}: {text}", hint
     if isinstance(exc, CLIError):
         return exc.exit_code, _message(exc), exc.hint
     if isinstance(exc, envelope.EnvelopeError):
-        hint = exc.hint
+        hint = _cli_hint(exc.hint)
         text = _message(exc)
         if isinstance(exc, (envelope.FormatError, envelope.AuthenticationError)):
             code = ExitCode.AUTHENTICATION
@@ -83,9 +117,12 @@ def describe(exc: BaseException) -> tuple[int, str, str | None]:
                                 "then `enable-key` restores it")
             elif "InvalidCiphertextException" in codes:
                 hint = hint or _CONTEXT_HINT
-            hint = hint or _NO_KEY_HINT
+            hint = hint or NO_KEY_HINT
         elif isinstance(exc, (envelope.KeyringError, envelope.KMSError)):
             code = ExitCode.KEY
+            if hint is None and "pending deletion" in text:
+                hint = ("a pending-deletion key can be restored with `envelope kms cancel-key-deletion "
+                        "--key-id KEY` then `envelope kms enable-key --key-id KEY`")
         elif isinstance(exc, envelope.PolicyError):
             code = ExitCode.POLICY
             if hint is None and "context" in text.lower():

@@ -21,7 +21,7 @@ from typing import IO, Any, Self
 from .exits import CLIError, ExitCode
 
 __all__ = ["STDIO", "AtomicOutput", "Interrupted", "Job", "discard_all", "file_mode", "install_signal_handlers",
-           "plan_jobs", "restore_signal_handlers"]
+           "is_stream_target", "plan_jobs", "restore_signal_handlers"]
 
 STDIO = "-"
 _TMP_SUFFIX = ".envelope-tmp"
@@ -273,6 +273,26 @@ def discard_all() -> None:
     """Remove every temporary file still open (last resort on the way out)."""
     for output in list(_live):
         output.discard()
+
+
+_FD_PATHS = ("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/")
+
+
+def is_stream_target(target: str) -> bool:
+    """True for an existing output that is not a file: a device (/dev/null, /dev/stdout, a
+    terminal), a named pipe or a socket. Such a target is written in place, like stdout; renaming a
+    finished temporary file over it would replace the device node or pipe itself."""
+    if target == STDIO:
+        return True
+    try:
+        mode = os.stat(target).st_mode  # follows symlinks: /dev/stdout -> /proc/self/fd/1 -> ...
+    except OSError:
+        return False
+    if stat.S_ISDIR(mode):
+        return False
+    # /dev/stdout and /dev/fd/N may lead to a plain file the shell opened: write through them, as
+    # for stdout, rather than rename a file over the /dev or /proc entry.
+    return not stat.S_ISREG(mode) or os.path.abspath(target).startswith(_FD_PATHS)
 
 
 def file_mode(source: str) -> int:

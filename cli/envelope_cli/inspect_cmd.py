@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
-from envelope import read_header
+from envelope import Header, read_header
 
-from .exits import ExitCode
+from .exits import CLIError, ExitCode, InputFailed
 from .files import STDIO
 from .headers import header_dict
 
@@ -46,14 +47,24 @@ def _text(name: str, info: dict[str, Any], many: bool) -> str:
     return "\n".join(lines)
 
 
+def _read(name: str) -> Header:
+    if name == STDIO:
+        return read_header(sys.stdin.buffer)
+    with open(name, "rb") as fp:
+        if os.fstat(fp.fileno()).st_size == 0 and os.path.isfile(name):
+            raise CLIError("the input is empty: not an envelope message", ExitCode.AUTHENTICATION)
+        return read_header(fp)
+
+
 def run_inspect(args: argparse.Namespace) -> int:
     many = len(args.inputs) > 1
     for name in args.inputs:
-        if name == STDIO:
-            header = read_header(sys.stdin.buffer)
-        else:
-            with open(name, "rb") as fp:
-                header = read_header(fp)
+        try:
+            header = _read(name)
+        except Exception as exc:
+            if not many:
+                raise
+            raise InputFailed(name, exc) from exc
         info = header_dict(header)
         if args.format == "json":
             print(json.dumps({"file": name, **info}, sort_keys=True))

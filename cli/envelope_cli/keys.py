@@ -161,7 +161,9 @@ def _rsa_public_der(pem: bytes, private: bool, path: str) -> bytes:
         else:
             public = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as exc:
-        raise CLIError(f"{path} is not an unencrypted RSA {'private' if private else 'public'} key PEM: {exc}",
+        # cryptography appends an FAQ link and its parser's internal error name; keep the reason only.
+        reason = str(exc).split(" See https://", 1)[0].rstrip(". ")
+        raise CLIError(f"{path} is not an unencrypted RSA {'private' if private else 'public'} key PEM: {reason}",
                        ExitCode.USAGE) from None
     return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 

@@ -17,7 +17,7 @@ from .exits import CLIError, ExitCode
 from .keys import local_kms
 from .kms_args import convert, parse_time
 from .kms_table import OPERATIONS, PAGINATED, Operation
-from .output import emit
+from .output import FORMATS, emit
 
 __all__ = ["add_parsers", "client_for"]
 
@@ -31,6 +31,8 @@ _TYPE_HELP = {
     "struct": "shorthand (EncryptionContextSubset={K=V}) or JSON",
     "time": "ISO 8601 time or epoch seconds",
 }
+
+_VALUE = "<value>"  # the aws CLI's placeholder in usage lines: --key-id <value>
 
 KMS_EPILOG = """\
 The service keeps its keys in $ENVELOPE_DATA_DIR (default ~/.local/share/envelope), one SQLite file
@@ -48,7 +50,7 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--region", default=default, help="region (default: $AWS_REGION, "
                         "$AWS_DEFAULT_REGION or us-east-1)")
-    parser.add_argument("--output", choices=["json", "text"], default=default, help="output format (default: json)")
+    parser.add_argument("--output", choices=FORMATS, default=default, help="output format (default: json)")
     parser.add_argument("--query", default=default, metavar="JMESPATH", help="JMESPath expression applied to the "
                         "response before printing")
     parser.add_argument("--principal", default=default, metavar="ARN",
@@ -68,13 +70,31 @@ def _add_operation(sub: Any, name: str, op: Operation, epilog: str) -> None:
         if kind == "bool":
             parser.add_argument(flag, dest=param, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif kind == "int":
-            parser.add_argument(flag, dest=param, type=int, required=required, help=text)
+            parser.add_argument(flag, dest=param, type=int, required=required, help=text, metavar=_VALUE)
         elif kind in ("list", "tags"):
-            parser.add_argument(flag, dest=param, nargs="+", required=required, help=text)
+            parser.add_argument(flag, dest=param, nargs="+", required=required, help=text, metavar=_VALUE)
         else:
-            parser.add_argument(flag, dest=param, required=required, help=text)
+            parser.add_argument(flag, dest=param, required=required, help=text, metavar=_VALUE)
+    if name in PAGINATED:
+        # The aws CLI's own pagination flags on list commands (it pages through --limit/--marker).
+        parser.add_argument("--max-items", type=_positive_int, metavar=_VALUE,
+                            help="print at most this many items; if more remain, the output has a NextToken")
+        parser.add_argument("--starting-token", metavar=_VALUE, help="the NextToken of an earlier output, "
+                                                                      "to continue from there")
+        parser.add_argument("--page-size", type=_positive_int, metavar=_VALUE,
+                            help="items per service call (it changes the calls made, not the output)")
     _global_options(parser, suppress=True)
     parser.set_defaults(run=_run_operation, operation=name)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def add_parsers(subparsers: Any, epilog: str) -> None:
@@ -117,7 +137,7 @@ def _add_audit(ops: Any, epilog: str) -> None:
     lookup.add_argument("--start-time", help="inclusive lower bound (ISO 8601 or epoch seconds)")
     lookup.add_argument("--end-time", help="inclusive upper bound (ISO 8601 or epoch seconds)")
     lookup.add_argument("--event-name", help="e.g. Decrypt")
-    lookup.add_argument("--key-id", help="key id or key ARN among the event's resources")
+    lookup.add_argument("--key-id", help="key id, key ARN or alias among the event's resources")
     lookup.add_argument("--principal-arn", help="the caller's ARN, exactly")
     lookup.add_argument("--max-results", type=int, help="at most this many events")
     _global_options(lookup, suppress=True)
@@ -144,8 +164,17 @@ def client_for(args: argparse.Namespace) -> Any:
     return local_kms(args.region, args.principal)
 
 
-def _emit(args: argparse.Namespace, response: Any) -> None:
-    emit(response, fmt=args.output or "json", query=args.query, stream=sys.stdout)
+def _emit(args: argparse.Namespace, response: Any, title: str) -> None:
+    fmt = args.output or "json"
+    if fmt == "text" and isinstance(response, dict) and "NextToken" in response:
+        # The aws CLI's text output puts the token on a last line of its own: NEXTTOKEN<tab>token.
+        response = dict(response)
+        token = response.pop("NextToken")
+        emit(response, fmt=fmt, query=args.query, stream=sys.stdout, title=title)
+        if args.query is None:
+            emit({"NextToken": {"NextToken": token}}, fmt=fmt, query=None, stream=sys.stdout)
+        return
+    emit(response, fmt=fmt, query=args.query, stream=sys.stdout, title=title)
 
 
 def _pascal(method: str) -> str:
@@ -163,28 +192,64 @@ def _run_operation(args: argparse.Namespace) -> int:
     client = client_for(args)
     method = getattr(client, op.method)
     try:
-        response = method(**params)
         field = PAGINATED.get(args.operation)
-        if field is not None and "Marker" not in params:
-            # Page through everything, as the aws CLI does unless told otherwise.
-            items = list(response.get(field, []))
-            while response.get("Truncated") and response.get("NextMarker"):
-                response = method(**params, Marker=response["NextMarker"])
-                items.extend(response.get(field, []))
-            response = {k: v for k, v in response.items() if k not in ("Truncated", "NextMarker")}
-            response[field] = items
+        manual = "Marker" in params or "Limit" in params
+        if field is not None and manual:
+            paging = [flag for flag in ("--max-items", "--starting-token", "--page-size")
+                      if getattr(args, flag[2:].replace("-", "_")) is not None]
+            if paging:
+                # the aws CLI's rule: the service's own --limit/--marker turn its pagination off
+                raise CLIError(f"cannot combine --limit/--marker with {', '.join(paging)}", ExitCode.USAGE)
+        if field is not None and not manual:
+            response = _all_pages(method, params, field, args)
+        else:
+            response = method(**params)
     except envelope.KMSError as exc:
         raise CLIError(f"An error occurred ({exc.code}) when calling the {_pascal(op.method)} operation: "
                        f"{Exception.__str__(exc)}", ExitCode.KEY, hint=exc.hint) from None
-    _emit(args, response)
+    _emit(args, response, _pascal(op.method))
     return ExitCode.OK
+
+
+# Small enough for every list operation's Limit range (ListResourceTags takes at most 50).
+_MAX_ITEMS_PAGE = 50
+
+
+def _all_pages(method: Any, params: dict[str, Any], field: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Page through a list operation as the aws CLI does: everything, or --max-items with a NextToken.
+
+    A page never holds more than the items still wanted, so the NextToken printed is exactly the
+    service's marker for the next item and --starting-token resumes there.
+    """
+    wanted = args.max_items
+    marker = args.starting_token
+    items: list[Any] = []
+    while True:
+        call = dict(params)
+        if marker is not None:
+            call["Marker"] = marker
+        size = args.page_size
+        if wanted is not None:
+            size = min(size or _MAX_ITEMS_PAGE, wanted - len(items))
+        if size is not None:
+            call["Limit"] = size
+        response = method(**call)
+        items.extend(response.get(field, []))
+        marker = response.get("NextMarker") if response.get("Truncated") else None
+        if marker is None or (wanted is not None and len(items) >= wanted):
+            break
+    result = {k: v for k, v in response.items() if k not in ("Truncated", "NextMarker")}
+    result[field] = items
+    if marker is not None:
+        result["NextToken"] = marker
+    return result
 
 
 def _run_caller_identity(args: argparse.Namespace) -> int:
     client = client_for(args)
     arn = client.principal
     user_id = client.account if arn.endswith(":root") else arn.rsplit("/", 1)[-1]
-    _emit(args, {"UserId": user_id, "Account": client.account, "Arn": arn})
+    _emit(args, {"UserId": user_id, "Account": client.account, "Arn": arn}, "GetCallerIdentity")
     return ExitCode.OK
 
 
@@ -192,18 +257,31 @@ def _when(flag: str, value: str | None) -> datetime | None:
     return None if value is None else parse_time(flag, value)
 
 
+def _audit_key_id(client: Any, key_id: str | None) -> str | None:
+    """Events name keys by ARN; an alias (alias/x or its ARN) is resolved to its key's ARN first,
+    so ``--key-id alias/x`` finds the key's events instead of silently matching nothing."""
+    if key_id is None or not (key_id.startswith("alias/") or ":alias/" in key_id):
+        return key_id
+    try:
+        return str(client.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"])
+    except envelope.KMSError as exc:
+        raise CLIError(f"--key-id {key_id}: {Exception.__str__(exc)}", ExitCode.KEY,
+                       hint="an alias that was deleted or moved no longer names the key; pass the key id") from None
+
+
 def _run_audit_lookup(args: argparse.Namespace) -> int:
-    audit = client_for(args).audit
-    events = audit.lookup(start_time=_when("--start-time", args.start_time),
-                          end_time=_when("--end-time", args.end_time), event_name=args.event_name,
-                          key_id=args.key_id, principal=args.principal_arn, limit=args.max_results)
-    _emit(args, {"Events": events})
+    client = client_for(args)
+    events = client.audit.lookup(start_time=_when("--start-time", args.start_time),
+                                 end_time=_when("--end-time", args.end_time), event_name=args.event_name,
+                                 key_id=_audit_key_id(client, args.key_id), principal=args.principal_arn,
+                                 limit=args.max_results)
+    _emit(args, {"Events": events}, "AuditLookup")
     return ExitCode.OK
 
 
 def _run_audit_head(args: argparse.Namespace) -> int:
     seq, digest = client_for(args).audit.head()
-    _emit(args, {"SequenceNumber": seq, "Hash": digest, "Anchor": f"{seq}:{digest}"})
+    _emit(args, {"SequenceNumber": seq, "Hash": digest, "Anchor": f"{seq}:{digest}"}, "AuditHead")
     return ExitCode.OK
 
 
@@ -216,7 +294,7 @@ def _run_audit_verify(args: argparse.Namespace) -> int:
         anchor = (int(seq), digest)
     result = client_for(args).audit.verify(anchor=anchor)
     _emit(args, {"Valid": result.ok, "Count": result.count, "FirstBadSequence": result.first_bad_sequence,
-                 "Reason": result.reason})
+                 "Reason": result.reason}, "AuditVerify")
     return ExitCode.OK if result.ok else ExitCode.AUTHENTICATION
 
 

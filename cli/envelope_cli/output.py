@@ -1,4 +1,5 @@
-"""Print a response the way the aws CLI does: JSON (indent 4) or text (tab-separated), after --query.
+"""Print a response the way the aws CLI does: JSON (indent 4), text (tab-separated), a table, or
+nothing (``off``), after --query.
 
 Bytes print as base64 and datetimes as ISO 8601, as the aws CLI v2 prints blobs and timestamps.
 """
@@ -10,7 +11,11 @@ import json
 from datetime import datetime
 from typing import IO, Any
 
-__all__ = ["emit", "to_jsonable"]
+from .table import render_table
+
+__all__ = ["FORMATS", "emit", "to_jsonable"]
+
+FORMATS = ("json", "text", "table", "off")  # as the aws CLI v2 names them (yaml is not offered)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -39,10 +44,17 @@ def _query(data: Any, expression: str | None) -> Any:
         raise ValueError(f"bad --query expression: {exc}") from None
 
 
-def emit(response: Any, *, fmt: str, query: str | None, stream: IO[str]) -> None:
-    """Write ``response`` (boto3 shape) to ``stream`` as ``json`` or ``text``."""
+def emit(response: Any, *, fmt: str, query: str | None, stream: IO[str], title: str = "") -> None:
+    """Write ``response`` (boto3 shape) to ``stream`` in one of `FORMATS`.
+
+    :param title: the table's title (the aws CLI uses the operation name, e.g. ``ListKeys``).
+    """
     data = _query(to_jsonable(response), query)
-    if fmt == "json":
+    if fmt == "off":
+        return
+    if fmt == "table":
+        render_table(title, data, stream)
+    elif fmt == "json":
         if query is None and data == {}:
             return  # the aws CLI prints nothing for an empty response
         stream.write(json.dumps(data, indent=4, ensure_ascii=False) + "\n")

@@ -83,10 +83,13 @@ def test_text_output_and_queries(cli) -> None:
     ids = [_json(cli("kms", "create-key", "--description", f"k{n}"))["KeyMetadata"]["KeyId"] for n in range(3)]
     cli("kms", "create-alias", "--alias-name", "alias/one", "--target-key-id", ids[0])
     cli("kms", "create-alias", "--alias-name", "alias/two", "--target-key-id", ids[1])
-    # --limit pages, but the CLI pages through everything (like the aws CLI)
-    listed = _json(cli("kms", "list-keys", "--limit", "1"))
+    # --page-size pages, but the CLI pages through everything (like the aws CLI); the service's own
+    # --limit turns that off and shows the raw page (as the aws CLI's manual pagination args do)
+    listed = _json(cli("kms", "list-keys", "--page-size", "1"))
     assert sorted(k["KeyId"] for k in listed["Keys"]) == sorted(ids)
     assert "NextMarker" not in listed and "Truncated" not in listed
+    raw = _json(cli("kms", "list-keys", "--limit", "1"))
+    assert len(raw["Keys"]) == 1 and raw["Truncated"] is True and "NextMarker" in raw
     # a filter expression
     r = cli("kms", "list-aliases", "--query", "Aliases[?AliasName=='alias/two'].TargetKeyId", "--output", "text")
     assert r.text == ids[1] + "\n"
