@@ -70,7 +70,11 @@ def create_key(call: Call) -> dict[str, Any]:
     call.authorize("kms:CreateKey", None)
     info = KEY_SPECS[spec]
     if usage is None:
-        usage = info.usages[0]
+        # KMS: KeyUsage may be left out only where its default, ENCRYPT_DECRYPT, fits the spec
+        # (symmetric encryption and RSA keys); HMAC and ECC keys must say what they are for.
+        if "ENCRYPT_DECRYPT" not in info.usages:
+            raise ValidationError(f"KeyUsage is required for KeySpec {spec}: one of {', '.join(info.usages)}.")
+        usage = "ENCRYPT_DECRYPT"
     if usage not in info.usages:
         raise ValidationError(f"KeyUsage {usage} is not compatible with KeySpec {spec}.")
     if store is not None or origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):

@@ -89,6 +89,9 @@ def test_update_description_enable_disable(kms: LocalKMS, key_id: str) -> None:
 @pytest.mark.parametrize(("kwargs", "code"), [
     ({"KeySpec": "ECC_NIST_P256", "KeyUsage": "ENCRYPT_DECRYPT"}, "ValidationException"),
     ({"KeySpec": "NOPE"}, "ValidationException"),
+    # KeyUsage may be left out only where ENCRYPT_DECRYPT fits (symmetric and RSA keys).
+    ({"KeySpec": "HMAC_256"}, "ValidationException"),
+    ({"KeySpec": "ECC_NIST_P256"}, "ValidationException"),
     ({"Policy": "{not json"}, "MalformedPolicyDocumentException"),
     ({"Tags": [{"TagKey": "aws:x", "TagValue": "y"}]}, "TagException"),
     ({"Origin": "AWS_CLOUDHSM"}, "CustomKeyStoreNotFoundException"),
@@ -97,6 +100,11 @@ def test_create_key_rejects(kms: LocalKMS, kwargs: dict[str, object], code: str)
     with pytest.raises(KMSError) as exc:
         kms.create_key(**kwargs)
     assert exc.value.code == code
+
+
+@pytest.mark.parametrize("spec", ["SYMMETRIC_DEFAULT", "RSA_2048"])
+def test_key_usage_defaults_to_encrypt_decrypt(kms: LocalKMS, spec: str) -> None:
+    assert kms.create_key(KeySpec=spec)["KeyMetadata"]["KeyUsage"] == "ENCRYPT_DECRYPT"
 
 
 def test_create_key_policy_lockout_check(kms: LocalKMS) -> None:
