@@ -163,7 +163,12 @@ class Database:
             path = self.path
             if path is None:
                 raise RuntimeError("envelope: internal error: file database without a path")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():
+                # Owner-only, like the root key: key metadata, policies and the audit log are no
+                # other local user's business. SQLite gives its -wal and -shm files the database
+                # file's permissions. (No O_EXCL: an empty file is an empty database.)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             conn = self._open(str(path))
             with self._init_lock:
                 if not self._initialized:

@@ -70,6 +70,22 @@ def test_root_key_file_is_private(tmp_path: Path) -> None:
     assert mode == 0o600 and (tmp_path / "kms-root.key").stat().st_size == 32
 
 
+def test_databases_are_private(tmp_path: Path) -> None:
+    # Key metadata, policies and the audit log are readable by their owner only, whatever the umask.
+    old = os.umask(0o022)
+    try:
+        kms = LocalKMS(path=tmp_path / "data")
+        kms.create_key()
+        kms.list_keys()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    files = [p for p in (tmp_path / "data").rglob("*") if p.is_file() and ".sqlite3" in p.name]
+    assert any(p.name.endswith("-wal") for p in files), files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
 def test_root_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVELOPE_KMS_ROOT_KEY", base64.b64encode(b"k" * 32).decode())
     LocalKMS(path=tmp_path).create_key()
