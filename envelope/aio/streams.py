@@ -81,7 +81,7 @@ def _seal_frames(session: EncryptSession, outputs: Outputs, inputs: Inputs, emit
             emit(sealer.seal(per_batch))
         if sealer.ready and not (busy() and inputs.more_ready()):
             emit(sealer.seal(sealer.ready))
-    emit(sealer.finish())  # the final frame (format-spec §5.3) and, signed suites, the footer
+    emit(sealer.finish())  # the final frame (format-spec §5.4) and, signed suites, the footer
 
 
 def _seal_general(session: EncryptSession, inputs: Inputs, emit: Emit, busy: Busy) -> None:
@@ -95,10 +95,10 @@ def _seal_general(session: EncryptSession, inputs: Inputs, emit: Emit, busy: Bus
 
 
 def _open_frames(decryptor: MessageDecryptor, opener: FrameOpener, inputs: Inputs, emit: Emit, busy: Busy) -> None:
-    """Authenticated plaintext of every chunk (the decryptor keeps a copy of a partial frame, and
-    holds a signed message's final frame until the signature verified). Chunks are opened
-    together, into one output, as `_seal_frames` batches frames."""
-    emit(opener.open(b""))  # the body bytes that came with the header
+    """Authenticated plaintext of every chunk (the opener gathers a frame split across chunks;
+    the decryptor holds a signed message's final frame until the signature verified). Chunks
+    are opened together, into one output, as `_seal_frames` batches frames."""
+    emit(opener.start())  # the body bytes that came with the header
     held: list[Buffer] = []
     size = 0
     while (chunk := inputs.next()) is not None:
@@ -114,6 +114,7 @@ def _open_frames(decryptor: MessageDecryptor, opener: FrameOpener, inputs: Input
     emit(opener.open(*held))
     for used in held:
         inputs.release(used)
+    emit(opener.finish())
     decryptor.finalize()  # raises AuthenticationError if the message is truncated
 
 
@@ -313,6 +314,7 @@ async def decrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | 
     size = _batch(unit, DECRYPT_BATCH_BYTES) if aligned else DECRYPT_BATCH_BYTES
     rest = decryptor.size_hint()
     first = rest + size - unit if aligned and 0 < rest <= unit else size
-    await _run(partial(_open_frames, decryptor, FrameOpener(decryptor, outputs)), source, body_reader, sink,
-               send, outputs, size, unit if aligned else 1, first)
+    opener = FrameOpener(decryptor, outputs, unit if aligned else 0)
+    await _run(partial(_open_frames, decryptor, opener), source, body_reader, sink, send, outputs, size,
+               unit if aligned else 1, first)
     return header

@@ -19,8 +19,11 @@ import envelope
 from envelope import aio
 from envelope.aio import streams as streams_module
 from envelope.aio.buffers import Outputs
-from envelope.aio.frames import FrameSealer
-from envelope.streaming.session import new_encryptor
+from envelope.aio.frames import FrameOpener, FrameSealer
+from envelope.errors import AuthenticationError
+from envelope.format.body import FRAME_OVERHEAD
+from envelope.streaming.decryptor import MessageDecryptor
+from envelope.streaming.session import new_decryptor, new_encryptor, resolve_materials_manager, supply
 
 pytestmark = pytest.mark.anyio
 
@@ -94,6 +97,75 @@ class KeepingSink:
 
     def value(self) -> bytes:
         return b"".join(bytes(k) for k in self.kept)
+
+
+# -- FrameOpener --------------------------------------------------------------------------------
+
+UNIT = FRAME + FRAME_OVERHEAD
+
+
+def _opener_for(message: bytes, header_read: int) -> tuple[MessageDecryptor, FrameOpener, list[int], bytes]:
+    """A decryptor given the first ``header_read`` bytes and its materials (as the driver's
+    header read leaves it), a gathering opener, the lengths fed to the decryptor from then on,
+    and the rest of the message."""
+    decryptor, _ = new_decryptor()
+    decryptor.update(message[:header_read])
+    supply(decryptor, resolve_materials_manager(KEYRING, None))
+    fed: list[int] = []
+    real = decryptor.update_into
+
+    def spy(data: Any, out: Any) -> int:
+        fed.append(len(memoryview(data)))
+        return real(data, out)
+
+    decryptor.update_into = spy  # type: ignore[method-assign]
+    return decryptor, FrameOpener(decryptor, Outputs(lend=False), UNIT), fed, message[header_read:]
+
+
+@pytest.mark.parametrize("suite", [UNSIGNED, SIGNED], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("n", [0, 1, FRAME - 1, FRAME, FRAME + 1, 7 * FRAME, 7 * FRAME + 5], ids=lambda n: f"n{n}")
+@pytest.mark.parametrize("cut", [1, 333, UNIT - 1, UNIT, UNIT + 1, 4 * UNIT + 7, 1 << 20], ids=lambda c: f"cut{c}")
+def test_opener_feeds_whole_frames_whatever_the_chunks(suite: str, n: int, cut: int) -> None:
+    """Chunks that split frames anywhere: the plaintext is the message's, and the decryptor is
+    fed whole frames (so it never copies one): after the piece that completes the frame the
+    header read began, every piece but the last (in finish) is a multiple of the frame."""
+    data = _data(n)
+    message = envelope.encrypt(data, keyring=KEYRING, algorithm=suite, frame_length=FRAME)
+    decryptor, opener, fed, body = _opener_for(message, 600)
+    out = [bytes(opener.start())]
+    due = decryptor.size_hint()
+    fed.clear()
+    for i in range(0, len(body), cut):
+        out.append(bytes(opener.open(body[i:i + cut])))
+    pieces = [size for size in fed if size]
+    out.append(bytes(opener.finish()))
+    decryptor.finalize()
+    assert b"".join(out) == data
+    if 0 < due < UNIT and pieces:
+        assert pieces[0] % UNIT == due % UNIT
+        pieces = pieces[1:]
+    assert all(size % UNIT == 0 for size in pieces), pieces
+
+
+@pytest.mark.parametrize("damage", ["truncated", "trailing", "trailing-after-header-read"])
+def test_opener_still_refuses_truncation_and_trailing_data(damage: str) -> None:
+    """Gathered bytes still reach the decryptor: in finish at the latest, also when the header's
+    read already held the whole message and only trailing bytes follow."""
+    n = 9 if damage == "trailing-after-header-read" else 5 * FRAME + 9
+    message = envelope.encrypt(_data(n), keyring=KEYRING, algorithm=UNSIGNED, frame_length=FRAME)
+    header_read = 600
+    if damage == "truncated":
+        message = message[:-UNIT // 2]
+    else:
+        header_read = len(message) if damage == "trailing-after-header-read" else header_read
+        message += b"x" * 5
+    decryptor, opener, _, body = _opener_for(message, header_read)
+    opener.start()
+    with pytest.raises(AuthenticationError):
+        for i in range(0, len(body), 700):
+            opener.open(body[i:i + 700])
+        opener.finish()
+        decryptor.finalize()
 
 
 @pytest.mark.parametrize("keep", ["view", "slice", "cast"])

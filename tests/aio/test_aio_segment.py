@@ -86,6 +86,62 @@ async def test_pipe_from_loop_to_worker() -> None:
     assert got == [bytes([i]) for i in range(100)]
 
 
+async def test_waking_the_loop_does_not_wait_for_it() -> None:
+    """The worker's put into a pipe the loop waits on returns before the loop has run: here
+    the loop is blocked until the put has returned (a wake that waited for the loop to run it
+    would wait here until the 10 s timeout)."""
+    stop = threading.Event()
+    pipe: Pipe[int] = Pipe(1, stop)
+    returned = threading.Event()
+    got: list[int] = []
+
+    async def take() -> None:
+        got.append(await pipe.aget())
+
+    def put() -> None:
+        pipe.put(7)
+        returned.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(take)
+        await anyio.wait_all_tasks_blocked()  # take() waits on the empty pipe
+        worker = threading.Thread(target=put)
+        worker.start()
+        assert returned.wait(10)  # blocks the loop on purpose
+        worker.join()
+    assert got == [7]
+
+
+async def test_a_wake_for_a_cancelled_waiter_loses_nothing() -> None:
+    """A loop task cancelled while the worker's wake for it is still queued: the item stays in
+    the pipe for the next aget, and the stale wake does not upset later waits."""
+    stop = threading.Event()
+    pipe: Pipe[int] = Pipe(2, stop)
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as group:
+            group.start_soon(pipe.aget)
+            await anyio.wait_all_tasks_blocked()
+            worker = threading.Thread(target=pipe.put, args=(1,))
+            worker.start()
+            worker.join()  # the wake is queued, not yet run: the loop is blocked here
+            scope.cancel()
+    assert scope.cancelled_caught
+    got: list[int] = []
+
+    async def take() -> None:
+        got.append(await pipe.aget())
+
+    with anyio.fail_after(10):
+        await take()  # the item the cancelled task did not take
+        async with anyio.create_task_group() as group:
+            group.start_soon(take)
+            await anyio.wait_all_tasks_blocked()  # waits afresh on the empty pipe
+            worker = threading.Thread(target=pipe.put, args=(2,))
+            worker.start()
+        worker.join()
+    assert got == [1, 2]
+
+
 @pytest.mark.parametrize("blocked_on", ["get", "put"])
 async def test_a_waiting_worker_stops_when_told(blocked_on: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker blocked on an empty pipe (get) or a full one (put) raises Stopped once the stop
