@@ -39,6 +39,7 @@ __all__ = ["decrypt_stream", "encrypt_stream"]
 BATCH_BYTES = 4 * 1024 * 1024
 DECRYPT_BATCH_BYTES = 4 * 1024 * 1024
 _DEPTH = 2
+_DECOMPRESSED_PIECE = 1024 * 1024
 _MAX_READ_SIZE = 64 * 1024 * 1024
 # The largest frame sealed by FrameSealer (bigger ones take the session's general path, which
 # holds a frame whatever its size); the sync driver's zero-copy path uses the same limit.
@@ -122,7 +123,9 @@ def _open_decompressed(decryptor: MessageDecryptor, header: Header, options: Out
                        emit: Emit, busy: Busy) -> None:
     """Compressed messages: output size is not bounded by the input (zstd), so each piece waits
     for room in the pipe to the sink (back-pressure holds back decompression too)."""
-    write, finish = plaintext_writer(header, lambda piece: emit(bytes(piece)), options)
+    # 1 MiB pieces, not the sync default of 256 KiB: each piece is a hand-off to the loop here,
+    # and 1 MiB measured 2-5% faster (aio.decrypt_stream to an async sink, zstd level 3).
+    write, finish = plaintext_writer(header, lambda piece: emit(bytes(piece)), options, piece_size=_DECOMPRESSED_PIECE)
 
     def step(chunk: Buffer) -> None:
         out = decryptor.update(chunk)
