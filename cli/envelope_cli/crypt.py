@@ -310,6 +310,9 @@ def _one(job: Job, manager: Any, options: Mapping[str, Any], *, decrypt: bool, o
             "header": header_dict(header), "input_bytes": counting.count, "output_bytes": sink.count}
 
 
+_KEYS_NAMED = 5  # in the hint; a header may carry many
+
+
 def _name_the_wrapping_keys(exc: envelope.NoMatchingKeyError, source: str) -> BaseException:
     """No key flag fitted: say which keys wrapped the data key (the header names them in clear)."""
     code, text, hint = describe(exc)
@@ -320,7 +323,9 @@ def _name_the_wrapping_keys(exc: envelope.NoMatchingKeyError, source: str) -> Ba
             edks = header_dict(envelope.read_header(fp))["encrypted_data_keys"]
     except (OSError, envelope.EnvelopeError):
         return exc
-    keys = "; ".join(f"{edk['provider_id']} {edk['key_id']}" for edk in edks)
+    keys = "; ".join(f"{edk['provider_id']} {edk['key_id']}" for edk in edks[:_KEYS_NAMED])
+    if len(edks) > _KEYS_NAMED:
+        keys += f" and {len(edks) - _KEYS_NAMED} more (`envelope inspect` lists them)"
     return CLIError(text, code, hint=f"the message's data key was wrapped by {keys}; pass that key "
                                      "(--kms-key, --aes-key-file or --rsa-private-key)")
 

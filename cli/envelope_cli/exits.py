@@ -142,7 +142,16 @@ def report(exc: BaseException, stream: IO[str] | None = None) -> int:
     """Print the error the age way and return its exit code."""
     stream = stream or sys.stderr
     code, text, hint = describe(exc)
-    print(f"envelope: error: {text}", file=stream)
+    print(f"envelope: error: {_printable(text)}", file=stream)
     if hint:
-        print(f"hint: {hint}", file=stream)
+        print(f"hint: {_printable(hint)}", file=stream)
     return code
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped: messages may quote a
+    message header's fields (key names, context keys), which a hostile writer controls, and raw
+    escape sequences would reach the user's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

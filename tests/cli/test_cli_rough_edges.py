@@ -18,6 +18,8 @@ from envelope_cli import exits
 from envelope_cli.main import main
 from envelope_cli.output import emit
 
+import envelope
+
 PLAIN = b"attack at dawn\n" * 100
 
 
@@ -291,3 +293,16 @@ def test_audit_lookup_by_alias(cli) -> None:
     assert by_alias["Events"] == by_id["Events"]  # used to be [] (an alias matched nothing)
     r = cli("kms", "audit", "lookup", "--key-id", "alias/missing")
     assert r.code == 5 and "alias/missing" in r.err
+
+
+def test_errors_escape_what_a_hostile_header_could_put_on_the_terminal(cli, plain: Path, tmp_path: Path) -> None:
+    # A raw key's name travels in clear in the header; the no-key hint quotes it.
+    message = envelope.encrypt(PLAIN, keyring=envelope.RawAESKeyring("evil\x1b]0;pwned\x07", "k\x1b[2J", os.urandom(32)))
+    (tmp_path / "evil.envelope").write_bytes(message)
+    r = cli("decrypt", "evil.envelope", "-o", "out")
+    assert r.code == 5
+    assert "\x1b" not in r.err and "\x07" not in r.err
+    assert "evil\\x1b]0;pwned\\x07" in r.err and "k\\x1b[2J" in r.err
+    stream = io.StringIO()
+    exits.report(envelope.FormatError("bad \x1b[31mred\r\n"), stream)
+    assert stream.getvalue() == "envelope: error: bad \\x1b[31mred\\r\\n\n"
