@@ -185,11 +185,11 @@ def _rows(frame: int, workers: int) -> list[tuple[str, str, Run]]:
     "aes" decrypts the bound rows' own format."""
     label = f"{frame // 1024} KiB" if frame < MIB else f"{frame // MIB} MiB"
     return [
-        (f"envelope, default (threaded pipeline), unsigned, frame {label}", COMMIT, _envelope(COMMIT, frame, True)),
+        (f"envelope, default (pipeline given 2+ CPUs), unsigned, frame {label}", COMMIT, _envelope(COMMIT, frame, True)),
         (f"envelope, one thread, unsigned, frame {label}", COMMIT, _envelope(COMMIT, frame, False)),
         (f"bound: AES-GCM frames of {label} on {workers} threads", "aes", _thread_bound(workers, frame)),
         (f"bound: AES-GCM frames of {label} on {workers} processes", "aes", _process_bound(workers, frame)),
-        (f"envelope, default (threaded pipeline), signed, frame {label}", SIGNED, _envelope(SIGNED, frame, True)),
+        (f"envelope, default (pipeline given 2+ CPUs), signed, frame {label}", SIGNED, _envelope(SIGNED, frame, True)),
         (f"envelope, one thread, signed, frame {label}", SIGNED, _envelope(SIGNED, frame, False)),
     ]
 
