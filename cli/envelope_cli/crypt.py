@@ -14,6 +14,7 @@ from typing import IO, Any, cast
 
 import envelope
 
+from .argtypes import positive_int
 from .exits import NO_KEY_HINT, CLIError, ExitCode, InputFailed, describe
 from .files import STDIO, AtomicOutput, Job, file_mode, is_stream_target, plan_jobs
 from .headers import header_dict
@@ -40,16 +41,6 @@ def _suite(text: str) -> envelope.AlgorithmSuite:
     except (ValueError, KeyError):
         raise argparse.ArgumentTypeError(
             f"unknown algorithm suite {text!r}; one of: {', '.join(s.name for s in envelope.AlgorithmSuite)}") from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _ratio(text: str) -> float | None:
@@ -79,7 +70,7 @@ def _common(parser: argparse.ArgumentParser, decrypt: bool) -> None:
                               if decrypt else "authenticated context stored in the header (repeatable)"))
     parser.add_argument("--commitment-policy", choices=[p.name for p in envelope.CommitmentPolicy],
                         help="default: REQUIRE_ENCRYPT_REQUIRE_DECRYPT")
-    parser.add_argument("--max-encrypted-data-keys", type=_positive, metavar="N",
+    parser.add_argument("--max-encrypted-data-keys", type=positive_int, metavar="N",
                         help="refuse messages with more encrypted data keys")
     parser.add_argument("--caching", type=float, metavar="SECONDS",
                         help="reuse data keys / unwrapped keys for this long within one run "

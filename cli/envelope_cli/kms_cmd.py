@@ -13,6 +13,7 @@ from typing import Any
 
 import envelope
 
+from .argtypes import positive_int
 from .exits import CLIError, ExitCode
 from .keys import local_kms
 from .kms_args import convert, parse_time
@@ -77,24 +78,14 @@ def _add_operation(sub: Any, name: str, op: Operation, epilog: str) -> None:
             parser.add_argument(flag, dest=param, required=required, help=text, metavar=_VALUE)
     if name in PAGINATED:
         # The aws CLI's own pagination flags on list commands (it pages through --limit/--marker).
-        parser.add_argument("--max-items", type=_positive_int, metavar=_VALUE,
+        parser.add_argument("--max-items", type=positive_int, metavar=_VALUE,
                             help="print at most this many items; if more remain, the output has a NextToken")
         parser.add_argument("--starting-token", metavar=_VALUE, help="the NextToken of an earlier output, "
                                                                       "to continue from there")
-        parser.add_argument("--page-size", type=_positive_int, metavar=_VALUE,
+        parser.add_argument("--page-size", type=positive_int, metavar=_VALUE,
                             help="items per service call (it changes the calls made, not the output)")
     _global_options(parser, suppress=True)
     parser.set_defaults(run=_run_operation, operation=name)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def add_parsers(subparsers: Any, epilog: str) -> None:
