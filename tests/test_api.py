@@ -144,6 +144,17 @@ def test_error_attributes() -> None:
     assert len(reasons.errors) == 2 and "a failed" in str(reasons) and "b failed" in str(reasons)
 
 
+def test_a_keyring_without_the_messages_key_says_so_once() -> None:
+    message = envelope.encrypt(b"x", keyring=envelope.RawAESKeyring("ns", "writer", bytes(32)))
+    for reader in (envelope.RawAESKeyring("ns", "reader", bytes(32)),
+                   envelope.RawRSAKeyring("ns", "reader", private_key_pem=rsa_pems()[0])):
+        with pytest.raises(NoMatchingKeyError) as info:
+            envelope.decrypt(message, keyring=reader)
+        text = str(info.value)
+        assert "the message has no data key wrapped by this key" in text
+        assert text.count("'reader'") == 1, text  # named once, by the keyring's repr
+
+
 # -- algorithm and commitment policy arguments -------------------------------------------------
 
 @pytest.mark.parametrize("suite", list(AlgorithmSuite), ids=lambda s: s.name)

@@ -85,6 +85,5 @@ class RawAESKeyring:
                 continue
             return materials.with_data_key(data_key)
         if not errors:
-            errors.append(f"{self!r}: no encrypted data key for namespace {self.key_namespace!r} "
-                          f"and name {self.key_name!r}")
+            errors.append(f"{self!r}: the message has no data key wrapped by this key")
         raise NoMatchingKeyError("raw AES keyring could not decrypt", errors)

@@ -126,6 +126,5 @@ class RawRSAKeyring:
                 continue
             return materials.with_data_key(data_key)
         if not errors:
-            errors.append(f"{self!r}: no encrypted data key for namespace {self.key_namespace!r} "
-                          f"and name {self.key_name!r}")
+            errors.append(f"{self!r}: the message has no data key wrapped by this key")
         raise NoMatchingKeyError("raw RSA keyring could not decrypt", errors)
