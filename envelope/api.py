@@ -11,9 +11,8 @@ from .materials.base import MaterialsManager
 from .streaming.session import (
     as_buffer,
     new_decryptor,
-    plan_encryption,
+    new_encryptor,
     resolve_materials_manager,
-    start_encryption,
     supply,
     whole_plaintext,
 )
@@ -42,10 +41,8 @@ def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_mana
     :returns: the message bytes.
     """
     data = as_buffer(plaintext, "plaintext")
-    manager = resolve_materials_manager(keyring, materials_manager)
-    # What new_encryptor does, written out: the options go to plan_encryption once, not twice.
-    plan = plan_encryption(plaintext_length=len(data), **options)
-    return start_encryption(plan, manager.get_encryption_materials(plan.request)).seal_whole(data)
+    session = new_encryptor(keyring=keyring, materials_manager=materials_manager, plaintext_length=len(data), **options)
+    return session.seal_whole(data)
 
 
 def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import PolicyError
 from ..format.context import ENVELOPE_PREFIX
@@ -197,22 +198,15 @@ def start_encryption(plan: EncryptPlan, materials: EncryptionMaterials) -> Encry
 
 
 def new_encryptor(*, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
-                  encryption_context: Mapping[str, str] | None = None,
-                  algorithm: AlgorithmSuite | str | int | None = None, frame_length: int | None = None,
-                  commitment_policy: CommitmentPolicy | str | None = None,
-                  max_encrypted_data_keys: int | None = None,
-                  compression: str | None = None, compression_level: int | None = None,
-                  plaintext_length: int | None = None) -> EncryptSession:
+                  **options: Any) -> EncryptSession:
     """Get encryption materials and start a message (this is where the keyring is called).
 
-    The same as `plan_encryption`, the manager's ``get_encryption_materials``, then
-    `start_encryption`; a driver that awaits the materials call uses those three itself.
+    ``options`` are `plan_encryption`'s. The same as `plan_encryption`, the manager's
+    ``get_encryption_materials``, then `start_encryption`; a driver that awaits the materials
+    call uses those three itself.
     """
     manager = resolve_materials_manager(keyring, materials_manager)
-    plan = plan_encryption(encryption_context=encryption_context, algorithm=algorithm, frame_length=frame_length,
-                           commitment_policy=commitment_policy, max_encrypted_data_keys=max_encrypted_data_keys,
-                           compression=compression, compression_level=compression_level,
-                           plaintext_length=plaintext_length)
+    plan = plan_encryption(**options)
     return start_encryption(plan, manager.get_encryption_materials(plan.request))
 
 
