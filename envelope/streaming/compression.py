@@ -42,6 +42,8 @@ DEFAULT_PIECE_SIZE = 256 * 1024
 _ZSTD_MAGIC = 0xFD2FB528
 _MAX_WINDOW_LOG = 23  # 8 MiB windows (§8.2)
 _MAX_BLOCK = 128 * 1024  # no zstd block decodes to more (RFC 8878 §3.1.1.2.4, Block_Maximum_Size)
+# Frames a whole-stream decode lists (our writers make one; more go the streaming way).
+_MAX_RECORDED = 64
 
 Sink = Callable[[bytes], object]
 
@@ -101,15 +103,34 @@ class Compressor:
         return self._cctx.compress(data)
 
 
+Frame = tuple[int, int, int, bool]  # (start, end, output size, whether the header declared it)
+
+
 class _FrameTracker:
     """Walks zstd frame and block headers (RFC 8878 §3.1) without decompressing, to tell whether
-    the stream ended on a frame boundary; python-zstandard's streaming APIs do not report that."""
+    the stream ended on a frame boundary; python-zstandard's streaming APIs do not report that.
 
-    def __init__(self) -> None:
+    With ``record``, it also lists each zstd frame (skippable frames left out) with its output
+    size, for `decompress_whole`: the size the frame header declares, else the most its blocks
+    can decode to (a raw or RLE block its stated size, a compressed block 128 KiB). ``frames``
+    becomes None when a whole-stream decode must not rely on them: a declared size is
+    attacker-chosen, so one beyond that bound is refused, as is a declared 0 (python-zstandard's
+    one-shot `decompress` returns b"" for it without decoding the frame), and more than
+    _MAX_RECORDED frames (the list would grow with the input) are not listed.
+    """
+
+    def __init__(self, record: bool = False) -> None:
         self._pending = bytearray()  # header bytes not yet complete
         self._skip = 0  # bytes of block content / skippable frame still to pass over
         self._state = "magic"
         self._checksum = False
+        self.frames: list[Frame] | None = [] if record else None
+        self._at = 0  # stream offset where the field being handled ends
+        self._fed = 0  # stream offset of the current feed's first byte
+        self._start = 0  # the current frame's start, its declared size and its block bound
+        self._declared: int | None = None
+        self._bound = 0
+        self._fcs_size = 0
 
     @property
     def complete(self) -> bool:
@@ -118,6 +139,7 @@ class _FrameTracker:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         pos, end = 0, len(view)
+        fed, self._fed = self._fed, self._fed + end
         while pos < end:
             if self._skip:
                 n = min(self._skip, end - pos)
@@ -125,7 +147,7 @@ class _FrameTracker:
                 pos += n
                 continue
             if self._state == "block" and not self._pending and end - pos >= 3:
-                pos = self._blocks(view, pos, end)
+                pos = self._blocks(view, pos, end, fed)
                 continue
             need = self._needed()
             take = min(need - len(self._pending), end - pos)
@@ -133,22 +155,28 @@ class _FrameTracker:
             pos += take
             if len(self._pending) < need:
                 return
+            self._at = fed + pos
             self._advance(bytes(self._pending))
             self._pending.clear()
 
-    def _blocks(self, view: memoryview, pos: int, end: int) -> int:
+    def _blocks(self, view: memoryview, pos: int, end: int, fed: int) -> int:
         """Walk the block headers (RFC 8878 §3.1.1.2) that lie whole in ``view[pos:end]``, as
         `_advance` does one at a time; return where the walk stopped. A run of tiny blocks (an
         authentic writer may send empty ones) costs 0.2 us each here, 0.6 us through `_advance`."""
+        bound = 0
         while end - pos >= 3:
             header = view[pos] | view[pos + 1] << 8 | view[pos + 2] << 16
             block_type = header >> 1 & 3
             if block_type == 3:
                 raise FormatError("the compressed plaintext is corrupt (reserved zstd block type)")
             pos += 4 if block_type == 1 else 3 + (header >> 3)  # RLE blocks carry one byte
+            bound += _MAX_BLOCK if block_type == 2 else header >> 3
             if header & 1:  # the last block
-                self._state = "checksum" if self._checksum else "magic"
+                self._bound += bound
+                self._last_block(fed + pos)
                 break
+        else:
+            self._bound += bound
         if pos > end:  # the walk stopped inside a block's content
             self._skip = pos - end
             return end
@@ -187,7 +215,11 @@ class _FrameTracker:
             self._checksum = bool(descriptor >> 2 & 1)
             self._header_rest = (0 if single_segment else 1) + dict_size + fcs_size
             self._state = "frame_header" if self._header_rest else "block"
+            self._start, self._declared, self._bound, self._fcs_size = self._at - 5, None, 0, fcs_size
         elif self._state == "frame_header":
+            if self._fcs_size:  # the frame content size ends the header (§3.1.1.1.4)
+                declared = int.from_bytes(field[-self._fcs_size:], "little")
+                self._declared = declared + 256 if self._fcs_size == 2 else declared
             self._state = "block"
         elif self._state == "block":
             header = int.from_bytes(field, "little")
@@ -195,12 +227,32 @@ class _FrameTracker:
             if block_type == 3:
                 raise FormatError("the compressed plaintext is corrupt (reserved zstd block type)")
             self._skip = 1 if block_type == 1 else size  # RLE blocks carry one byte
+            self._bound += _MAX_BLOCK if block_type == 2 else size
             if last:
-                self._state = "checksum" if self._checksum else "magic"
+                self._last_block(self._at + self._skip)
         else:  # checksum
             self._state = "magic"
+            self._record(self._at)
 
     _header_rest = 0
+
+    def _last_block(self, end: int) -> None:
+        """The current frame's last block header is read; its content ends at ``end``."""
+        if self._checksum:
+            self._state = "checksum"
+        else:
+            self._state = "magic"
+            self._record(end)
+
+    def _record(self, end: int) -> None:
+        frames = self.frames
+        if frames is None:
+            return
+        declared = self._declared
+        if declared == 0 or (declared is not None and declared > self._bound) or len(frames) >= _MAX_RECORDED:
+            self.frames = None
+            return
+        frames.append((self._start, end, self._bound if declared is None else declared, declared is not None))
 
 
 class _LimitedSink:
@@ -283,69 +335,7 @@ def _limit_error(produced: int, consumed: int, max_output: int | None,
     return None
 
 
-def _frame_sizes(view: memoryview) -> list[tuple[int, int, int, bool]] | None:
-    """(start, end, output size, declared) of each zstd frame in a whole stream, skippable frames
-    left out, or None when the stream does not walk cleanly to its end.
-
-    The output size is the one the frame header declares if it declares one, else the most its
-    blocks can decode to (a raw or RLE block its stated size, a compressed block 128 KiB). A
-    declared size is attacker-chosen, so one beyond that bound is refused (None), as is a declared
-    0, which python-zstandard's one-shot `decompress` returns as b"" without decoding the frame.
-    Nothing here validates the frame: zstd does that when it decodes.
-    """
-    frames: list[tuple[int, int, int, bool]] = []
-    end = len(view)
-    pos = 0
-    while pos < end:
-        if end - pos < 8:  # no frame is shorter (magic and a header or a length)
-            return None
-        magic = int.from_bytes(view[pos:pos + 4], "little")
-        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame (RFC 8878 §3.1.2)
-            pos += 8 + int.from_bytes(view[pos + 4:pos + 8], "little")
-            if pos > end:
-                return None
-            continue
-        if magic != _ZSTD_MAGIC:
-            return None
-        descriptor = view[pos + 4]
-        single_segment = descriptor >> 5 & 1
-        fcs_size = (0, 2, 4, 8)[descriptor >> 6] or (1 if single_segment else 0)
-        p = pos + 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
-        declared = None
-        if fcs_size:
-            if p + fcs_size > end:
-                return None
-            declared = int.from_bytes(view[p:p + fcs_size], "little") + (256 if fcs_size == 2 else 0)
-            if declared == 0:
-                return None
-        p += fcs_size
-        bound = 0
-        last = 0
-        while not last:
-            if p + 3 > end:
-                return None
-            header = int.from_bytes(view[p:p + 3], "little")
-            last, block_type, size = header & 1, header >> 1 & 3, header >> 3
-            if block_type == 0:  # raw
-                p += 3 + size
-                bound += size
-            elif block_type == 1:  # RLE: one byte repeated size times
-                p += 4
-                bound += size
-            elif block_type == 2:  # compressed: size is the compressed size
-                p += 3 + size
-                bound += _MAX_BLOCK
-            else:
-                return None
-        p += 4 if descriptor >> 2 & 1 else 0  # content checksum
-        if p > end or (declared is not None and declared > bound):
-            return None
-        frames.append((pos, p, bound if declared is None else declared, declared is not None))
-        pos = p
-    return frames
-
-
-def _decode_frames(data: bytes, view: memoryview, frames: list[tuple[int, int, int, bool]]) -> bytes | None:
+def _decode_frames(data: bytes, view: memoryview, frames: list[Frame]) -> bytes | None:
     """Each frame decoded by zstd's one-shot call into a buffer of its output size; None if zstd
     refuses any of them (the caller then takes the streaming path and its error)."""
     dctx = zstandard.ZstdDecompressor()  # per call: a decompressor is not safe to share across threads
@@ -380,7 +370,9 @@ def decompress_whole(data: bytes, *, max_output: int | None = None,
     :raises FormatError: the bytes are not a complete, valid zstd stream.
     """
     view = memoryview(data)
-    frames = _frame_sizes(view)
+    tracker = _FrameTracker(record=True)
+    tracker.feed(view)  # a stream that is not zstd fails here, as in the streaming path
+    frames = tracker.frames if tracker.complete else None
     if frames is not None and _limit_error(sum(f[2] for f in frames), len(data), max_output, max_ratio) is None:
         whole = _decode_frames(data, view, frames)
         if whole is not None:

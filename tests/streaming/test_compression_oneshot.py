@@ -322,7 +322,36 @@ def test_compress_whole_writes_one_declared_frame(level: int) -> None:
     assert params.dict_id == 0
     assert params.window_size <= 8 * MIB  # §8.2: SHOULD stay at or below 8 MiB
     assert zstandard.ZstdDecompressor().decompress(packed, allow_extra_data=False) == data  # exactly one frame
-    assert compression._frame_sizes(memoryview(packed)) == [(0, len(packed), len(data), True)]
+    tracker = compression._FrameTracker(record=True)
+    tracker.feed(packed)
+    assert tracker.complete and tracker.frames == [(0, len(packed), len(data), True)]
+
+
+@pytest.mark.parametrize("case", ["multi-frame", "skippable", "declared-checksum", "rle"])
+@pytest.mark.parametrize("piece", [1, 3, 7, 1000])
+def test_recorded_frames_do_not_depend_on_how_the_stream_is_fed(case: str, piece: int) -> None:
+    payload = GOOD[case][0]
+    whole = compression._FrameTracker(record=True)
+    whole.feed(payload)
+    pieces = compression._FrameTracker(record=True)
+    for i in range(0, len(payload), piece):
+        pieces.feed(payload[i:i + piece])
+    assert whole.complete and pieces.complete
+    assert whole.frames and pieces.frames == whole.frames
+    # Each listed frame is exactly one zstd frame of the stream.
+    assert b"".join(zstandard.ZstdDecompressor().decompressobj().decompress(payload[a:b])
+                    for a, b, _, _ in whole.frames) == GOOD[case][1]
+
+
+def test_many_frames_take_the_streaming_path(spy: _Spy) -> None:
+    # The frame list would grow with the input: past 64 frames the streaming path decodes.
+    many = b"".join(_declared(bytes([i]) * 100) for i in range(65))
+    tracker = compression._FrameTracker(record=True)
+    tracker.feed(many)
+    assert tracker.complete and tracker.frames is None
+    spy.made = 0
+    assert decompress_whole(many) == b"".join(bytes([i]) * 100 for i in range(65))
+    assert spy.made == 1
 
 
 def test_compress_whole_is_not_mixed_with_streaming() -> None:
