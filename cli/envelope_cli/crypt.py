@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from typing import IO, Any, cast
 
 import envelope
 
 from .argtypes import positive_int
-from .exits import NO_KEY_HINT, CLIError, ExitCode, InputFailed, describe
-from .files import STDIO, AtomicOutput, Job, file_mode, is_stream_target, plan_jobs
-from .headers import header_dict
+from .exits import NO_KEY_HINT, CLIError, ExitCode, describe, naming_input
+from .files import STDIO, AtomicOutput, Job, file_mode, is_stream_target, plan_jobs, refuse_empty_message, regular_size
+from .headers import edk_key_id, header_dict
 from .keys import add_key_arguments, build_keyring
 from .progress import Progress, make_progress
 
@@ -133,26 +131,52 @@ def _context(items: list[str], *, decrypt: bool) -> tuple[dict[str, str], list[s
     return pairs, bare
 
 
-class _RequireKeys:
-    """Refuses, before any key is unwrapped, a message whose context lacks the required keys.
+_KEYS_NAMED = 5  # in the no-key hint; a header may carry many
 
-    The header context it checks is authenticated right after (before any plaintext), so a forged
-    header cannot pass this check and then release plaintext.
+
+class _DecryptManager:
+    """The CLI's own steps around the materials manager on decrypt, where the header's encrypted
+    data keys and context are at hand (parsed, not yet authenticated):
+
+    - refuse, before any key is unwrapped, a message whose context lacks a key required by a bare
+      ``-c K``. The header context is authenticated right after (before any plaintext), so a forged
+      header cannot pass this check and then release plaintext;
+    - when no key flag fits, name the keys that wrapped the data key in the hint.
     """
 
-    def __init__(self, inner: Any, keys: list[str]) -> None:
+    def __init__(self, inner: Any, required_keys: list[str]) -> None:
         self._inner = inner
-        self._keys = keys
+        self._required_keys = required_keys
 
     def get_encryption_materials(self, request: Any) -> Any:
         return self._inner.get_encryption_materials(request)
 
-    def decrypt_materials(self, request: Any) -> Any:
-        missing = [k for k in self._keys if k not in request.encryption_context]
+    def decrypt_materials(self, request: envelope.DecryptionRequest) -> Any:
+        missing = [k for k in self._required_keys if k not in request.encryption_context]
         if missing:
             raise envelope.PolicyError(f"the message's encryption context lacks the required key(s) "
                                        f"{', '.join(map(repr, missing))}")
-        return self._inner.decrypt_materials(request)
+        try:
+            return self._inner.decrypt_materials(request)
+        except envelope.NoMatchingKeyError as exc:
+            named = _name_the_wrapping_keys(exc, request.encrypted_data_keys)
+            if named is None:
+                raise
+            raise named from exc
+
+
+def _name_the_wrapping_keys(exc: envelope.NoMatchingKeyError,
+                            edks: Sequence[envelope.EncryptedDataKey]) -> CLIError | None:
+    """``exc`` with a hint naming the keys that wrapped the data key (the header names them in
+    clear), unless `describe` has a more specific hint than the generic one (disabled key, ...)."""
+    code, text, hint = describe(exc)
+    if hint != NO_KEY_HINT or not edks:
+        return None
+    keys = "; ".join(f"{edk.provider_id} {edk_key_id(edk)}" for edk in edks[:_KEYS_NAMED])
+    if len(edks) > _KEYS_NAMED:
+        keys += f" and {len(edks) - _KEYS_NAMED} more (`envelope inspect` lists them)"
+    return CLIError(text, code, hint=f"the message's data key was wrapped by {keys}; pass that key "
+                                     "(--kms-key, --aes-key-file or --rsa-private-key)")
 
 
 def _manager(args: argparse.Namespace, decrypt: bool) -> tuple[Any, list[str]]:
@@ -181,19 +205,10 @@ class _CountingSink:
         return n
 
 
-def _regular_size(source: str) -> int | None:
-    """The size of a regular file; None for stdin, a pipe (`<(cmd)`), a device and the like,
-    whose size says nothing about how much they will yield."""
-    if source == STDIO:
-        return None
-    info = os.stat(source)
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
-
-
 def _total_size(jobs: list[Job]) -> int | None:
     total = 0
     for job in jobs:
-        size = _regular_size(job.source)
+        size = regular_size(job.source)
         if size is None:
             return None
         total += size
@@ -219,20 +234,17 @@ def _run(args: argparse.Namespace, decrypt: bool) -> int:
         raise CLIError("--metadata-output - and the output would both go to stdout", ExitCode.USAGE,
                        hint="pass --metadata-output FILE or -o FILE")
     if not decrypt and sys.stdout.isatty() and any(job.target == STDIO for job in jobs):
-        raise CLIError("refusing to write a binary message to the terminal", ExitCode.USAGE,
-                       hint="redirect stdout or pass -o FILE")
+        raise _binary_to_terminal()
     manager, key_names = _manager(args, decrypt)
-    if bare:
-        manager = _RequireKeys(manager, bare)
+    if decrypt:
+        manager = _DecryptManager(manager, bare)
     options: dict[str, Any] = {"commitment_policy": args.commitment_policy,
                                "max_encrypted_data_keys": args.max_encrypted_data_keys}
     if context:
         options["encryption_context"] = context
     if decrypt:
-        options["allow_signed"] = not args.refuse_signed
-        if args.max_decompressed_size is not None:
-            options["max_decompressed_size"] = args.max_decompressed_size
-        if args.max_compression_ratio != _DEFAULT:
+        options.update(allow_signed=not args.refuse_signed, max_decompressed_size=args.max_decompressed_size)
+        if args.max_compression_ratio is not _DEFAULT:
             options["max_compression_ratio"] = args.max_compression_ratio
     else:
         options.update(algorithm=args.algorithm, frame_length=args.frame_length,
@@ -244,14 +256,8 @@ def _run(args: argparse.Namespace, decrypt: bool) -> int:
         progress.start(f"{mode}ing", total)
         outer.callback(progress.stop)
         for job in jobs:
-            try:
+            with naming_input(job.source, many=len(jobs) > 1):
                 record = _one(job, manager, options, decrypt=decrypt, overwrite=args.overwrite, progress=progress)
-            except BrokenPipeError:
-                raise  # main() handles a reader that went away
-            except Exception as exc:
-                if len(jobs) == 1:
-                    raise
-                raise InputFailed(job.source, exc) from exc
             if meta is not None:
                 record["keys"] = key_names
                 meta.write(json.dumps(record, sort_keys=True) + "\n")
@@ -270,10 +276,9 @@ def _metadata_stream(path: str | None, stack: ExitStack) -> IO[str] | None:
 def _one(job: Job, manager: Any, options: Mapping[str, Any], *, decrypt: bool, overwrite: bool,
          progress: Progress) -> dict[str, Any]:
     stream = envelope.decrypt_stream if decrypt else envelope.encrypt_stream
-    size = _regular_size(job.source)
-    if decrypt and size == 0:
-        raise CLIError("the input is empty: not an envelope message", ExitCode.AUTHENTICATION)
-    if not decrypt and size is not None and not options.get("compression"):
+    if decrypt:
+        refuse_empty_message(job.source)
+    elif not options.get("compression") and (size := regular_size(job.source)) is not None:
         # A known length lets a caching materials manager count bytes against its limits (it
         # never caches encryptions of unknown length).
         options = {**options, "plaintext_length": size}
@@ -284,41 +289,22 @@ def _one(job: Job, manager: Any, options: Mapping[str, Any], *, decrypt: bool, o
             # stdout, /dev/null, a pipe: written as it goes (no temporary file to rename over it)
             raw = sys.stdout.buffer if job.target == STDIO else stack.enter_context(open(job.target, "wb"))
             if not decrypt and job.target != STDIO and raw.isatty():
-                raise CLIError("refusing to write a binary message to the terminal", ExitCode.USAGE,
-                               hint="redirect stdout or pass -o FILE")
+                raise _binary_to_terminal()
             sink = _CountingSink(raw)
             header = stream(source, sink, materials_manager=manager, **options)
             raw.flush()
         else:
             output = stack.enter_context(AtomicOutput(job.target, overwrite=overwrite, mode=file_mode(job.source)))
             sink = _CountingSink(output.file)
-            try:
-                header = stream(source, sink, materials_manager=manager, **options)
-            except envelope.NoMatchingKeyError as exc:
-                raise _name_the_wrapping_keys(exc, job.source) from exc
+            header = stream(source, sink, materials_manager=manager, **options)
             output.commit()
     return {"mode": "decrypt" if decrypt else "encrypt", "input": job.source, "output": job.target,
             "header": header_dict(header), "input_bytes": counting.count, "output_bytes": sink.count}
 
 
-_KEYS_NAMED = 5  # in the hint; a header may carry many
-
-
-def _name_the_wrapping_keys(exc: envelope.NoMatchingKeyError, source: str) -> BaseException:
-    """No key flag fitted: say which keys wrapped the data key (the header names them in clear)."""
-    code, text, hint = describe(exc)
-    if hint != NO_KEY_HINT or source == STDIO:
-        return exc  # a more specific hint (disabled key, ...) already, or no file to read again
-    try:
-        with open(source, "rb") as fp:
-            edks = header_dict(envelope.read_header(fp))["encrypted_data_keys"]
-    except (OSError, envelope.EnvelopeError):
-        return exc
-    keys = "; ".join(f"{edk['provider_id']} {edk['key_id']}" for edk in edks[:_KEYS_NAMED])
-    if len(edks) > _KEYS_NAMED:
-        keys += f" and {len(edks) - _KEYS_NAMED} more (`envelope inspect` lists them)"
-    return CLIError(text, code, hint=f"the message's data key was wrapped by {keys}; pass that key "
-                                     "(--kms-key, --aes-key-file or --rsa-private-key)")
+def _binary_to_terminal() -> CLIError:
+    return CLIError("refusing to write a binary message to the terminal", ExitCode.USAGE,
+                    hint="redirect stdout or pass -o FILE")
 
 
 def run_encrypt(args: argparse.Namespace) -> int:

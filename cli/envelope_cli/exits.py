@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 import envelope
 
-__all__ = ["EXIT_CODES_HELP", "NO_KEY_HINT", "CLIError", "ExitCode", "InputFailed", "describe", "report"]
+__all__ = ["EXIT_CODES_HELP", "NO_KEY_HINT", "CLIError", "ExitCode", "InputFailed", "describe", "naming_input",
+           "report"]
 
 
 class ExitCode:
@@ -55,13 +58,25 @@ class InputFailed(Exception):
         self.error = error
 
 
+@contextmanager
+def naming_input(source: str, *, many: bool) -> Iterator[None]:
+    """Re-raise an error from the block as `InputFailed` when the run has ``many`` inputs."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # main() handles a reader that went away
+    except Exception as exc:
+        if not many:
+            raise
+        raise InputFailed(source, exc) from exc
+
+
 # The library's hints name Python keyword arguments; a CLI user needs the flag that sets them.
 _FLAG_FOR_KEYWORD = (
     ("commitment_policy=", "--commitment-policy "),
     ("raise max_decompressed_size", "raise --max-decompressed-size"),
     ("raise max_compression_ratio", "raise --max-compression-ratio (0 turns the check off)"),
     ("allow signed messages,", "drop --refuse-signed,"),
-    ("pass them with encryption_context=", "pass them with -c K=V"),
 )
 
 
@@ -76,6 +91,9 @@ def _cli_hint(hint: str | None) -> str | None:
 NO_KEY_HINT = ("check the key flags (--kms-key, --aes-key-file, --rsa-private-key); "
                "`envelope inspect FILE` lists the keys that wrapped the data key")
 _CONTEXT_HINT = "`envelope inspect FILE` shows the stored encryption context; -c k=v must match it"
+_DISABLED_HINT = "a KMS key is disabled; enable it with `envelope kms enable-key --key-id KEY`"
+_PENDING_DELETION_HINT = ("a KMS key is pending deletion; `envelope kms cancel-key-deletion --key-id KEY` "
+                          "then `envelope kms enable-key --key-id KEY` restores it")
 
 
 def _message(exc: BaseException) -> str:
@@ -102,7 +120,7 @@ def describe(exc: BaseException) -> tuple[int, str, str | None]:
                 hint = _CONTEXT_HINT
         elif isinstance(exc, envelope.KeyDisabledError):
             code = ExitCode.KEY
-            hint = hint or "the KMS key is disabled; enable it with `envelope kms enable-key --key-id KEY`"
+            hint = hint or _DISABLED_HINT
         elif isinstance(exc, envelope.KeyNotFoundError):
             code = ExitCode.KEY
             hint = hint or ("check the key id and --region; `envelope kms list-aliases` and "
@@ -111,18 +129,16 @@ def describe(exc: BaseException) -> tuple[int, str, str | None]:
             code = ExitCode.KEY
             codes = {getattr(e, "code", None) for e in exc.errors}
             if "DisabledException" in codes:
-                hint = hint or "a KMS key is disabled; enable it with `envelope kms enable-key --key-id KEY`"
+                hint = hint or _DISABLED_HINT
             elif "KMSInvalidStateException" in codes:
-                hint = hint or ("a KMS key is pending deletion; `envelope kms cancel-key-deletion --key-id KEY` "
-                                "then `enable-key` restores it")
+                hint = hint or _PENDING_DELETION_HINT
             elif "InvalidCiphertextException" in codes:
                 hint = hint or _CONTEXT_HINT
             hint = hint or NO_KEY_HINT
         elif isinstance(exc, (envelope.KeyringError, envelope.KMSError)):
             code = ExitCode.KEY
             if hint is None and "pending deletion" in text:
-                hint = ("a pending-deletion key can be restored with `envelope kms cancel-key-deletion "
-                        "--key-id KEY` then `envelope kms enable-key --key-id KEY`")
+                hint = _PENDING_DELETION_HINT
         elif isinstance(exc, envelope.PolicyError):
             code = ExitCode.POLICY
             if hint is None and "context" in text.lower():

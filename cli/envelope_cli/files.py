@@ -21,7 +21,7 @@ from typing import IO, Any, Self
 from .exits import CLIError, ExitCode
 
 __all__ = ["STDIO", "AtomicOutput", "Interrupted", "Job", "discard_all", "file_mode", "install_signal_handlers",
-           "is_stream_target", "plan_jobs", "restore_signal_handlers"]
+           "is_stream_target", "plan_jobs", "refuse_empty_message", "regular_size", "restore_signal_handlers"]
 
 STDIO = "-"
 _TMP_SUFFIX = ".envelope-tmp"
@@ -293,6 +293,22 @@ def is_stream_target(target: str) -> bool:
     # /dev/stdout and /dev/fd/N may lead to a plain file the shell opened: write through them, as
     # for stdout, rather than rename a file over the /dev or /proc entry.
     return not stat.S_ISREG(mode) or os.path.abspath(target).startswith(_FD_PATHS)
+
+
+def regular_size(source: str) -> int | None:
+    """The size of a regular file; None for stdin, a pipe (`<(cmd)`), a device and the like,
+    whose size says nothing about how much they will yield."""
+    if source == STDIO:
+        return None
+    info = os.stat(source)
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def refuse_empty_message(source: str) -> None:
+    """Refuse an empty file where a message is expected, saying so: the header parser can only
+    report that the input ends inside the header."""
+    if regular_size(source) == 0:
+        raise CLIError("the input is empty: not an envelope message", ExitCode.AUTHENTICATION)
 
 
 def file_mode(source: str) -> int:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 from envelope import Header, read_header
 
-from .exits import CLIError, ExitCode, InputFailed
-from .files import STDIO
+from .exits import ExitCode, naming_input
+from .files import STDIO, refuse_empty_message
 from .headers import header_dict
 
 __all__ = ["add_parser", "run_inspect"]
@@ -50,21 +49,16 @@ def _text(name: str, info: dict[str, Any], many: bool) -> str:
 def _read(name: str) -> Header:
     if name == STDIO:
         return read_header(sys.stdin.buffer)
+    refuse_empty_message(name)
     with open(name, "rb") as fp:
-        if os.fstat(fp.fileno()).st_size == 0 and os.path.isfile(name):
-            raise CLIError("the input is empty: not an envelope message", ExitCode.AUTHENTICATION)
         return read_header(fp)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     many = len(args.inputs) > 1
     for name in args.inputs:
-        try:
+        with naming_input(name, many=many):
             header = _read(name)
-        except Exception as exc:
-            if not many:
-                raise
-            raise InputFailed(name, exc) from exc
         info = header_dict(header)
         if args.format == "json":
             print(json.dumps({"file": name, **info}, sort_keys=True))

@@ -157,15 +157,14 @@ def client_for(args: argparse.Namespace) -> Any:
 
 def _emit(args: argparse.Namespace, response: Any, title: str) -> None:
     fmt = args.output or "json"
+    token = None
     if fmt == "text" and isinstance(response, dict) and "NextToken" in response:
         # The aws CLI's text output puts the token on a last line of its own: NEXTTOKEN<tab>token.
         response = dict(response)
         token = response.pop("NextToken")
-        emit(response, fmt=fmt, query=args.query, stream=sys.stdout, title=title)
-        if args.query is None:
-            emit({"NextToken": {"NextToken": token}}, fmt=fmt, query=None, stream=sys.stdout)
-        return
     emit(response, fmt=fmt, query=args.query, stream=sys.stdout, title=title)
+    if token is not None and args.query is None:
+        emit({"NextToken": {"NextToken": token}}, fmt=fmt, query=None, stream=sys.stdout)
 
 
 def _pascal(method: str) -> str:
@@ -180,21 +179,19 @@ def _run_operation(args: argparse.Namespace) -> int:
         value = getattr(args, param, None)
         if value is not None:
             params[param] = convert(kind.rstrip("!"), _flag(param), value, raw_in=raw_in)
-    client = client_for(args)
-    method = getattr(client, op.method)
+    field = PAGINATED.get(args.operation)
+    if field is not None and ("Marker" in params or "Limit" in params):
+        # The aws CLI's rule: the service's own --limit/--marker turn its pagination off (one call,
+        # its raw page), and its pagination flags may not be mixed in.
+        given = {"--max-items": args.max_items, "--starting-token": args.starting_token,
+                 "--page-size": args.page_size}
+        paging = [flag for flag, value in given.items() if value is not None]
+        if paging:
+            raise CLIError(f"cannot combine --limit/--marker with {', '.join(paging)}", ExitCode.USAGE)
+        field = None
+    method = getattr(client_for(args), op.method)
     try:
-        field = PAGINATED.get(args.operation)
-        manual = "Marker" in params or "Limit" in params
-        if field is not None and manual:
-            paging = [flag for flag in ("--max-items", "--starting-token", "--page-size")
-                      if getattr(args, flag[2:].replace("-", "_")) is not None]
-            if paging:
-                # the aws CLI's rule: the service's own --limit/--marker turn its pagination off
-                raise CLIError(f"cannot combine --limit/--marker with {', '.join(paging)}", ExitCode.USAGE)
-        if field is not None and not manual:
-            response = _all_pages(method, params, field, args)
-        else:
-            response = method(**params)
+        response = method(**params) if field is None else _all_pages(method, params, field, args)
     except envelope.KMSError as exc:
         raise CLIError(f"An error occurred ({exc.code}) when calling the {_pascal(op.method)} operation: "
                        f"{Exception.__str__(exc)}", ExitCode.KEY, hint=exc.hint) from None

@@ -68,9 +68,8 @@ class _Builder:
     def __init__(self) -> None:
         self.sections: list[_Section] = []
 
-    def _row(self, values: list[Any], title: str, indent: int) -> None:
-        if not self.sections:
-            self.sections.append(_Section(title, indent))
+    def _row(self, values: list[Any]) -> None:
+        # `render_table` opens the first section, so there is always one to add to.
         self.sections[-1].rows.append([str(v) for v in values])
 
     def build(self, title: str | None, current: Any, indent: int = 0) -> None:
@@ -86,22 +85,22 @@ class _Builder:
             else:
                 for item in current:
                     if _scalar(item):
-                        self._row([item], title or "", indent)
+                        self._row([item])
                     elif isinstance(item, list) and all(_scalar(e) for e in item):
-                        self._row(item, title or "", indent)
+                        self._row(item)
                     else:
                         self.build(None, item, indent)
         else:  # a scalar, e.g. after --query
-            self._row([current], title or "", indent)
+            self._row([current])
 
     def _dict(self, current: dict[str, Any], indent: int) -> None:
         scalars = sorted(k for k, v in current.items() if _scalar(v))
         nested = sorted(k for k, v in current.items() if not _scalar(v))
         if len(scalars) == 1:
-            self._row([scalars[0], current[scalars[0]]], "", indent)
+            self._row([scalars[0], current[scalars[0]]])
         elif scalars:
             self.sections[-1].headers = scalars
-            self._row([current[k] for k in scalars], "", indent)
+            self._row([current[k] for k in scalars])
         for key in nested:
             self.build(key, current[key], indent + 1)
 
@@ -113,7 +112,7 @@ class _Builder:
         for n, item in enumerate(dicts):
             if n and nested:
                 self.sections.append(_Section(title, indent, list(headers)))
-            self._row([item.get(h, "") for h in headers], title, indent)
+            self._row([item.get(h, "") for h in headers])
             for key in nested:
                 if key in item:
                     self.build(key, item[key], indent + 1)
@@ -141,14 +140,14 @@ def _vertical(section: _Section) -> _Section:
     return _Section(section.title, section.indent, [], [[h, v] for h, v in zip(section.headers, section.rows[0])])
 
 
-def render_table(title: str, response: Any, stream: IO[str], *, terminal_width: int | None = None) -> None:
+def render_table(title: str, response: Any, stream: IO[str]) -> None:
     """Write ``response`` (already JSON-shaped) to ``stream`` as a table titled ``title``."""
     builder = _Builder()
     builder.build(title, response)
     sections = builder.sections
     if not sections:
         return
-    limit = terminal_width or shutil.get_terminal_size((80, 24)).columns
+    limit = shutil.get_terminal_size((80, 24)).columns
     width = max(s.total() for s in sections)
     if width > limit:
         sections = [_vertical(s) for s in sections]

@@ -11,6 +11,9 @@ from pathlib import Path
 _SCRIPT = Path(sys.executable).with_name("envelope")
 ENVELOPE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "envelope_cli.main"]
 
+# The contents of the `plain` fixture's plain.txt; 15 kB so that --compress shrinks it tenfold.
+PLAIN = b"attack at dawn\n" * 1000
+
 
 def run_envelope(*argv: str, stdin: bytes | None = None, cwd: Path | None = None,
                  timeout: float = 60) -> subprocess.CompletedProcess[bytes]:

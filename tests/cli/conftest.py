@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _cli_helpers import PLAIN
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from envelope_cli.main import main
@@ -71,6 +72,14 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[object]:
 def aes_key(tmp_path: Path) -> Path:
     path = tmp_path / "aes.key"
     path.write_bytes(bytes(range(32)))
+    return path
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Path:
+    """``plain.txt`` holding `PLAIN`, in the directory the ``cli`` fixture runs in."""
+    path = tmp_path / "plain.txt"
+    path.write_bytes(PLAIN)
     return path
 
 

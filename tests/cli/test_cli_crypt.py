@@ -8,18 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from _cli_helpers import run_envelope
+from _cli_helpers import PLAIN, run_envelope
 
 import envelope
-
-PLAIN = b"attack at dawn\n" * 1000
-
-
-@pytest.fixture
-def plain(tmp_path: Path) -> Path:
-    path = tmp_path / "plain.txt"
-    path.write_bytes(PLAIN)
-    return path
 
 
 def test_zero_setup_default_kms_key(cli, plain: Path, data_dir: Path) -> None:

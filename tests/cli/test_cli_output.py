@@ -1,7 +1,8 @@
-"""The aws-CLI-shaped output formatter: JSON and text, blobs and times."""
+"""The aws-CLI-shaped output formatter: JSON, text and table, blobs and times."""
 
 from __future__ import annotations
 
+import argparse
 import io
 from datetime import UTC, datetime
 
@@ -40,17 +41,26 @@ def test_text_after_query() -> None:
     assert _out(response, "text", "Aliases[0].AliasName") == "alias/a\n"
 
 
+# Responses in boto3 shape, named as the aws CLI titles a table (the operation name).
 SAMPLES = {
-    "describe-key": {"KeyMetadata": {"KeyId": "k", "Enabled": True, "KeyUsage": "ENCRYPT_DECRYPT",
-                                     "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
-                                     "MultiRegionConfiguration": {"MultiRegionKeyType": "PRIMARY",
-                                                                  "ReplicaKeys": [{"Arn": "a", "Region": "r"}]}}},
-    "list-aliases": {"Aliases": [{"AliasName": "alias/a", "TargetKeyId": "1"}, {"AliasName": "alias/b"}]},
-    "list-grants": {"Grants": [{"GrantId": "g", "Operations": ["Encrypt", "Decrypt"],
-                                "Constraints": {"EncryptionContextSubset": {"k": "v"}}}]},
-    "nested-lists": {"Rows": [[1, 2], [3]], "Mixed": [1, [2, 3]]},
-    "empty": {"Keys": [], "Truncated": False},
+    "DescribeKey": {"KeyMetadata": {"KeyId": "k", "Enabled": True, "KeyUsage": "ENCRYPT_DECRYPT",
+                                    "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+                                    "MultiRegionConfiguration": {"MultiRegionKeyType": "PRIMARY",
+                                                                 "ReplicaKeys": [{"Arn": "a", "Region": "r"}]}}},
+    "ListAliases": {"Aliases": [{"AliasName": "alias/a", "TargetKeyId": "1"}, {"AliasName": "alias/b"}]},
+    "ListGrants": {"Grants": [{"GrantId": "g", "Operations": ["Encrypt", "Decrypt"],
+                               "Constraints": {"EncryptionContextSubset": {"k": "v"}}},
+                              {"GrantId": "h", "Name": "n"}]},
+    "Single": {"KeyId": "only-one"},
+    "Lists": {"Rows": [[1, 2], [3, 4]], "Mixed": [1, 2]},
+    "NestedLists": {"Rows": [[1, 2], [3]], "Mixed": [1, [2, 3]]},
+    "Empty": {"Keys": [], "Truncated": False},
+    "Wide": {"KeyMetadata": {"Arn": "arn:aws:kms:us-east-1:111122223333:key/" + "x" * 36, "KeyId": "x" * 36,
+                             "Description": "d" * 40, "KeyState": "Enabled"}},
+    "Unicode": {"Aliases": [{"AliasName": "alias/\u65e5\u672c", "TargetKeyId": "1"}]},
 }
+# The aws CLI's own table formatter raises on rows of unequal length.
+TABLE_SAMPLES = [name for name in SAMPLES if name != "NestedLists"]
 
 
 @pytest.mark.parametrize("name", list(SAMPLES))
@@ -59,3 +69,19 @@ def test_text_matches_the_aws_cli(name: str) -> None:
     expected = io.StringIO()
     awscli_text.format_text(SAMPLES[name], expected)
     assert _out(SAMPLES[name], "text") == expected.getvalue()
+
+
+@pytest.mark.parametrize("width", [80, 400])
+@pytest.mark.parametrize("name", TABLE_SAMPLES)
+def test_table_matches_the_aws_cli(name: str, width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    awscli_table = pytest.importorskip("awscli.table")
+    formatter = pytest.importorskip("awscli.formatter")
+
+    monkeypatch.setattr(awscli_table, "determine_terminal_width", lambda default_width=80: width)
+    expected = io.StringIO()
+    formatter.TableFormatter(argparse.Namespace(color="off", query=None))._format_response(
+        name, SAMPLES[name], expected)
+    monkeypatch.setenv("COLUMNS", str(width))
+    ours = io.StringIO()
+    emit(SAMPLES[name], fmt="table", query=None, stream=ours, title=name)
+    assert ours.getvalue() == expected.getvalue()

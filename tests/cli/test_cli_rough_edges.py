@@ -13,21 +13,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from _cli_helpers import ENVELOPE
+from _cli_helpers import ENVELOPE, PLAIN
 from envelope_cli import exits
 from envelope_cli.main import main
-from envelope_cli.output import emit
 
 import envelope
-
-PLAIN = b"attack at dawn\n" * 100
-
-
-@pytest.fixture
-def plain(tmp_path: Path) -> Path:
-    path = tmp_path / "plain.txt"
-    path.write_bytes(PLAIN)
-    return path
 
 
 def _feed_fifo(path: Path, data: bytes) -> threading.Thread:
@@ -172,40 +162,6 @@ def test_kms_output_table_and_off(cli) -> None:
     assert "--key-id <value>" in cli("kms", "describe-key", "--help").text
 
 
-_TABLE_SAMPLES = {
-    "DescribeKey": {"KeyMetadata": {"KeyId": "k", "Enabled": True, "KeyUsage": "ENCRYPT_DECRYPT",
-                                    "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
-                                    "MultiRegionConfiguration": {"MultiRegionKeyType": "PRIMARY",
-                                                                 "ReplicaKeys": [{"Arn": "a", "Region": "r"}]}}},
-    "ListAliases": {"Aliases": [{"AliasName": "alias/a", "TargetKeyId": "1"}, {"AliasName": "alias/b"}]},
-    "ListGrants": {"Grants": [{"GrantId": "g", "Operations": ["Encrypt", "Decrypt"],
-                               "Constraints": {"EncryptionContextSubset": {"k": "v"}}},
-                              {"GrantId": "h", "Name": "n"}]},
-    "Single": {"KeyId": "only-one"},
-    "Lists": {"Rows": [[1, 2], [3, 4]], "Mixed": [1, 2]},
-    "Wide": {"KeyMetadata": {"Arn": "arn:aws:kms:us-east-1:111122223333:key/" + "x" * 36, "KeyId": "x" * 36,
-                             "Description": "d" * 40, "KeyState": "Enabled"}},
-    "Unicode": {"Aliases": [{"AliasName": "alias/\u65e5\u672c", "TargetKeyId": "1"}]},
-}
-
-
-@pytest.mark.parametrize("width", [80, 400])
-@pytest.mark.parametrize("name", list(_TABLE_SAMPLES))
-def test_table_matches_the_aws_cli(name: str, width: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    awscli_table = pytest.importorskip("awscli.table")
-    formatter = pytest.importorskip("awscli.formatter")
-    import argparse
-
-    monkeypatch.setattr(awscli_table, "determine_terminal_width", lambda default_width=80: width)
-    expected = io.StringIO()
-    formatter.TableFormatter(argparse.Namespace(color="off", query=None))._format_response(
-        name, _TABLE_SAMPLES[name], expected)
-    monkeypatch.setenv("COLUMNS", str(width))
-    ours = io.StringIO()
-    emit(_TABLE_SAMPLES[name], fmt="table", query=None, stream=ours, title=name)
-    assert ours.getvalue() == expected.getvalue()
-
-
 def test_aws_pagination_flags(cli) -> None:
     made = [json.loads(cli("kms", "create-key").out)["KeyMetadata"]["KeyId"] for _ in range(5)]
     first = json.loads(cli("kms", "list-keys", "--max-items", "2").out)
@@ -267,6 +223,21 @@ def test_no_matching_key_hint_names_the_wrapping_keys(cli, plain: Path, aes_key:
     r = cli("decrypt", "--aes-key-file", str(other), "plain.txt.envelope", "-o", "out")
     assert r.code == 5 and name["key_id"] in r.err.split("hint:")[1]
     assert not (tmp_path / "out").exists()
+    # stdin to stdout too: the names come from the header the decrypt parsed, not from the file read again
+    r = cli("decrypt", "-", stdin=(tmp_path / "plain.txt.envelope").read_bytes())
+    assert r.code == 5 and r.out == b""
+    assert f"wrapped by {name['provider_id']} {name['key_id']}" in r.err.split("hint:")[1]
+
+
+def test_no_matching_key_hint_names_at_most_five_keys(cli, tmp_path: Path) -> None:
+    keyrings = [envelope.RawAESKeyring("ns", f"key{n}", os.urandom(32)) for n in range(7)]
+    message = envelope.encrypt(PLAIN, keyring=envelope.MultiKeyring(generator=keyrings[0], children=keyrings[1:]))
+    (tmp_path / "many.envelope").write_bytes(message)
+    r = cli("decrypt", "many.envelope", "-o", "out")
+    assert r.code == 5
+    hint = r.err.split("hint:")[1]
+    assert all(f"ns key{n}" in hint for n in range(5)) and "key5" not in hint
+    assert "and 2 more (`envelope inspect` lists them)" in hint
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
