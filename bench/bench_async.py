@@ -3,7 +3,8 @@ threshold in envelope/aio/offload.py.
 
 Run: ``.venv/bin/python bench/bench_async.py --size 256M --repeat 5``. Rows: unsigned committing
 suite, default frame; the median of ``--repeat`` interleaved rounds after a warm-up round, page
-cache warm, files on ``/dev/shm`` (tmpfs, as bench_stream.py) unless ``--tmpdir`` says otherwise.
+cache warm, files on ``/dev/shm`` (tmpfs, as bench_stream.py) if they fit, unless ``--tmpdir``
+says otherwise.
 Ratios are medians of each round's own ratio. Every async row is compared with its sync twin,
 the sync driver given the same kind of input:
 file rows and AsyncFile rows with the sync driver over files; async-iterator rows with the sync
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import tempfile
 import time
@@ -36,22 +36,16 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import impls
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from impls import MIB, parse_size
 
 import envelope
 from envelope import aio
 
-MIB = 1024 * 1024
-SUITE = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY"
-KEYRING = envelope.RawAESKeyring("bench", "aio", bytes(range(32)))
+SUITE = impls.COMMIT
+KEYRING = impls.envelope_keyring()
 BACKENDS = ("asyncio", "trio")
-
-
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256M, 1G)")
-    return int(match.group(1)) * {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}[match.group(2).lower()]
 
 
 # -- the offload threshold ------------------------------------------------------------------------
@@ -144,14 +138,7 @@ async def _with_ticker(work: Callable[[], Awaitable[Any]]) -> tuple[float, float
     return elapsed, stall
 
 
-def _sync_encrypt(src: str, dst: str) -> None:
-    with open(src, "rb") as s, open(dst, "wb") as d:
-        envelope.encrypt_stream(s, d, keyring=KEYRING, algorithm=SUITE)
-
-
-def _sync_decrypt(src: str, dst: str) -> None:
-    with open(src, "rb") as s, open(dst, "wb") as d:
-        envelope.decrypt_stream(s, d, keyring=KEYRING)
+_sync_encrypt, _sync_decrypt = impls.envelope_stream(SUITE, None)()  # the sync driver over files
 
 
 def _sync_chunks(file: Any) -> Any:
@@ -270,6 +257,11 @@ def _idle_stall(backend: str) -> tuple[float, float]:
 Run = Callable[[str, bool], tuple[float, float]]  # (direction, ticker) -> (seconds, longest loop stall)
 
 
+def _is_sync(label: str) -> bool:
+    """A sync-driver row: no event loop, so no loop stall to report."""
+    return label.startswith("sync")
+
+
 def _rows(source: dict[str, str], out: str) -> list[tuple[str, str, Run]]:
     """(label, label of the sync twin, run) for every row."""
     sync_file, sync_iterator = "sync, file in, file out", "sync, iterator in, write out"
@@ -312,8 +304,7 @@ def _peak(run: Run, direction: str) -> int:
 
 def throughput_table(size: int, repeat: int, directory: str, ticker_in_timed_runs: bool = False) -> None:
     plain, sealed, out = (os.path.join(directory, name) for name in ("plain", "sealed", "out"))
-    with open(plain, "wb") as f:
-        f.writelines(os.urandom(MIB) for _ in range(size // MIB))
+    impls.random_file(plain, size)
     _sync_encrypt(plain, sealed)
     rows = _rows({"encrypt": plain, "decrypt": sealed}, out)
     # Rounds interleave the rows, so that drift in a shared machine's load hits all rows alike;
@@ -329,13 +320,15 @@ def throughput_table(size: int, repeat: int, directory: str, ticker_in_timed_run
                 if round_:
                     times.setdefault((label, direction), []).append((seconds, cpu))
                     stalls[label] = max(stalls.get(label, 0.0), stall)
-    if not ticker_in_timed_runs:  # the stalls from untimed runs with the ticker
+    if not ticker_in_timed_runs:  # the stalls from untimed runs with the ticker (sync rows have no loop)
         for _ in range(min(repeat, 3)):
             for label, _, run in rows:
+                if _is_sync(label):
+                    continue
                 for direction in ("encrypt", "decrypt"):
                     stalls[label] = max(stalls.get(label, 0.0), run(direction, True)[1])
     peaks = {label: max(_peak(run, d) for d in ("encrypt", "decrypt")) for label, _, run in rows}
-    print(f"\n## {size // MIB} MiB, {SUITE}, default frame, median of {repeat} interleaved rounds\n")
+    print(f"\n## {impls.size_label(size)}, {SUITE}, default frame, median of {repeat} interleaved rounds\n")
     print("| implementation | encrypt MB/s | vs twin | decrypt MB/s | vs twin | vs sync file enc / dec "
           "| cpu ms enc / dec | max loop stall ms | peak MiB |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -346,6 +339,7 @@ def throughput_table(size: int, repeat: int, directory: str, ticker_in_timed_run
             runs = times[(label, direction)]
             rate[(label, direction)] = size / statistics.median(t for t, _ in runs) / 1e6
             cpu_ms[(label, direction)] = statistics.median(c for _, c in runs) * 1e3
+
     def ratio(label: str, other: str, direction: str) -> float:
         """Speed of ``label`` over ``other``: the median of the rounds' own ratios, so that a
         burst of load in one round weighs on both sides of that round's ratio."""
@@ -359,18 +353,13 @@ def throughput_table(size: int, repeat: int, directory: str, ticker_in_timed_run
                  f"{dec:,.0f}", f"{ratio(label, twin, 'decrypt'):.2f}",
                  f"{ratio(label, base, 'encrypt'):.2f} / {ratio(label, base, 'decrypt'):.2f}",
                  f"{cpu_ms[(label, 'encrypt')]:.0f} / {cpu_ms[(label, 'decrypt')]:.0f}",
-                 "-" if label.startswith("sync") else f"{stalls[label] * 1e3:.1f}",
+                 "-" if _is_sync(label) else f"{stalls[label] * 1e3:.1f}",
                  f"{peaks[label] / MIB:.1f}"]
         print(f"| {label} | " + " | ".join(cells) + " |")
     for backend in BACKENDS:
         stall, ticker_cpu = _idle_stall(backend)
         print(f"| idle loop for 1 s ({backend}): the machine's own stall, the ticker's own cpu | | | | | | "
               f"{ticker_cpu * 1e3:.0f} | {stall * 1e3:.1f} | |")
-
-
-def _default_tmpdir() -> str | None:
-    # tmpfs, as in bench_stream.py: the disk's own erratic write times stay out of the ratios.
-    return "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -380,12 +369,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-threshold", action="store_true", help="only the throughput table")
     parser.add_argument("--ticker-in-timed-runs", action="store_true",
                         help="run the loop-stall ticker during the timed rounds (its CPU counts against the async rows)")
-    parser.add_argument("--tmpdir", default=_default_tmpdir(), help="where the files go (default: /dev/shm)")
+    parser.add_argument("--tmpdir", help="where the files go (default: /dev/shm if it fits)")
     args = parser.parse_args(argv)
     print(f"# envelope.aio benchmark: Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}")
     if not args.skip_threshold:
         threshold_table()
-    with tempfile.TemporaryDirectory(prefix="bench-aio-", dir=args.tmpdir) as directory:
+    # Plaintext, ciphertext and output: tmpfs, as in bench_stream.py, when they fit.
+    tmpdir = args.tmpdir or impls.tmpfs_dir(4 * args.size)
+    with tempfile.TemporaryDirectory(prefix="bench-aio-", dir=tmpdir) as directory:
         throughput_table(args.size, args.repeat, directory, args.ticker_in_timed_runs)
 
 

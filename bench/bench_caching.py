@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MESSAGE = os.urandom(1024)
-WRAPPING_KEY = bytes(range(32))
-COMMIT = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY"
-SIGNED = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384"
+from impls import COMMIT, MESSAGE_SIZE, SIGNED, envelope_keyring, esdk_client, esdk_master_key
+
+MESSAGE = os.urandom(MESSAGE_SIZE)
 DECRYPT_SET = 200  # distinct messages decrypted in turn (they share data keys when made with caching)
 
 Op = Callable[[bytes], bytes]
@@ -80,10 +79,7 @@ def _envelope_ops(keyring: Any, algorithm: str, *, cached: bool, max_messages: i
 
 def envelope_raw(algorithm: str, cached: bool, max_messages: int) -> Callable[[], Built]:
     def build() -> Built:
-        import envelope
-
-        return _envelope_ops(envelope.RawAESKeyring("bench", "key", WRAPPING_KEY), algorithm, cached=cached,
-                             max_messages=max_messages)
+        return _envelope_ops(envelope_keyring(), algorithm, cached=cached, max_messages=max_messages)
 
     return build
 
@@ -92,13 +88,12 @@ KMS_LATENCY = 0.0  # seconds added to each LocalKMS call by --kms-latency-ms (a 
 
 
 class _Client:
-    """A KMS client proxy that counts calls and this process's CPU time during them,
-    and optionally sleeps before each, as a remote service's round trip would."""
+    """A KMS client proxy that adds up this process's CPU time during its calls, and optionally
+    sleeps before each, as a remote service's round trip would."""
 
     def __init__(self, client: Any, seconds: float = 0.0) -> None:
         self._client = client
         self._seconds = seconds
-        self.calls = 0
         self.cpu = 0.0
 
     def _call(self, name: str, kwargs: dict[str, Any]) -> Any:
@@ -109,7 +104,6 @@ class _Client:
             return getattr(self._client, name)(**kwargs)
         finally:
             self.cpu += time.process_time() - start
-            self.calls += 1
 
     def generate_data_key(self, **kwargs: Any) -> Any:
         return self._call("generate_data_key", kwargs)
@@ -152,8 +146,7 @@ def _scratch(prefix: str) -> str:
 def _server() -> Any:
     """One `envelope kms serve` process on loopback for every HTTP row (bench_server.py starts it)."""
     if not _SERVERS:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from bench_server import EnvelopeServer
+        from bench_server import EnvelopeServer  # imports boto3: only when an HTTP row runs
 
         _SERVERS.append(EnvelopeServer(Path(_scratch("bench-caching-server-"))))
     return _SERVERS[0]
@@ -183,22 +176,12 @@ def esdk(algorithm: str, cached: bool, max_messages: int) -> Callable[[], Built]
 
     def build() -> Built:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # the ESDK warns about its own deprecations on import
             import aws_encryption_sdk
-            from aws_encryption_sdk.identifiers import (
-                Algorithm,
-                CommitmentPolicy,
-                EncryptionKeyType,
-                WrappingAlgorithm,
-            )
-            from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
-            from aws_encryption_sdk.key_providers.raw import RawMasterKey
+            from aws_encryption_sdk.identifiers import Algorithm
 
-        client = aws_encryption_sdk.EncryptionSDKClient(
-            commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
-        master_key = RawMasterKey(provider_id="bench", key_id=b"key", wrapping_key=WrappingKey(
-            wrapping_algorithm=WrappingAlgorithm.AES_256_GCM_IV12_TAG16_NO_PADDING,
-            wrapping_key=WRAPPING_KEY, wrapping_key_type=EncryptionKeyType.SYMMETRIC))
+        client = esdk_client()
+        master_key = esdk_master_key()
         if cached:
             source: dict[str, Any] = {"materials_manager": aws_encryption_sdk.CachingCryptoMaterialsManager(
                 master_key_provider=master_key, cache=aws_encryption_sdk.LocalCryptoMaterialsCache(capacity=100),
@@ -254,7 +237,7 @@ def rows(max_messages: int, signed: bool) -> list[Row]:
 def _server_cpu(pid: int | None) -> float:
     if pid is None:
         return 0.0
-    from bench_server import cpu_seconds  # on sys.path once a server was started
+    from bench_server import cpu_seconds
 
     return cpu_seconds(pid)
 
@@ -328,8 +311,7 @@ def hit_cost_us(rounds: int = 5, number: int = 20000) -> dict[str, float]:
             self.request = request
             return self.inner.decrypt_materials(request)
 
-    manager = CachingMaterialsManager(keyring=envelope.RawAESKeyring("bench", "key", WRAPPING_KEY),
-                                      cache=LocalCache(100), max_age=600.0)
+    manager = CachingMaterialsManager(keyring=envelope_keyring(), cache=LocalCache(100), max_age=600.0)
     recorder = Recorder(manager)
     message = envelope.encrypt(MESSAGE, materials_manager=recorder, algorithm=COMMIT)
     encryption_request = recorder.request

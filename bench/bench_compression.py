@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-WRAPPING_KEY = bytes(range(32))
-COMMIT = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY"
+from impls import COMMIT, envelope_keyring, parse_size, same_content, tmpfs_dir
 
 # -- input -----------------------------------------------------------------------------------------
 
@@ -94,8 +93,6 @@ class Row:
     encrypt: Callable[[], int]  # returns the stored size
     decrypt: Callable[[], None]
     check: Callable[[], bool]  # after a warm-up pass: did the round trip give the input back?
-    level: int | None = None
-    kind: str = ""  # "zstd", "two-step", "envelope"
     stored: int = 0
     cpu: dict[str, list[float]] = field(default_factory=lambda: {"encrypt": [], "decrypt": []})
     wall: dict[str, list[float]] = field(default_factory=lambda: {"encrypt": [], "decrypt": []})
@@ -104,20 +101,18 @@ class Row:
 
 class Workload:
     def __init__(self, data: bytes, tmpdir: Path) -> None:
-        import envelope
-
         self.data = data
         self.tmpdir = tmpdir
         self.source = tmpdir / "input"
         self.source.write_bytes(data)
-        self.keyring = envelope.RawAESKeyring("bench", "key", WRAPPING_KEY)
+        self.keyring = envelope_keyring()
         self.slots: dict[str, Any] = {}  # each row's last output, for its decrypt
 
     def file(self, name: str) -> Path:
         return self.tmpdir / name
 
     def same_file(self, path: Path) -> bool:
-        return path.read_bytes() == self.data
+        return same_content(str(self.source), str(path))
 
 
 def zstd_rows(w: Workload, level: int) -> list[Row]:
@@ -157,12 +152,11 @@ def zstd_rows(w: Workload, level: int) -> list[Row]:
             decompressor.copy_stream(fin, fout)
 
     return [
-        Row(key, f"plain zstd {level}, one-shot (bytes)", enc, dec,
-            lambda: w.slots.pop(key + "-out") == w.data, level, "zstd"),
+        Row(key, f"plain zstd {level}, one-shot (bytes)", enc, dec, lambda: w.slots.pop(key + "-out") == w.data),
         Row(f"{key}-stream", f"plain zstd {level}, stream (BytesIO to BytesIO, copy_stream)", enc_stream,
-            dec_stream, lambda: w.slots.pop(key + "-stream-out") == w.data, level, "zstd"),
+            dec_stream, lambda: w.slots.pop(key + "-stream-out") == w.data),
         Row(f"{key}-file", f"plain zstd {level}, file to file (copy_stream)", enc_file, dec_file,
-            lambda: w.same_file(restored), level, "zstd"),
+            lambda: w.same_file(restored)),
     ]
 
 
@@ -208,17 +202,15 @@ def envelope_rows(w: Workload, level: int | None) -> list[Row]:
         with open(stored, "rb") as fin, open(restored, "wb") as fout:
             envelope.decrypt_stream(fin, fout, keyring=w.keyring)
 
-    kind = "envelope"
     rows = [
-        Row(key, f"{what}, one-shot (encrypt/decrypt)", enc, dec,
-            lambda: w.slots.pop(key + "-out") == w.data, level, kind),
+        Row(key, f"{what}, one-shot (encrypt/decrypt)", enc, dec, lambda: w.slots.pop(key + "-out") == w.data),
         Row(f"{key}-stream", f"{what}, stream (BytesIO to BytesIO)", enc_stream, dec_stream,
-            lambda: w.slots.pop(key + "-stream-out") == w.data, level, kind),
-        Row(f"{key}-file", f"{what}, file to file", enc_file, dec_file, lambda: w.same_file(restored), level, kind),
+            lambda: w.slots.pop(key + "-stream-out") == w.data),
+        Row(f"{key}-file", f"{what}, file to file", enc_file, dec_file, lambda: w.same_file(restored)),
     ]
     if level is not None:
         rows.insert(2, Row(f"{key}-mixed", f"{what}, stream encrypt, one-shot decrypt", enc_stream,
-                           dec_streamed_whole, lambda: w.slots.pop(key + "-mixed-out") == w.data, level, kind))
+                           dec_streamed_whole, lambda: w.slots.pop(key + "-mixed-out") == w.data))
         import zstandard
 
         compressor = zstandard.ZstdCompressor(level=level)
@@ -234,7 +226,7 @@ def envelope_rows(w: Workload, level: int | None) -> list[Row]:
 
         # What "zstd + encrypt" predicts: the two steps one after the other, in memory.
         rows.insert(0, Row(two, f"zstd {level} then envelope (two steps, one-shot)", enc_two, dec_two,
-                           lambda: w.slots.pop(two + "-out") == w.data, level, "two-step"))
+                           lambda: w.slots.pop(two + "-out") == w.data))
     return rows
 
 
@@ -260,34 +252,27 @@ def measure(row: Row, size: int, warm: bool) -> None:
         row.error = f"{type(exc).__name__}: {exc}"
 
 
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--size", default="64M", help="input bytes (default 64M)")
+    parser.add_argument("--size", type=parse_size, default="64M", help="input bytes (default 64M)")
     parser.add_argument("--kind", choices=sorted(KINDS), default="json", help="the text-like input (default json)")
     parser.add_argument("--levels", default="1,3,9", help="zstd levels, comma-separated (default 1,3,9; 19 is slow)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="substring of row names to run")
     parser.add_argument("--stat", choices=("median", "best"), default="median")
-    parser.add_argument("--tmpdir", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
-                        help="where the file rows write (default /dev/shm: tmpfs keeps the disk out)")
+    parser.add_argument("--tmpdir", help="where the file rows write (default: /dev/shm if it fits)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
-    size = parse_size(args.size)
+    size = args.size
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     pick = statistics.median if args.stat == "median" else max
 
     started = time.perf_counter()
     data = KINDS[args.kind](size)
     made = time.perf_counter() - started
-    with tempfile.TemporaryDirectory(prefix="bench-compression-", dir=args.tmpdir) as tmp:
+    # The input and, per level and file row, a stored file and a restored one.
+    need = (3 + 4 * len(levels)) * size
+    with tempfile.TemporaryDirectory(prefix="bench-compression-", dir=args.tmpdir or tmpfs_dir(need)) as tmp:
         w = Workload(data, Path(tmp))
         table = envelope_rows(w, None)
         for level in levels:

@@ -4,7 +4,8 @@ on this 2-core machine, file to file, for large inputs?
 Run: ``.venv/bin/python bench/bench_parallel.py [--size 256M] [--rounds 3] [--frames 64K,1M] [--workers 2]``.
 
 Rows, all file to file on tmpfs (the disk stays out of the numbers), one input, interleaved rounds
-(every row once, then again; one untimed warm-up round first), median wall-clock MB/s:
+(every row once, then again; the untimed round-trip check of every row first is the warm-up),
+median wall-clock MB/s:
 
 - **envelope, default**: the sync driver as shipped: its threaded pipeline (a reader thread, AES on
   the calling thread, a back thread that writes, and for signed suites hashes).
@@ -38,16 +39,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from impls import same_content
+from impls import AES_KEY, COMMIT, SIGNED, envelope_stream, parse_size, random_file, same_content, size_label, tmpfs_dir
 
-import envelope
 from envelope.streaming import sync
 
-MIB = 1024 * 1024
-WRAPPING_KEY = bytes(range(32))
-KEYRING = envelope.RawAESKeyring(key_namespace="bench", key_name="parallel", wrapping_key=WRAPPING_KEY)
-COMMIT = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY"
-SIGNED = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384"
 _TAG = 16
 
 # -- envelope rows ---------------------------------------------------------------------------------
@@ -65,12 +60,11 @@ def _one_thread() -> Iterator[None]:
 
 
 def _envelope(suite: str, frame: int, threaded: bool) -> Callable[[str, str, str], None]:
+    encrypt, decrypt = envelope_stream(suite, frame)()
+
     def run(direction: str, src: str, dst: str) -> None:
-        with open(src, "rb") as s, open(dst, "wb") as d, (contextlib.nullcontext() if threaded else _one_thread()):
-            if direction == "encrypt":
-                envelope.encrypt_stream(s, d, keyring=KEYRING, algorithm=suite, frame_length=frame)
-            else:
-                envelope.decrypt_stream(s, d, keyring=KEYRING)
+        with contextlib.nullcontext() if threaded else _one_thread():
+            (encrypt if direction == "encrypt" else decrypt)(src, dst)
     return run
 
 
@@ -118,7 +112,7 @@ def _ordered(pool: concurrent.futures.Executor, work: Callable[[tuple[int, bytes
 
 def _process_bound(workers: int, frame: int) -> Callable[[str, str, str], None]:
     """Frames to worker processes and back: each crossing pickles and copies the frame."""
-    pool = concurrent.futures.ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(bytes(range(32, 64)),))
+    pool = concurrent.futures.ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(AES_KEY,))
     _POOLS.append(pool)
 
     def run(direction: str, src: str, dst: str) -> None:
@@ -131,7 +125,7 @@ def _process_bound(workers: int, frame: int) -> Callable[[str, str, str], None]:
 def _thread_bound(workers: int, frame: int) -> Callable[[str, str, str], None]:
     """Frames on a thread pool, the best way this machine allows: read into and sealed into reused
     buffers (`encrypt_into` releases the GIL; an allocating `encrypt` would hold it)."""
-    aead = AESGCM(bytes(range(32, 64)))
+    aead = AESGCM(AES_KEY)
     pool = concurrent.futures.ThreadPoolExecutor(workers)
     _POOLS.append(pool)
     window = 2 * workers
@@ -174,16 +168,10 @@ _POOLS: list[concurrent.futures.Executor] = []
 Run = Callable[[str, str, str], None]
 
 
-def parse_size(text: str) -> int:
-    units = {"K": 1024, "M": MIB, "G": 1024 * MIB}
-    text = text.strip().upper()
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-
-
 def _rows(frame: int, workers: int) -> list[tuple[str, str, Run]]:
     """(label, input kind, run): input kind "envelope" decrypts an envelope message of the suite,
     "aes" decrypts the bound rows' own format."""
-    label = f"{frame // 1024} KiB" if frame < MIB else f"{frame // MIB} MiB"
+    label = size_label(frame)
     return [
         (f"envelope, default (pipeline given 2+ CPUs), unsigned, frame {label}", COMMIT, _envelope(COMMIT, frame, True)),
         (f"envelope, one thread, unsigned, frame {label}", COMMIT, _envelope(COMMIT, frame, False)),
@@ -196,15 +184,14 @@ def _rows(frame: int, workers: int) -> list[tuple[str, str, Run]]:
 
 def measure(size: int, frames: list[int], rounds: int, workers: int, directory: str) -> int:
     plain, out, back = (os.path.join(directory, name) for name in ("plain", "out", "back"))
-    with open(plain, "wb") as f:
-        f.writelines(os.urandom(MIB) for _ in range(size // MIB))
+    random_file(plain, size)
     failures = 0
     for frame in frames:
         rows = _rows(frame, workers)
         sealed: dict[str, str] = {}
         for label, kind, run in rows:
-            # Every row must round-trip (its own ciphertext opens to the input); the decrypt rows
-            # then read one ciphertext per input kind.
+            # Every row must round-trip (its own ciphertext opens to the input), which also warms it
+            # up (pools started, code paths run); the decrypt rows then read one ciphertext per input kind.
             path = sealed.setdefault(kind, os.path.join(directory, f"sealed-{len(sealed)}"))
             run("encrypt", plain, path)
             run("decrypt", path, back)
@@ -212,16 +199,14 @@ def measure(size: int, frames: list[int], rounds: int, workers: int, directory: 
                 print(f"FAILED round trip: {label}", file=sys.stderr)
                 failures += 1
         times: dict[tuple[str, str], list[float]] = {}
-        for round_ in range(rounds + 1):  # round 0 is the warm-up
+        for _ in range(rounds):
             for label, kind, run in rows:
                 for direction, src in (("encrypt", plain), ("decrypt", sealed[kind])):
                     start = time.perf_counter()
                     run(direction, src, out)
-                    elapsed = time.perf_counter() - start
-                    if round_:
-                        times.setdefault((label, direction), []).append(elapsed)
+                    times.setdefault((label, direction), []).append(time.perf_counter() - start)
         base = rows[0][0]
-        print(f"\n## {size // MIB} MiB, file to file on {directory}, median of {rounds} interleaved rounds\n")
+        print(f"\n## {size_label(size)}, file to file on {directory}, median of {rounds} interleaved rounds\n")
         print("| row | encrypt MB/s | vs default | decrypt MB/s | vs default |")
         print("| --- | ---: | ---: | ---: | ---: |")
         for label, _, _ in rows:
@@ -242,20 +227,21 @@ def _burn() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", default="256M", help="input size (default 256M)")
+    parser.add_argument("--size", type=parse_size, default="256M", help="input size (default 256M)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", default="64K,1M", help="frame lengths, comma-separated (default 64K,1M)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="pool size of the bound rows")
     parser.add_argument("--busy", type=int, default=0, help="busy-looping processes to run meanwhile (default 0)")
-    parser.add_argument("--tmpdir", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    parser.add_argument("--tmpdir", help="where the files go (default: /dev/shm if it fits)")
     args = parser.parse_args(argv)
     print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}, busy processes: {args.busy}")
     burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(args.busy)]
     for burner in burners:
         burner.start()
     try:
-        with tempfile.TemporaryDirectory(dir=args.tmpdir) as directory:
-            failures = measure(parse_size(args.size), [parse_size(f) for f in args.frames.split(",")],
+        # The input, its output, a round trip and one ciphertext per input kind: 5 files.
+        with tempfile.TemporaryDirectory(dir=args.tmpdir or tmpfs_dir(6 * args.size)) as directory:
+            failures = measure(args.size, [parse_size(f) for f in args.frames.split(",")],
                                args.rounds, args.workers, directory)
     finally:
         for pool in _POOLS:

@@ -22,18 +22,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import impls
-from impls import MESSAGE_SIZE, MIB, Impl
+from impls import MESSAGE_SIZE, MIB, Impl, parse_size
 
 _RESULT_PREFIX = "BENCH-RESULT "
 WARMUP = 1  # untimed passes before the timed ones in every child (see _run_file)
 MESSAGE_SECONDS = 0.5  # time budget of one 1 KiB message run (encrypt, then again for decrypt)
-
-
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256M, 1G, 512K)")
-    return int(match.group(1)) * {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}[match.group(2).lower()]
 
 
 def _status_bytes(field: str) -> int:
@@ -329,14 +322,6 @@ def _print_ratios(ratios: list[dict[str, Any]]) -> None:
         print(f"{r['what']:<66} {r['op']:<8} {r['value']:>8.3f} {target:>8}  {met}")
 
 
-def _pick_tmpdir(size: int) -> str:
-    # tmpfs keeps the disk out of the numbers; input + ciphertext + output must fit with room to spare.
-    shm = "/dev/shm"
-    if os.path.isdir(shm) and shutil.disk_usage(shm).free > 4 * size:
-        return shm
-    return tempfile.gettempdir()
-
-
 def _meta(args: argparse.Namespace, tmpdir: str) -> dict[str, Any]:
     import importlib.metadata as md
 
@@ -400,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     messages = [n for n in chosen if table[n].kind == "message" and not args.no_messages]
     sweep = [n for n in chosen if table[n].group == "sweep" and not args.no_sweep]
 
-    tmpdir = tempfile.mkdtemp(prefix="envelope-bench-", dir=args.tmpdir or _pick_tmpdir(args.size))
+    # Input + ciphertext + output must fit in tmpfs with room to spare.
+    tmpdir = tempfile.mkdtemp(prefix="envelope-bench-", dir=args.tmpdir or impls.tmpfs_dir(4 * args.size))
     meta = _meta(args, tmpdir)
     meta["load_average_before"] = os.getloadavg()
     results: dict[str, dict[str, Any]] = {}

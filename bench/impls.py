@@ -1,4 +1,5 @@
-"""The implementations that bench_stream.py and test_bench.py time side by side.
+"""The implementations that bench_stream.py and test_bench.py time side by side, and the helpers
+every bench script shares (sizes, scratch files, the fixed keys and suites).
 
 Each entry builds, outside any timing, the closures to time: file-to-file stream encrypt and
 decrypt (``kind="file"``), in-memory limits (``kind="memory"``) or 1 KiB one-shot messages
@@ -7,8 +8,11 @@ decrypt (``kind="file"``), in-memory limits (``kind="memory"``) or 1 KiB one-sho
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -356,7 +360,7 @@ def default_frame_length() -> int:
     return DEFAULT_FRAME_LENGTH
 
 
-def _size_label(n: int) -> str:
+def size_label(n: int) -> str:
     return f"{n // MIB} MiB" if n >= MIB and n % MIB == 0 else f"{n // KIB} KiB"
 
 
@@ -365,7 +369,7 @@ SWEEP_FRAMES = (16 * KIB, 64 * KIB, 256 * KIB, MIB, 4 * MIB)
 
 def registry() -> dict[str, Impl]:
     """Every row, by name; the order is the order of the printed tables."""
-    frame = f"default frame {_size_label(default_frame_length())}"
+    frame = f"default frame {size_label(default_frame_length())}"
     rows = [
         Impl("limit-aes-into-64k", "limit: AESGCM encrypt_into, 64 KiB calls", "memory", _aes_limit(64 * KIB, True), "limit"),
         Impl("limit-aes-into-256k", "limit: AESGCM encrypt_into, 256 KiB calls", "memory", _aes_limit(256 * KIB, True), "limit"),
@@ -403,9 +407,31 @@ def registry() -> dict[str, Impl]:
              esdk_message(None, "keyring"), "peer"),
         Impl("msg-age", "age via pyrage, bytes API, X25519", "message", age_message, "peer"),
     ]
-    rows += [Impl(f"sweep-{n}", f"envelope, unsigned committing, frame {_size_label(n)}", "file",
+    rows += [Impl(f"sweep-{n}", f"envelope, unsigned committing, frame {size_label(n)}", "file",
                   envelope_stream(COMMIT, n), "sweep") for n in SWEEP_FRAMES]
     return {impl.name: impl for impl in rows}
+
+
+# -- helpers shared by the bench scripts ---------------------------------------------------------
+
+_SIZE = re.compile(r"\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*")
+
+
+def parse_size(text: str) -> int:
+    """``256M``, ``64K``, ``1GiB`` or a plain byte count (an argparse ``type=``)."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256M, 1G, 64K)")
+    return int(match.group(1)) * {"": 1, "k": KIB, "m": MIB, "g": 1024 * MIB}[match.group(2).lower()]
+
+
+def tmpfs_dir(need: int) -> str | None:
+    """``/dev/shm`` if it exists with ``need`` bytes free, else None (the system's temp directory).
+
+    tmpfs keeps the disk's own erratic write times out of the numbers.
+    """
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and shutil.disk_usage(shm).free > need else None
 
 
 def random_file(path: str, size: int) -> None:
