@@ -55,8 +55,9 @@ def _rate(fn: Callable[[], object], seconds: float) -> tuple[float, float]:
 
 @contextmanager
 def _localkms(path: str, audit: bool) -> Iterator[Any]:
-    from envelope.kms import LocalKMS, runtime
-    from envelope.kms import audit as audit_module
+    from envelope.kms import LocalKMS
+    from envelope.kms.engine import runtime
+    from envelope.kms.store import audit as audit_module
 
     # Patch the names the runtime calls (attribution only); restored on exit.
     log_class: Any = audit_module.AuditLog

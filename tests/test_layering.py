@@ -1,5 +1,6 @@
 """Import direction (DESIGN.md §2): format <- crypto <- keyrings, materials <- streaming <- api <- cli,
 with kms reached only through the KMS client protocol. Checked on the source with `ast`.
+The layers inside envelope.kms, and the absence of import cycles: tests/kms/test_kms_layout.py.
 """
 
 from __future__ import annotations

@@ -14,14 +14,15 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from . import aliases, asymmetric, grants, imports, keyops, lifecycle, macs, multiregion, symmetric
-from .audit import AuditLog
-from .clock import as_clock
-from .errors import _BY_CODE
-from .partition import Region, open_partition
-from .principals import PrincipalStore, validate_principal
-from .ratelimit import RateLimiter
-from .runtime import Call, Session, execute
+from .engine.principals import PrincipalStore, validate_principal
+from .engine.ratelimit import RateLimiter
+from .engine.runtime import Call, execute
+from .engine.session import Session
+from .model.clock import as_clock
+from .model.errors import _BY_CODE
+from .ops import aliases, asymmetric, grants, imports, keyops, lifecycle, macs, multiregion, symmetric
+from .store.audit import AuditLog
+from .store.partition import Region, open_partition
 
 __all__ = ["LocalKMS"]
 

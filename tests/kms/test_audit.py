@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envelope.errors import KMSError
-from envelope.kms.audit import GENESIS_HASH, AuditLog, build_event, encode_event
+from envelope.kms.store.audit import GENESIS_HASH, AuditLog, build_event, encode_event
 
 ACCOUNT = "111122223333"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"

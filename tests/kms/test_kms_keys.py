@@ -10,7 +10,7 @@ import pytest
 import envelope.kms
 from envelope.errors import KeyNotFoundError, KMSError
 from envelope.kms import LocalKMS
-from envelope.kms.errors import AlreadyExistsError, ValidationError
+from envelope.kms.model.errors import AlreadyExistsError, ValidationError
 
 ACCOUNT = "111122223333"
 

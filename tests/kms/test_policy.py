@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from envelope.errors import KMSError
-from envelope.kms.policy import (
+from envelope.kms.authz.policy import (
     AuthorizationRequest,
     Decision,
     Grant,

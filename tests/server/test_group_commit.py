@@ -19,7 +19,7 @@ from botocore.credentials import Credentials
 from envelope.kms import LocalKMS
 from envelope.kms.server import AccessKeys, KMSApp
 from envelope.kms.server.group import GroupCommit
-from envelope.kms.store import REGION_SCHEMA, Database
+from envelope.kms.store.database import REGION_SCHEMA, Database
 
 CONTEXT = {"purpose": "group-commit"}
 

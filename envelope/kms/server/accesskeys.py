@@ -20,9 +20,9 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..partition import default_data_dir
-from ..principals import validate_principal
-from ..sealing import load_root_key
+from ..engine.principals import validate_principal
+from ..store.partition import default_data_dir
+from ..store.sealing import load_root_key
 
 __all__ = ["ACCESS_KEYS_FILE", "AccessKeys"]
 

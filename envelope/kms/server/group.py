@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no multi-worker lock (run.py passes none there)
     fcntl = None  # type: ignore[assignment]
 
-from ..partition import Region
+from ..store.partition import Region
 
 __all__ = ["GroupCommit"]
 

@@ -5,21 +5,21 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KeyNotFoundError
-from .clock import to_datetime
-from .errors import (
+from ...errors import KeyNotFoundError
+from ..model.clock import to_datetime
+from ..model.errors import (
     AlreadyExistsError,
     InvalidAliasNameError,
     InvalidStateError,
     UnsupportedOperationError,
     ValidationError,
 )
-from .keys import parse_key_ref
-from .params import page
+from ..model.keys import parse_key_ref
+from ..model.params import page
 
 if TYPE_CHECKING:
-    from .partition import KeyEntry
-    from .runtime import Call
+    from ..engine.runtime import Call
+    from ..store.partition import KeyEntry
 
 __all__ = ["create_alias", "delete_alias", "list_aliases", "update_alias"]
 

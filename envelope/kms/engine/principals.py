@@ -10,11 +10,11 @@ import json
 import re
 from collections.abc import Mapping
 
-from ..errors import KMSError
-from .clock import Clock
-from .errors import AlreadyExistsError
-from .partition import Partition
-from .policy import parse_policy
+from ...errors import KMSError
+from ..authz.policy import parse_policy
+from ..model.clock import Clock
+from ..model.errors import AlreadyExistsError
+from ..store.partition import Partition
 
 __all__ = ["PrincipalStore", "identity_arn", "load_identity_policies", "validate_principal"]
 

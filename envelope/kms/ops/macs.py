@@ -6,13 +6,13 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidKeyUsageError, InvalidMacError
-from .keys import KEY_SPECS
+from ..model.errors import InvalidKeyUsageError, InvalidMacError
+from ..model.keys import KEY_SPECS
+from ..model.params import dry_run_stop
 from .lifecycle import require_enabled
-from .params import dry_run_stop
 
 if TYPE_CHECKING:
-    from .runtime import Call
+    from ..engine.runtime import Call
 
 __all__ = ["MAC_ALGORITHMS", "generate_mac", "verify_mac"]
 

@@ -9,15 +9,16 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..model.blobs import open_blob, parse_blob
+from ..model.errors import IncorrectKeyError, InvalidCiphertextError, InvalidKeyUsageError, ValidationError
+from ..model.params import dry_run_stop
 from . import asymmetric as _asym
-from .blobs import open_blob, parse_blob, seal_blob
-from .errors import IncorrectKeyError, InvalidCiphertextError, InvalidKeyUsageError, ValidationError
+from .keyblobs import seal_for
 from .lifecycle import require_enabled
-from .params import dry_run_stop
 
 if TYPE_CHECKING:
-    from .partition import KeyEntry
-    from .runtime import Call
+    from ..engine.runtime import Call
+    from ..store.partition import KeyEntry
 
 __all__ = [
     "ALGORITHMS",
@@ -28,7 +29,6 @@ __all__ = [
     "generate_random",
     "open_from",
     "re_encrypt",
-    "seal_for",
 ]
 
 ALGORITHMS = ("SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE")
@@ -39,12 +39,6 @@ def _symmetric(entry: KeyEntry, op: str) -> None:
     if rec.key_spec != "SYMMETRIC_DEFAULT" or rec.key_usage != "ENCRYPT_DECRYPT":
         raise InvalidKeyUsageError(f"{entry.arn} key usage is {rec.key_usage} with spec {rec.key_spec}, "
                                    f"which is not valid for {op}.")
-
-
-def seal_for(call: Call, entry: KeyEntry, plaintext: bytes, context: Mapping[str, str]) -> bytes:
-    """Encrypt under the key's current backing key (the key must be usable and symmetric)."""
-    version = entry.record.current_version
-    return seal_blob(call.aead(entry, version), entry.record.key_id, version, plaintext, context)
 
 
 def open_from(call: Call, blob: bytes, context: Mapping[str, str], key_ref: str | None,
@@ -190,7 +184,7 @@ def generate_random(call: Call) -> dict[str, Any]:
     a = call.args
     size = a.integer("NumberOfBytes", 1, 1024)
     if a.opt_string("CustomKeyStoreId") is not None:
-        from .errors import CustomKeyStoreError
+        from ..model.errors import CustomKeyStoreError
         raise CustomKeyStoreError("custom key stores are not supported")
     a.no_recipient()
     a.finish()

@@ -9,12 +9,14 @@ import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NoReturn
 
-from ..errors import KMSError
+from ...errors import KMSError
+from ..model.access import Decision, Grant
 from .conditions import Condition, RequestValues, malformed_policy, wildcard
 from .conditions import compile_condition as _compile_condition
+from .request import AuthorizationRequest, Caller
 
 __all__ = [
     "AuthorizationRequest",
@@ -38,49 +40,6 @@ _PRINCIPAL_KINDS = frozenset({"AWS", "Service", "Federated", "CanonicalUser"})
 _EC_OPERATIONS = frozenset({"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey",
                             "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
                             "GenerateDataKeyPairWithoutPlaintext"})
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """A grant on one key: who may call which operations, under which encryption context."""
-
-    grant_id: str
-    key_arn: str
-    grantee_principal: str
-    retiring_principal: str | None
-    operations: tuple[str, ...]
-    constraints: Mapping[str, Mapping[str, str]] | None
-    name: str | None = None
-    issuing_account: str = ""
-    creation_date: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class AuthorizationRequest:
-    """One call to authorize: who, which action, on which key, with which request values."""
-
-    principal: str
-    action: str
-    key_arn: str
-    key_account: str
-    encryption_context: Mapping[str, str] | None = None
-    grant_tokens: tuple[str, ...] = ()
-    via_service: str | None = None
-    extra_conditions: Mapping[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The outcome; ``reason`` names the statement or grant that decided.
-
-    ``basis`` is a short machine-readable tag: ``key-policy``, ``identity-policy``, ``grant``,
-    ``account-root``, ``explicit-deny-key-policy``, ``explicit-deny-identity-policy``,
-    ``no-key-policy-allow`` or ``no-identity-policy-allow``.
-    """
-
-    allowed: bool
-    reason: str
-    basis: str = ""
 
 
 # --- read-only parsed documents ---------------------------------------------------------------
@@ -347,16 +306,6 @@ def default_key_policy(account: str) -> str:
 
 
 # --- evaluation -------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The calling principal as policies see it."""
-
-    account: str
-    forms: tuple[str, ...]      # the ARN plus, for an assumed-role session, its role ARN
-    is_root: bool
-    arn: str                    # aws:PrincipalArn
-
 
 @functools.lru_cache(maxsize=4096)
 def _caller(principal: str) -> Caller:

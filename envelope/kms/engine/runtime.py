@@ -8,46 +8,31 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import KeyNotFoundError, KMSError
-from . import grants as _grants
-from . import lifecycle as _lifecycle
-from .audit import AuditLog, encode_event
-from .clock import Clock
-from .errors import AccessDeniedError, InvalidCiphertextError
-from .keys import load_key, parse_key_ref
-from .params import Args
-from .partition import KeyEntry, Partition, Region
-from .policy import AuthorizationRequest, access_denied, authorize, parse_policy, request_independent
-from .ratelimit import RateLimiter
-from .store import bump_counter
+from ...errors import KeyNotFoundError, KMSError
+from ..authz.policy import AuthorizationRequest, access_denied, authorize, parse_policy, request_independent
+from ..model.access import check_grant_tokens, load_grants
+from ..model.errors import AccessDeniedError, InvalidCiphertextError
+from ..model.keys import load_key, parse_key_ref
+from ..model.params import Args
+from ..store.audit import AuditLog, encode_event
+from ..store.database import bump_counter
+from ..store.partition import KeyEntry, Region
+from . import due as _due
+from .principals import load_identity_policies
+from .servicekeys import create_service_key
+from .session import Session
 
-__all__ = ["Call", "Retry", "Session", "execute"]
+__all__ = ["Call", "Retry", "execute"]
 
 _MAX_ATTEMPTS = 4
 _DECISIONS_PER_KEY = 256  # cached authorization decisions per key entry
-# The change counter (store.read_counter) and the audit chain head in one query: every call needs both.
+# The change counter (store.database.read_counter) and the audit chain head in one query: every call needs both.
 _STATE = ("SELECT m.value, h.seq, h.hash FROM meta AS m LEFT JOIN audit_head AS h ON h.id = 1 "
           "WHERE m.name = 'change_counter'")
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """Who is calling, where, and on which clock: what a LocalKMS client is bound to."""
-
-    partition: Partition
-    region: str
-    account: str
-    principal: str
-    via_service: str | None
-    clock: Clock
-    limiter: RateLimiter | None
-    source_ip: str = "127.0.0.1"
-    user_agent: str = "envelope"
 
 
 class Retry(Exception):
@@ -102,8 +87,8 @@ class Call:
             cache[key_id] = None
             return None
         arn = self.region.arn(rec.account, key_id)
-        found = KeyEntry(rec, arn, parse_policy(rec.policy), _grants.load(self.conn, key_id, arn),
-                         _lifecycle.due_at(rec, self.region.name))
+        found = KeyEntry(rec, arn, parse_policy(rec.policy), load_grants(self.conn, key_id, arn),
+                         _due.due_at(rec, self.region.name))
         cache[key_id] = found
         return found
 
@@ -132,7 +117,6 @@ class Call:
             key_id = self.alias_target(account, ref.name)
             if key_id is None:
                 if service_keys and ref.name.startswith("alias/aws/") and account == self.session.account:
-                    from .keyops import create_service_key  # keyops imports this module
                     key_id = create_service_key(self, ref.name)
                 else:
                     raise KeyNotFoundError(
@@ -145,7 +129,7 @@ class Call:
             raise KeyNotFoundError(f"Key '{self.region.arn(account, key_id)}' does not exist")
         if found.due_at is not None and found.due_at <= self.now and self.may_retry:
             session, region, now = self.session, self.region, self.now
-            raise Retry(lambda: _lifecycle.apply_due(session, region, now))
+            raise Retry(lambda: _due.apply_due(session, region, now))
         self.key_arns.append(found.arn)
         return found
 
@@ -177,7 +161,7 @@ class Call:
             if rec.multi_region and rec.primary_region not in (None, self.region.name) and self.may_retry:
                 # A replica that has not seen the primary's newer material yet: fetch it, retry.
                 session, region = self.session, self.region
-                raise Retry(lambda: _lifecycle.sync_replica(session, region, key_id))
+                raise Retry(lambda: _due.sync_replica(session, region, key_id))
             raise InvalidCiphertextError("the ciphertext refers to key material that is not available")
         found = self.session.partition.sealer.open(row[0], key_id, version)
         entry.materials[version] = found
@@ -201,7 +185,6 @@ class Call:
         partition.check_identity_cache()
         found = partition.identity_cache.get(principal)
         if found is None:
-            from .principals import load_identity_policies
             found = load_identity_policies(partition, principal)
             partition.identity_cache[principal] = found
         return found
@@ -214,7 +197,7 @@ class Call:
         :raises AccessDeniedError: the policies and grants do not allow it.
         :raises InvalidGrantTokenError: a grant token is malformed.
         """
-        _grants.check_tokens(grant_tokens)
+        check_grant_tokens(grant_tokens)
         s = self.session
         if entry is None:
             request = AuthorizationRequest(s.principal, action, "*", s.account, context, grant_tokens,

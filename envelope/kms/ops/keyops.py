@@ -1,17 +1,19 @@
 """Key management operations: create/describe/list keys, enable/disable, descriptions, tags, policies.
 
-Also creates service-managed keys (``alias/aws/<service>``) on first use.
+Service-managed keys (``alias/aws/<service>``) are created on first use by the engine
+(`envelope.kms.engine.servicekeys`).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KeyNotFoundError
-from .clock import DAY
-from .errors import (
+from ...errors import KeyNotFoundError
+from ..authz.policy import default_key_policy, parse_policy, would_lock_out
+from ..engine.due import any_due, apply_due
+from ..engine.runtime import Retry
+from ..engine.servicekeys import insert_new_key
+from ..model.errors import (
     CustomKeyStoreError,
     InvalidStateError,
     MalformedPolicyDocumentError,
@@ -19,22 +21,17 @@ from .errors import (
     UnsupportedOperationError,
     ValidationError,
 )
-from .keys import KEY_SPECS, KeyRecord, generate_material, insert_key, key_arn, metadata, new_key_id, update_key
-from .lifecycle import any_due, apply_due
-from .params import page
-from .policy import default_key_policy, parse_policy, would_lock_out
-from .runtime import Retry
+from ..model.keys import KEY_SPECS, KeyRecord, key_arn, metadata, new_key_id, update_key
+from ..model.params import page
 
 if TYPE_CHECKING:
-    from .runtime import Call
+    from ..engine.runtime import Call
 
 __all__ = [
-    "create_key", "create_service_key", "describe_key", "disable_key", "enable_key",
+    "create_key", "describe_key", "disable_key", "enable_key",
     "get_key_policy", "list_key_policies", "list_keys", "list_resource_tags", "put_key_policy",
     "tag_resource", "untag_resource", "update_key_description",
 ]
-
-_SERVICE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def _check_tags(tags: list[tuple[str, str]]) -> None:
@@ -97,63 +94,11 @@ def create_key(call: Call) -> dict[str, Any]:
         replica_regions=(), policy=policy, rotation_enabled=False, rotation_period=None, next_rotation=None,
         on_demand_count=0, deletion_date=None, pending_window=None, valid_to=None,
         expiration_model=None, fingerprint=None, current_version=0 if external else 1, service=None)
-    _insert(call, rec)
+    insert_new_key(call, rec)
     call.conn.executemany("INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)",
                           [(key_id, k, v) for k, v in tags])
     call.key_arns.append(arn)
     return {"KeyMetadata": metadata(rec, region)}
-
-
-def _insert(call: Call, rec: KeyRecord) -> None:
-    insert_key(call.conn, rec)
-    if rec.current_version == 1:
-        sealed = call.session.partition.sealer.seal(generate_material(rec.key_spec), rec.key_id, 1)
-        call.conn.execute("INSERT INTO key_versions (key_id, version, sealed, created, rotation_type) "
-                          "VALUES (?, 1, ?, ?, NULL)", (rec.key_id, sealed, rec.created))
-    call.mark_changed()
-
-
-def _service_policy(account: str, region: str, service: str) -> str:
-    # The shape of the policy KMS gives AWS managed keys: use only through the service, metadata
-    # reads for the account.
-    return json.dumps({
-        "Version": "2012-10-17", "Id": f"auto-{service}-1",
-        "Statement": [
-            {"Sid": f"Allow access through {service} for all principals in the account that are "
-                    f"authorized to use {service}",
-             "Effect": "Allow", "Principal": {"AWS": "*"},
-             "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                        "kms:CreateGrant", "kms:DescribeKey"],
-             "Resource": "*",
-             "Condition": {"StringEquals": {"kms:CallerAccount": account,
-                                            "kms:ViaService": f"{service}.{region}.amazonaws.com"}}},
-            {"Sid": "Allow direct access to key metadata to the account", "Effect": "Allow",
-             "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
-             "Action": ["kms:Describe*", "kms:Get*", "kms:List*"], "Resource": "*"},
-        ]}, indent=2)
-
-
-def create_service_key(call: Call, alias_name: str) -> str:
-    """Create the AWS managed key behind ``alias/aws/<service>`` (always rotating, not deletable)."""
-    service = alias_name[len("alias/aws/"):]
-    account, region = call.session.account, call.region.name
-    if not _SERVICE.match(service):
-        raise KeyNotFoundError(f"Alias arn:aws:kms:{region}:{account}:{alias_name} is not found.")
-    key_id = new_key_id(False)
-    rec = KeyRecord(
-        key_id=key_id, account=account, created=call.now,
-        description=f"Default key that protects my {service} data when no other key is defined",
-        key_usage="ENCRYPT_DECRYPT", key_spec="SYMMETRIC_DEFAULT", key_state="Enabled", origin="AWS_KMS",
-        key_manager="AWS", multi_region=False, primary_region=None, replica_regions=(),
-        policy=_service_policy(account, region, service), rotation_enabled=True, rotation_period=365,
-        next_rotation=call.now + 365 * DAY, on_demand_count=0, deletion_date=None, pending_window=None,
-        valid_to=None, expiration_model=None, fingerprint=None, current_version=1, service=service)
-    _insert(call, rec)
-    call.conn.execute("INSERT INTO aliases (account, alias_name, key_id, created, updated) "
-                      "VALUES (?, ?, ?, ?, ?)", (account, alias_name, key_id, call.now, call.now))
-    call.region.aliases[(account, alias_name)] = key_id
-    call.region.keys.pop(key_id, None)
-    return key_id
 
 
 def _refuse_aws_managed(arn: str, rec: KeyRecord, what: str) -> None:

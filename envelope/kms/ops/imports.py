@@ -14,8 +14,8 @@ import msgpack  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .clock import DAY, to_datetime
-from .errors import (
+from ..model.clock import DAY, to_datetime
+from ..model.errors import (
     ExpiredImportTokenError,
     IncorrectKeyMaterialError,
     InvalidCiphertextError,
@@ -24,11 +24,11 @@ from .errors import (
     UnsupportedOperationError,
     ValidationError,
 )
-from .keys import update_key
+from ..model.keys import update_key
 
 if TYPE_CHECKING:
-    from .partition import KeyEntry
-    from .runtime import Call
+    from ..engine.runtime import Call
+    from ..store.partition import KeyEntry
 
 __all__ = ["WRAPPING_ALGORITHMS", "delete_imported_key_material", "get_parameters_for_import",
            "import_key_material"]

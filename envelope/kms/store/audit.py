@@ -19,7 +19,7 @@ from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-
 from json.encoder import encode_basestring as _json_str
 from typing import IO, NamedTuple
 
-from ..errors import KMSError
+from ...errors import KMSError
 
 __all__ = ["GENESIS_HASH", "AuditLog", "AuditVerification", "EncodedEvent", "build_event", "encode_event"]
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ..errors import KeyDisabledError, KeyNotFoundError, KMSError
+from ...errors import KeyDisabledError, KeyNotFoundError, KMSError
 
 __all__ = [
     "AccessDeniedError",

@@ -17,11 +17,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..model.access import Decision, Grant
+from ..model.keys import KeyRecord, key_arn
 from .audit import AuditLog
-from .keys import KeyRecord, key_arn
-from .policy import Decision, Grant
+from .database import IAM_SCHEMA, REGION_SCHEMA, Database
 from .sealing import Sealer, load_root_key
-from .store import IAM_SCHEMA, REGION_SCHEMA, Database
 
 __all__ = ["DATA_DIR_ENV", "KeyEntry", "Partition", "Region", "default_data_dir", "open_partition"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from .errors import ThrottlingError
+from ..model.errors import ThrottlingError
 
 __all__ = ["CRYPTOGRAPHIC", "FAMILIES", "RateLimiter"]
 

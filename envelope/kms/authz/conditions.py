@@ -9,12 +9,10 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
-from ..errors import KMSError
-
-if TYPE_CHECKING:
-    from .policy import AuthorizationRequest, Caller
+from ...errors import KMSError
+from .request import AuthorizationRequest, Caller
 
 __all__ = ["Condition", "RequestValues", "as_text", "compile_condition", "malformed_policy", "wildcard"]
 

@@ -14,7 +14,7 @@ import msgpack  # type: ignore[import-untyped]
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..format.context import serialize_context
+from ...format.context import serialize_context
 from .errors import InvalidCiphertextError
 
 __all__ = ["BLOB_MAGIC", "BLOB_VERSION", "BlobHeader", "open_blob", "parse_blob", "seal_blob"]

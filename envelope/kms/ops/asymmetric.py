@@ -9,20 +9,21 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from .errors import (
+from ..model.errors import (
     InvalidCiphertextError,
     InvalidKeyUsageError,
     InvalidSignatureError,
     UnsupportedOperationError,
     ValidationError,
 )
-from .keys import KEY_SPECS, generate_material
+from ..model.keys import KEY_SPECS, generate_material
+from ..model.params import dry_run_stop
+from .keyblobs import seal_for
 from .lifecycle import require_enabled
-from .params import dry_run_stop
 
 if TYPE_CHECKING:
-    from .partition import KeyEntry
-    from .runtime import Call
+    from ..engine.runtime import Call
+    from ..store.partition import KeyEntry
 
 __all__ = ["PAIR_SPECS", "generate_data_key_pair", "generate_data_key_pair_without_plaintext",
            "get_public_key", "rsa_decrypt", "rsa_encrypt", "sign", "verify"]
@@ -181,7 +182,6 @@ def verify(call: Call) -> dict[str, Any]:
 
 
 def _pair(call: Call, action: str) -> tuple[KeyEntry, bytes, bytes, bytes, str]:
-    from .symmetric import seal_for  # symmetric imports this module
     a = call.args
     key_ref = a.key_id()
     context = a.context()

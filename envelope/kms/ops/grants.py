@@ -1,26 +1,20 @@
-"""Grants: create, list, retire and revoke, plus grant tokens and loading grants for authorization."""
+"""Grants: create, list, retire and revoke (grant records and tokens: `envelope.kms.model.access`)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
-import msgpack  # type: ignore[import-untyped]
-
-from .clock import to_datetime
-from .errors import InvalidGrantIdError, InvalidGrantTokenError, ValidationError
-from .params import dry_run_stop, page
-from .policy import Grant
+from ..model.access import GRANT_COLUMNS, Grant, grant_from_row, grant_token, parse_grant_token
+from ..model.clock import to_datetime
+from ..model.errors import InvalidGrantIdError, ValidationError
+from ..model.params import dry_run_stop, page
 
 if TYPE_CHECKING:
-    from .runtime import Call
+    from ..engine.runtime import Call
 
-__all__ = ["OPERATIONS", "check_tokens", "create_grant", "list_grants", "list_retirable_grants",
-           "load", "retire_grant", "revoke_grant"]
+__all__ = ["OPERATIONS", "create_grant", "list_grants", "list_retirable_grants", "retire_grant", "revoke_grant"]
 
 OPERATIONS = (
     "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom",
@@ -28,45 +22,6 @@ OPERATIONS = (
     "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac",
     "DeriveSharedSecret",
 )
-_TOKEN_TAG = "EKGT"
-_COLUMNS = "grant_id, key_id, grantee, retiring, operations, constraints, name, issuing_account, created"
-
-
-def load(conn: sqlite3.Connection, key_id: str, key_arn: str) -> tuple[Grant, ...]:
-    """The key's grants as policy-engine values."""
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM grants WHERE key_id = ? ORDER BY created, grant_id",
-                        (key_id,)).fetchall()
-    return tuple(_grant(row, key_arn) for row in rows)
-
-
-def _grant(row: tuple[Any, ...], key_arn: str) -> Grant:
-    constraints = None if row[5] is None else json.loads(row[5])
-    return Grant(grant_id=row[0], key_arn=key_arn, grantee_principal=row[2], retiring_principal=row[3],
-                 operations=tuple(json.loads(row[4])), constraints=constraints, name=row[6],
-                 issuing_account=row[7], creation_date=row[8])
-
-
-def _token(grant_id: str, key_id: str) -> str:
-    raw = msgpack.packb([_TOKEN_TAG, grant_id, key_id, os.urandom(8)])
-    return base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def _parse_token(token: str) -> tuple[str, str]:
-    try:
-        fields = msgpack.unpackb(base64.urlsafe_b64decode(token.encode("ascii")), raw=False)
-    except (ValueError, binascii.Error, UnicodeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError, TypeError):
-        raise InvalidGrantTokenError("the grant token is not valid") from None
-    if (not isinstance(fields, list) or len(fields) != 4 or fields[0] != _TOKEN_TAG
-            or not isinstance(fields[1], str) or not isinstance(fields[2], str)):
-        raise InvalidGrantTokenError("the grant token is not valid")
-    return fields[1], fields[2]
-
-
-def check_tokens(tokens: tuple[str, ...]) -> None:
-    """Reject malformed grant tokens (grants here are effective at once, so tokens only validate)."""
-    for token in tokens:
-        _parse_token(token)
 
 
 def _constraints(raw: Any) -> dict[str, dict[str, str]] | None:
@@ -111,13 +66,13 @@ def create_grant(call: Call) -> dict[str, Any]:
             "retiring IS ? AND operations = ? AND constraints IS ?",
             (key_id, name, grantee, retiring, ops_json, cons_json)).fetchone()
         if row is not None:
-            return {"GrantToken": _token(row[0], key_id), "GrantId": row[0]}
+            return {"GrantToken": grant_token(row[0], key_id), "GrantId": row[0]}
     grant_id = os.urandom(32).hex()
-    call.conn.execute(f"INSERT INTO grants ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    call.conn.execute(f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (grant_id, key_id, grantee, retiring, ops_json, cons_json, name,
                        call.session.account, call.now))
     call.mark_changed()
-    return {"GrantToken": _token(grant_id, key_id), "GrantId": grant_id}
+    return {"GrantToken": grant_token(grant_id, key_id), "GrantId": grant_id}
 
 
 def _shape(grant: Grant, key_arn: str) -> dict[str, Any]:
@@ -157,14 +112,14 @@ def list_retirable_grants(call: Call) -> dict[str, Any]:
     a.finish()
     call.authorize("kms:ListRetirableGrants", None)
     call.response_elements = False
-    rows = call.conn.execute(f"SELECT {_COLUMNS} FROM grants WHERE retiring = ? ORDER BY created, grant_id",
+    rows = call.conn.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE retiring = ? ORDER BY created, grant_id",
                              (retiring,)).fetchall()
     out = []
     for row in rows:
         owner = call.conn.execute("SELECT account FROM keys WHERE key_id = ?", (row[1],)).fetchone()
         if owner is not None:
             arn = call.region.arn(owner[0], row[1])
-            out.append(_shape(_grant(row, arn), arn))
+            out.append(_shape(grant_from_row(row, arn), arn))
     return page(out, offset, limit, "Grants")
 
 
@@ -183,7 +138,7 @@ def retire_grant(call: Call) -> dict[str, Any]:
     dry = a.dry_run()
     a.finish()
     if token is not None:
-        grant_id, key_id = _parse_token(token)
+        grant_id, key_id = parse_grant_token(token)
         entry = call.key(key_id, service_keys=False)
     elif key_ref is not None and grant_id is not None:
         entry = call.key(key_ref, service_keys=False)

@@ -1,0 +1,3 @@
+"""envelope.kms.authz: pure authorization (key and identity policies, conditions, grants' effect).
+Imports only `envelope.kms.model`; no I/O.
+"""

@@ -1,0 +1,3 @@
+"""envelope.kms.model: the service's values and their validation (key records and specs, ARNs,
+ciphertext blobs, request arguments, grants, errors, the clock). Imports nothing above it.
+"""
