@@ -51,6 +51,8 @@ from .materials.materials import EncryptionRequest as EncryptionRequest
 from .materials.required_context import RequiredEncryptionContextManager as RequiredEncryptionContextManager
 from .streaming.sync import Decryptor as Decryptor
 from .streaming.sync import Encryptor as Encryptor
+from .streaming.ranged import decrypt_range as decrypt_range
+from .streaming.rewrap import rewrap as rewrap
 from .streaming.sync import decrypt_stream as decrypt_stream
 from .streaming.sync import encrypt_stream as encrypt_stream
 
@@ -95,10 +97,12 @@ __all__ = [
     "RawRSAKeyring",
     "RequiredEncryptionContextManager",
     "decrypt",
+    "decrypt_range",
     "decrypt_stream",
     "encrypt",
     "encrypt_stream",
     "read_header",
+    "rewrap",
 ]
 
 _SUBMODULES = frozenset({"aio", "kms"})

@@ -72,10 +72,12 @@ PINNED_ALL = [
     "RawRSAKeyring",
     "RequiredEncryptionContextManager",
     "decrypt",
+    "decrypt_range",
     "decrypt_stream",
     "encrypt",
     "encrypt_stream",
     "read_header",
+    "rewrap",
 ]
 
 KEYRING = envelope.RawAESKeyring("api-ns", "api-key", bytes(range(32)))

@@ -190,6 +190,36 @@ class MessageDecryptor:
             self._verifier.wrap_hash(wrap)
 
     @property
+    def header_needed(self) -> int:
+        """How many more bytes the header needs before the next step of its parse: exact, so a
+        reader that must not read into the body (random access) asks for just these; 0 once
+        the header is parsed."""
+        if self._state is not _HEADER:
+            return 0
+        if self._scanner is None:
+            self._scanner = HeaderScanner(max_encrypted_data_keys=self._max_edks, max_header_length=self._max_header)
+        return max(self._scanner.needed - len(self._buf), 1)
+
+    @property
+    def header_length(self) -> int | None:
+        """The header's length in bytes (where the body starts), once it is parsed."""
+        return self._parsed.length if self._parsed is not None else None
+
+    @property
+    def message_aead(self) -> AEAD:
+        """The message key, once `supply_materials` has authenticated the header with it: for
+        random access, which opens frames itself (format-spec/operations.md §1)."""
+        if self._aead is None:
+            raise ValueError("the message key is known only after supply_materials")
+        return self._aead
+
+    def take_verifier(self) -> Verifier | None:
+        """Hand over the signature verifier (fed the header) to a driver that hashes the body
+        itself without decrypting it (rewrap, format-spec/operations.md §2); None if unsigned."""
+        verifier, self._verifier = self._verifier, None
+        return verifier
+
+    @property
     def pending_bytes(self) -> int:
         """Input bytes held back because they do not yet make a whole frame (or footer)."""
         return len(self._buf)

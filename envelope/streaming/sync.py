@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import IO, Any, Protocol
 
+from ..errors import PolicyError
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from . import pipeline
 from .decryptor import MessageDecryptor
+from .ranged import FrameWindow, check_eligible, open_message, positional, run_flow
 from .session import (
     EncryptSession,
     OutputOptions,
@@ -271,19 +273,31 @@ class Decryptor(io.RawIOBase):
 
     `read` returns plaintext only after it is authenticated, and raises AuthenticationError on
     tampering or truncation (at the latest when the end of the message is reached).
+
+    Over a seekable source (bytes, or a seekable file positioned at the message's start) holding
+    a framed, uncompressed message, `seek` moves anywhere in the plaintext: from then on each read
+    opens only the frames it touches (format-spec/operations.md §1), as `envelope.decrypt_range`
+    does; a signed message needs ``allow_unverified_signature=True`` for that, since a slice cannot
+    prove the signature. `seekable` says whether this message can seek (it reads the header).
     """
 
     def __init__(self, source: Source, *, keyring: Keyring | None = None,
                  materials_manager: MaterialsManager | None = None,
-                 encryption_context: Mapping[str, str] | None = None, **options: Any) -> None:
+                 encryption_context: Mapping[str, str] | None = None,
+                 allow_unverified_signature: bool = False, **options: Any) -> None:
         super().__init__()
         self._manager = resolve_materials_manager(keyring, materials_manager)
         self._core, output_options = new_decryptor(encryption_context=encryption_context, **options)
+        self._source = source
+        self._start = _message_start(source)  # None: the source cannot seek
+        self._allow_unverified_signature = allow_unverified_signature
         self._chunks = _chunks(source, _READ_SIZE)
         self._ready = bytearray()
         self._output = _Output(self._ready.extend, output_options)
         self._eof = False
         self._header: Header | None = None
+        self._position = 0  # of the next plaintext byte read returns
+        self._window: FrameWindow | None = None  # set by the first seek
 
     @property
     def header(self) -> Header:
@@ -296,6 +310,52 @@ class Decryptor(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        if self._start is None:
+            return False
+        try:
+            check_eligible(self.header, self._allow_unverified_signature)
+        except PolicyError:
+            return False
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to a plaintext offset (whence as for files); past the end, reads return b"".
+
+        :raises io.UnsupportedOperation: the source cannot seek.
+        :raises PolicyError: the message cannot be read at random (non-framed, compressed, or
+            signed without ``allow_unverified_signature``).
+        """
+        if self._start is None:
+            raise io.UnsupportedOperation("the source is not seekable (random access needs bytes or a seekable file)")
+        window = self._window or self._open_window()
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._position + offset
+        elif whence == io.SEEK_END:
+            target = window.index.plaintext_length + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if target < 0:
+            raise ValueError(f"negative seek position {target}")
+        self._position = target
+        return target
+
+    def _open_window(self) -> FrameWindow:
+        header = self.header  # authenticated through the streaming path: the data key is not asked for again
+        check_eligible(header, self._allow_unverified_signature)
+        source = positional(self._source, start=self._start)
+        index = run_flow(open_message(self._core, source.size,
+                                      allow_unverified_signature=self._allow_unverified_signature),
+                         source, self._manager.decrypt_materials)
+        self._window = FrameWindow(index, source, self._manager.decrypt_materials)
+        self._ready.clear()
+        return self._window
 
     def _advance(self) -> None:
         chunk = next(self._chunks, None)
@@ -314,16 +374,34 @@ class Decryptor(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        while not self._ready and not self._eof:
-            self._advance()
-        n = min(len(view), len(self._ready))
-        view[:n] = self._ready[:n]
-        del self._ready[:n]
+        if self._window is not None:
+            n = self._window.read_into(self._position, view)
+        else:
+            while not self._ready and not self._eof:
+                self._advance()
+            n = min(len(view), len(self._ready))
+            view[:n] = self._ready[:n]
+            del self._ready[:n]
+        self._position += n
         return n
 
     def readall(self) -> bytes:
+        if self._window is not None:
+            return super().readall() or b""
         while not self._eof:
             self._advance()
         data = bytes(self._ready)
         self._ready.clear()
+        self._position += len(data)
         return data
+
+
+def _message_start(source: object) -> int | None:
+    """Where the message starts in ``source`` if it can be read at any offset (bytes, or a file
+    that says it can seek), else None."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return 0
+    seekable = getattr(source, "seekable", None)
+    if callable(seekable) and seekable():
+        return int(source.tell())  # type: ignore[attr-defined]
+    return None

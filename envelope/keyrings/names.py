@@ -1,0 +1,25 @@
+"""The key an encrypted data key names, as its keyring encodes it (format-spec/message.md §7)."""
+
+from __future__ import annotations
+
+import base64
+
+from ..format.header import EncryptedDataKey
+
+__all__ = ["edk_key_name"]
+
+# A raw AES EDK's provider info is key name || tag length (u32) || IV length (u32) || IV (§7.1):
+# 4 + 4 + 12 bytes after the name.
+_RAW_AES_TRAILER = (128).to_bytes(4, "big") + (12).to_bytes(4, "big")
+
+
+def edk_key_name(edk: EncryptedDataKey) -> str:
+    """A KMS key's ARN, or a raw key's name (without the raw AES IV); undecodable names as
+    ``base64:...``. For showing and choosing keys, never for trusting them."""
+    info = bytes(edk.provider_info)
+    if len(info) >= 20 and info[-20:-12] == _RAW_AES_TRAILER:
+        info = info[:-20]
+    try:
+        return info.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(info).decode()

@@ -1,0 +1,319 @@
+"""Rewrap: give a message new encrypted data keys without re-encrypting its body
+(format-spec/operations.md §2).
+
+The body's AAD names the message id, never the header (format-spec/message.md §5.1), so frames
+stay valid under a new header that keeps the message id, suite, context and data key. Unsigned
+messages keep their body byte for byte; signed ones get a new signing key and footer, and their
+old signature is verified in the same pass, so a rewrap never blesses a body it did not check.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from collections.abc import Callable, Collection, Mapping
+from contextlib import suppress
+from typing import IO, Any
+
+from ..crypto.signing import PUBLIC_KEY_CONTEXT_KEY, Signer, Verifier, generate_signing_key
+from ..errors import AuthenticationError, FormatError, KeyringError, PolicyError
+from ..format.body import FINAL_FRAME_MARKER, FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD, MAX_FRAMES, footer
+from ..format.context import serialize_context
+from ..format.header import DEFAULT_MAX_HEADER_LENGTH, EncryptedDataKey, Header, serialize_header_auth, \
+    serialize_header_body
+from ..format.suites import CommitmentPolicy
+from ..keyrings.base import Keyring
+from ..keyrings.names import edk_key_name
+from ..materials.base import MaterialsManager
+from ..materials.materials import DecryptionMaterials, EncryptionMaterials
+from .decryptor import MessageDecryptor
+from .session import new_decryptor, resolve_materials_manager
+
+__all__ = ["rewrap"]
+
+_CHUNK = 1024 * 1024
+_HEADER_IV = bytes(12)  # the header tag's IV is all zeros (format-spec/message.md §4.5)
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+
+
+def rewrap(source: str | os.PathLike[str] | IO[bytes], destination: str | os.PathLike[str] | IO[bytes], *,
+           keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
+           new_keyring: Keyring | None = None, keep_existing: bool = False,
+           remove_keys: Collection[str] = (), encryption_context: Mapping[str, str] | None = None,
+           commitment_policy: CommitmentPolicy | str | None = None,
+           max_encrypted_data_keys: int | None = None) -> Header:
+    """Write the message in ``source`` to ``destination`` with new encrypted data keys.
+
+    The data key is unwrapped with ``keyring`` (or ``materials_manager``), which authenticates the
+    header; the new header keeps the message id, suite, frame length and encryption context and
+    holds the data keys that ``new_keyring`` wraps. The forms:
+
+    - replace (the default): only ``new_keyring``'s keys;
+    - add a recipient: ``keep_existing=True`` keeps the old keys and adds ``new_keyring``'s;
+    - remove recipients: ``remove_keys=[name, ...]`` keeps every old key but those naming one of
+      the names (a KMS key ARN or a raw key's name); ``new_keyring`` may then be omitted.
+
+    The last two need an unsigned suite: a signed message's new signing key changes the
+    encryption context that the old data keys are bound to.
+
+    Unsigned messages: the body is copied byte for byte (its structure is checked: truncation or
+    trailing data is refused; its tags are checked when it is decrypted). Signed messages: the
+    old signature is verified and a new signing key signs the new message; the encryption
+    context's public key entry changes with it.
+
+    A path ``destination`` is written to a temporary file renamed over it only when the whole
+    message is written and checked, so there is never partial output, and ``destination`` may be
+    ``source`` itself (rewrap in place). A file object ``destination`` receives the bytes as they
+    are made; discard them if this raises.
+
+    :returns: the new message's header.
+    :raises AuthenticationError: the header does not authenticate, or the body is truncated, has
+        trailing data or (signed) a signature that does not verify.
+    :raises KeyringError: ``new_keyring`` wrapped no key, or nothing would be left to decrypt with.
+    """
+    if new_keyring is None and not remove_keys:
+        raise TypeError("pass new_keyring= (or remove_keys= to drop recipients)")
+    if remove_keys and isinstance(remove_keys, str):
+        raise TypeError("remove_keys is a collection of key names, not one string")
+    manager = resolve_materials_manager(keyring, materials_manager)
+    decryptor, _ = new_decryptor(encryption_context=encryption_context, commitment_policy=commitment_policy,
+                                 max_encrypted_data_keys=max_encrypted_data_keys)
+    plan = _Plan(new_keyring, keep_existing or bool(remove_keys), frozenset(remove_keys))
+    with _opened(source, "rb") as src:
+        if isinstance(destination, (str, os.PathLike)):
+            return _to_path(src, os.fspath(destination), decryptor, manager, plan)
+        return _rewrap(_Reader(src), destination.write, decryptor, manager, plan)
+
+
+class _Plan:
+    """Which data keys the new header holds."""
+
+    def __init__(self, new_keyring: Keyring | None, keep: bool, remove: frozenset[str]) -> None:
+        self.new_keyring = new_keyring
+        self.keep = keep
+        self.remove = remove
+
+    def encrypted_data_keys(self, old: Header, materials: EncryptionMaterials) -> tuple[EncryptedDataKey, ...]:
+        if self.keep and old.algorithm.is_signing:
+            # The new signing key's public key is part of the encryption context, which every
+            # keyring binds its data keys to (format-spec/operations.md §2.3).
+            raise PolicyError("a signed message's old data keys cannot be kept: its new signing key changes the "
+                              "encryption context they are bound to",
+                              hint="rewrap with every recipient in new_keyring (a MultiKeyring)")
+        kept = tuple(edk for edk in old.encrypted_data_keys if edk_key_name(edk) not in self.remove) \
+            if self.keep else ()
+        if self.remove and len(kept) == len(old.encrypted_data_keys):
+            names = ", ".join(sorted(self.remove))
+            raise KeyringError(f"the message has no data key wrapped by {names}")
+        added: tuple[EncryptedDataKey, ...] = ()
+        if self.new_keyring is not None:
+            wrapped = self.new_keyring.on_encrypt(materials)
+            added = tuple(wrapped.encrypted_data_keys)
+            if not added:
+                raise KeyringError("the new keyring wrapped no data key")
+        edks = kept + added
+        if not edks:
+            raise KeyringError("no data key would be left: the message could never be decrypted")
+        return edks
+
+
+def _rewrap(src: _Reader, write: Callable[[bytes | memoryview], object], decryptor: MessageDecryptor,
+            manager: MaterialsManager, plan: _Plan) -> Header:
+    old = _read_header(src, decryptor)
+    request = decryptor.request
+    if request is None:  # pragma: no cover
+        raise RuntimeError("envelope: internal error: no materials request after the header")
+    materials = manager.decrypt_materials(request)
+    decryptor.supply_materials(materials)  # authenticates the header: the data key is this message's
+    data_key = materials.plaintext_data_key
+    if data_key is None:  # pragma: no cover - supply_materials refuses materials without a key
+        raise RuntimeError("envelope: internal error: no data key")
+    suite = old.algorithm
+    context = dict(materials.encryption_context)
+    signer = None
+    signing_key = None
+    if suite.signature_curve is not None:
+        signing_key = generate_signing_key(suite.signature_curve)
+        signer = Signer(suite.signature_curve, signing_key)
+        context[PUBLIC_KEY_CONTEXT_KEY] = signer.public_key
+    required = materials.required_encryption_context_keys
+    wrap = EncryptionMaterials(suite, context, (), data_key, signing_key, required)
+    header = Header(old.version, suite, old.message_id, {k: v for k, v in context.items() if k not in required},
+                    plan.encrypted_data_keys(old, wrap), old.content_type, old.frame_length, old.commitment_key)
+    header_bytes = _serialize_header(header, decryptor, materials)
+    write(header_bytes)
+    verifier = None
+    if signer is not None:
+        signer.update(header_bytes)
+        verifier = _old_verifier(decryptor)
+    signature = _copy_body(src, write, old, signer, verifier)
+    if signer is not None:
+        if verifier is None or signature is None:  # pragma: no cover
+            raise RuntimeError("envelope: internal error: signed body without verifier")
+        verifier.verify(signature)
+        write(footer(signer.finalize()))
+    return header
+
+
+def _serialize_header(header: Header, decryptor: MessageDecryptor, materials: DecryptionMaterials) -> bytes:
+    """The new header and its tag under the message key (format-spec/message.md §4.5)."""
+    body = serialize_header_body(header)
+    required = materials.required_encryption_context_keys
+    aad = body
+    if required:
+        context = materials.encryption_context
+        aad += serialize_context({k: context[k] for k in required if k in context})
+    tag = decryptor.message_aead.seal(_HEADER_IV, b"", aad)
+    return body + serialize_header_auth(header.version, tag)
+
+
+def _old_verifier(decryptor: MessageDecryptor) -> Verifier:
+    """The verifier of the old signature, already fed the old header by the decryptor."""
+    verifier = decryptor.take_verifier()
+    if verifier is None:  # pragma: no cover - supply_materials makes one for signed suites
+        raise RuntimeError("envelope: internal error: signed message without a verifier")
+    return verifier
+
+
+def _read_header(src: _Reader, decryptor: MessageDecryptor) -> Header:
+    while decryptor.header is None:
+        need = decryptor.header_needed
+        data = src.read(need)
+        if len(data) < need:
+            raise AuthenticationError("message is truncated in the header")
+        decryptor.update(data)
+    return decryptor.header
+
+
+def _copy_body(src: _Reader, write: Callable[[bytes | memoryview], object], header: Header,
+               signer: Signer | None, verifier: Verifier | None) -> bytes | None:
+    """Copy the body, checking its framing (§5); return the old signature of a signed message."""
+    def emit(data: bytes | memoryview) -> None:
+        write(data)
+        if signer is not None and verifier is not None:
+            signer.update(data)
+            verifier.update(data)
+
+    if header.frame_length == 0:
+        fields = src.read(20)
+        if len(fields) < 20:
+            raise AuthenticationError("message is truncated in the body")
+        length = int.from_bytes(fields[12:20], "big")
+        emit(fields)
+        _copy_exact(src, length + 16, emit)
+    else:
+        _copy_frames(src, header.frame_length, emit)
+    if signer is None:
+        if src.read(1):
+            raise AuthenticationError("trailing data after the end of the message")
+        return None
+    size = src.read(2)
+    if len(size) < 2:
+        raise AuthenticationError("message is truncated before its signature")
+    signature = src.read(_U16.unpack(size)[0])
+    if len(signature) < _U16.unpack(size)[0]:
+        raise AuthenticationError("message is truncated in its signature")
+    if src.read(1):
+        raise AuthenticationError("trailing data after the end of the message")
+    return signature
+
+
+def _copy_frames(src: _Reader, frame_length: int, emit: Callable[[bytes | memoryview], None]) -> None:
+    """Copy regular frames, then the final frame, checking each sequence number (§5.3, §5.4)."""
+    size = frame_length + FRAME_OVERHEAD
+    sequence = 1
+    while True:
+        first = src.read(4)
+        if len(first) < 4:
+            raise AuthenticationError("message is truncated in the body")
+        if first == FINAL_FRAME_MARKER:
+            break
+        if _U32.unpack(first)[0] != sequence:
+            raise AuthenticationError(f"frame {sequence} is missing or out of order")
+        emit(first)
+        _copy_exact(src, size - 4, emit)
+        sequence += 1
+    fields = src.read(20)
+    if len(fields) < 20:
+        raise AuthenticationError("message is truncated in its final frame")
+    if _U32.unpack_from(fields)[0] != sequence or sequence > MAX_FRAMES:
+        raise AuthenticationError(f"frame {sequence} is missing or out of order")
+    length = _U32.unpack_from(fields, 16)[0]
+    if length > frame_length:
+        raise FormatError(f"final frame is longer ({length}) than the frame length ({frame_length})")
+    emit(first + fields)
+    _copy_exact(src, FINAL_FRAME_OVERHEAD - 24 + length, emit)
+
+
+def _copy_exact(src: _Reader, n: int, emit: Callable[[bytes | memoryview], None]) -> None:
+    while n:
+        data = src.read(min(n, _CHUNK))
+        if not data:
+            raise AuthenticationError("message is truncated in the body")
+        emit(data)
+        n -= len(data)
+
+
+class _Reader:
+    """Exact reads from a binary file object (fewer bytes only at its end)."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def read(self, n: int) -> bytes:
+        data = self._file.read(n)
+        if isinstance(data, str):
+            raise TypeError("source must be opened in binary mode")
+        if len(data) == n or not data:
+            return bytes(data)
+        parts = [data]
+        got = len(data)
+        while got < n:
+            more = self._file.read(n - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+
+class _opened:
+    """``open`` for a path, the object itself (left open) for a file object."""
+
+    def __init__(self, target: Any, mode: str) -> None:
+        self._target = target
+        self._mode = mode
+        self._file: Any = None
+
+    def __enter__(self) -> Any:
+        if isinstance(self._target, (str, os.PathLike)):
+            self._file = open(self._target, self._mode)  # noqa: SIM115 - closed in __exit__
+            return self._file
+        if not hasattr(self._target, "read"):
+            raise TypeError("source must be a path or a binary file object")
+        return self._target
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _to_path(src: Any, destination: str, decryptor: MessageDecryptor, manager: MaterialsManager,
+             plan: _Plan) -> Header:
+    """Write through a temporary file beside ``destination``, renamed over it once complete (the
+    source may be the destination itself: it is read whole before the rename)."""
+    directory = os.path.dirname(os.path.abspath(destination))
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            header = _rewrap(_Reader(src), out.write, decryptor, manager, plan)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, destination)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    return header
