@@ -49,10 +49,10 @@ from .materials.materials import DecryptionRequest as DecryptionRequest
 from .materials.materials import EncryptionMaterials as EncryptionMaterials
 from .materials.materials import EncryptionRequest as EncryptionRequest
 from .materials.required_context import RequiredEncryptionContextManager as RequiredEncryptionContextManager
-from .streaming.sync import Decryptor as Decryptor
-from .streaming.sync import Encryptor as Encryptor
 from .streaming.ranged import decrypt_range as decrypt_range
 from .streaming.rewrap import rewrap as rewrap
+from .streaming.sync import Decryptor as Decryptor
+from .streaming.sync import Encryptor as Encryptor
 from .streaming.sync import decrypt_stream as decrypt_stream
 from .streaming.sync import encrypt_stream as encrypt_stream
 

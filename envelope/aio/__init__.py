@@ -15,6 +15,7 @@ from .files import encrypt_file as encrypt_file
 from .materials import AsyncDefaultMaterialsManager as AsyncDefaultMaterialsManager
 from .protocols import AsyncKeyring as AsyncKeyring
 from .protocols import AsyncMaterialsManager as AsyncMaterialsManager
+from .ranged import decrypt_range as decrypt_range
 from .streams import decrypt_stream as decrypt_stream
 from .streams import encrypt_stream as encrypt_stream
 
@@ -26,6 +27,7 @@ __all__ = [
     "AsyncMaterialsManager",
     "decrypt",
     "decrypt_file",
+    "decrypt_range",
     "decrypt_stream",
     "encrypt",
     "encrypt_file",

@@ -21,7 +21,15 @@ from typing import Any, Protocol, TypeVar
 
 from ..crypto.aead import AEAD
 from ..errors import AuthenticationError, PolicyError
-from ..format.body import FINAL_FRAME_MARKER, FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD, MAX_FRAMES, BodyKind, body_aad, frame_iv
+from ..format.body import (
+    FINAL_FRAME_MARKER,
+    FINAL_FRAME_OVERHEAD,
+    FRAME_OVERHEAD,
+    MAX_FRAMES,
+    BodyKind,
+    body_aad,
+    frame_iv,
+)
 from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header
 from ..format.suites import CommitmentPolicy
 from ..keyrings.base import Keyring
@@ -32,6 +40,7 @@ from .decryptor import MessageDecryptor
 from .session import new_decryptor, resolve_materials_manager
 
 __all__ = [
+    "Flow",
     "MessageIndex",
     "NeedMaterials",
     "PositionalSource",
@@ -278,7 +287,8 @@ def _final_plaintext(index: MessageIndex) -> Flow[bytes]:
 class PositionalSource(Protocol):
     """What the drivers read from: a size, and exact reads at an offset from the message start."""
 
-    size: int
+    @property
+    def size(self) -> int: ...
 
     def read_at(self, offset: int, size: int) -> bytes | memoryview: ...
 

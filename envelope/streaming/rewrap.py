@@ -13,15 +13,19 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable, Collection, Mapping
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from typing import IO, Any
 
 from ..crypto.signing import PUBLIC_KEY_CONTEXT_KEY, Signer, Verifier, generate_signing_key
 from ..errors import AuthenticationError, FormatError, KeyringError, PolicyError
 from ..format.body import FINAL_FRAME_MARKER, FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD, MAX_FRAMES, footer
 from ..format.context import serialize_context
-from ..format.header import DEFAULT_MAX_HEADER_LENGTH, EncryptedDataKey, Header, serialize_header_auth, \
-    serialize_header_body
+from ..format.header import (
+    EncryptedDataKey,
+    Header,
+    serialize_header_auth,
+    serialize_header_body,
+)
 from ..format.suites import CommitmentPolicy
 from ..keyrings.base import Keyring
 from ..keyrings.names import edk_key_name
@@ -81,7 +85,10 @@ def rewrap(source: str | os.PathLike[str] | IO[bytes], destination: str | os.Pat
     decryptor, _ = new_decryptor(encryption_context=encryption_context, commitment_policy=commitment_policy,
                                  max_encrypted_data_keys=max_encrypted_data_keys)
     plan = _Plan(new_keyring, keep_existing or bool(remove_keys), frozenset(remove_keys))
-    with _opened(source, "rb") as src:
+    with ExitStack() as stack:
+        src = stack.enter_context(open(source, "rb")) if isinstance(source, (str, os.PathLike)) else source
+        if not hasattr(src, "read"):
+            raise TypeError("source must be a path or a binary file object")
         if isinstance(destination, (str, os.PathLike)):
             return _to_path(src, os.fspath(destination), decryptor, manager, plan)
         return _rewrap(_Reader(src), destination.write, decryptor, manager, plan)
@@ -277,27 +284,6 @@ class _Reader:
             parts.append(more)
             got += len(more)
         return b"".join(parts)
-
-
-class _opened:
-    """``open`` for a path, the object itself (left open) for a file object."""
-
-    def __init__(self, target: Any, mode: str) -> None:
-        self._target = target
-        self._mode = mode
-        self._file: Any = None
-
-    def __enter__(self) -> Any:
-        if isinstance(self._target, (str, os.PathLike)):
-            self._file = open(self._target, self._mode)  # noqa: SIM115 - closed in __exit__
-            return self._file
-        if not hasattr(self._target, "read"):
-            raise TypeError("source must be a path or a binary file object")
-        return self._target
-
-    def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._file.close()
 
 
 def _to_path(src: Any, destination: str, decryptor: MessageDecryptor, manager: MaterialsManager,

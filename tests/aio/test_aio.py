@@ -31,8 +31,8 @@ SIZES = [0, 1, 4095, 4096, 4097, 3 * 4096 + 1]
 def test_public_names_are_pinned() -> None:
     assert aio.__all__ == sorted(aio.__all__)
     assert aio.__all__ == ["AsyncDecryptor", "AsyncDefaultMaterialsManager", "AsyncEncryptor", "AsyncKeyring",
-                           "AsyncMaterialsManager", "decrypt", "decrypt_file", "decrypt_stream", "encrypt",
-                           "encrypt_file", "encrypt_stream"]
+                           "AsyncMaterialsManager", "decrypt", "decrypt_file", "decrypt_range", "decrypt_stream",
+                           "encrypt", "encrypt_file", "encrypt_stream"]
     assert envelope.aio is aio  # the lazy attribute of the top-level package
 
 
