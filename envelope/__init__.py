@@ -35,6 +35,7 @@ from .keyrings.kms_discovery import DiscoveryFilter as DiscoveryFilter
 from .keyrings.kms_discovery import KMSDiscoveryKeyring as KMSDiscoveryKeyring
 from .keyrings.kms_discovery import KMSMRKAwareDiscoveryKeyring as KMSMRKAwareDiscoveryKeyring
 from .keyrings.multi import MultiKeyring as MultiKeyring
+from .keyrings.names import edk_key_name as edk_key_name
 from .keyrings.raw_aes import RawAESKeyring as RawAESKeyring
 from .keyrings.raw_rsa import RawRSAKeyring as RawRSAKeyring
 from .materials.base import MaterialsManager as MaterialsManager
@@ -99,6 +100,7 @@ __all__ = [
     "decrypt",
     "decrypt_range",
     "decrypt_stream",
+    "edk_key_name",
     "encrypt",
     "encrypt_stream",
     "read_header",

@@ -74,6 +74,7 @@ PINNED_ALL = [
     "decrypt",
     "decrypt_range",
     "decrypt_stream",
+    "edk_key_name",
     "encrypt",
     "encrypt_stream",
     "read_header",

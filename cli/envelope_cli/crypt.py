@@ -19,7 +19,7 @@ from .headers import edk_key_id, header_dict
 from .keys import add_key_arguments, build_keyring
 from .progress import Progress, make_progress
 
-__all__ = ["add_parsers", "run_decrypt", "run_encrypt"]
+__all__ = ["add_context_argument", "add_parsers", "parse_context", "run_decrypt", "run_encrypt"]
 
 DEFAULT_SUFFIX = ".envelope"
 _DEFAULT = object()  # "flag not given", where None means "no limit"
@@ -39,6 +39,18 @@ def _suite(text: str) -> envelope.AlgorithmSuite:
     except (ValueError, KeyError):
         raise argparse.ArgumentTypeError(
             f"unknown algorithm suite {text!r}; one of: {', '.join(s.name for s in envelope.AlgorithmSuite)}") from None
+
+
+def _byte_range(text: str) -> tuple[int, int | None]:
+    """START:END in plaintext bytes, END exclusive, either side optional (as a Python slice)."""
+    start_text, sep, end_text = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"not a range: {text!r} (examples: 0:4096, 1M:2M, 10G:)")
+    start = _size(start_text) if start_text.strip() else 0
+    end = _size(end_text) if end_text.strip() else None
+    if end is not None and end < start:
+        raise argparse.ArgumentTypeError(f"the range {text!r} ends before it starts")
+    return start, end
 
 
 def _ratio(text: str) -> float | None:
@@ -63,9 +75,7 @@ def _common(parser: argparse.ArgumentParser, decrypt: bool) -> None:
                              "appends .decrypted to names without it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing outputs (never the input); without it an existing output is an error")
-    parser.add_argument("-c", "--encryption-context", action="append", default=[], metavar="K=V",
-                        help=("on decrypt, K=V requires that pair and a bare K requires the key (repeatable)"
-                              if decrypt else "authenticated context stored in the header (repeatable)"))
+    add_context_argument(parser, decrypt=decrypt)
     parser.add_argument("--commitment-policy", choices=[p.name for p in envelope.CommitmentPolicy],
                         help="default: REQUIRE_ENCRYPT_REQUIRE_DECRYPT")
     parser.add_argument("--max-encrypted-data-keys", type=positive_int, metavar="N",
@@ -77,6 +87,12 @@ def _common(parser: argparse.ArgumentParser, decrypt: bool) -> None:
                         help="write one JSON line per file (header, context, keys, sizes); - for stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_key_arguments(parser, decrypt=decrypt)
+
+
+def add_context_argument(parser: argparse.ArgumentParser, *, decrypt: bool) -> None:
+    parser.add_argument("-c", "--encryption-context", action="append", default=[], metavar="K=V",
+                        help=("on decrypt, K=V requires that pair and a bare K requires the key (repeatable)"
+                              if decrypt else "authenticated context stored in the header (repeatable)"))
 
 
 def add_parsers(subparsers: Any, epilog: str) -> None:
@@ -109,10 +125,16 @@ def add_parsers(subparsers: Any, epilog: str) -> None:
     dec.add_argument("--max-compression-ratio", type=_ratio, metavar="N", default=_DEFAULT,
                      help="for compressed messages: refuse output larger than N times the compressed input, "
                           "a decompression-bomb guard (default 1000; 0: no limit)")
+    dec.add_argument("--range", type=_byte_range, metavar="START:END", dest="byte_range",
+                     help="decrypt only plaintext bytes START to END (END exclusive; either may be omitted; "
+                          "sizes like 1M), reading only the frames they touch; one framed, uncompressed input")
+    dec.add_argument("--allow-unverified-signature", action="store_true",
+                     help="with --range, read a signed message by its frame tags alone: its signature covers "
+                          "the whole message and is NOT checked")
     dec.set_defaults(run=run_decrypt)
 
 
-def _context(items: list[str], *, decrypt: bool) -> tuple[dict[str, str], list[str]]:
+def parse_context(items: list[str], *, decrypt: bool) -> tuple[dict[str, str], list[str]]:
     pairs: dict[str, str] = {}
     bare: list[str] = []
     for item in items:
@@ -225,7 +247,7 @@ def _run(args: argparse.Namespace, decrypt: bool) -> int:
     mode = "decrypt" if decrypt else "encrypt"
     if not decrypt and args.compression_level is not None and not args.compress:
         raise CLIError("--compression-level needs --compress", ExitCode.USAGE)
-    context, bare = _context(args.encryption_context, decrypt=decrypt)
+    context, bare = parse_context(args.encryption_context, decrypt=decrypt)
     jobs = plan_jobs(args.inputs, args.output, mode=mode, suffix=args.suffix, recursive=args.recursive)
     if not jobs:
         print(f"envelope: nothing to {mode}", file=sys.stderr)
@@ -235,6 +257,11 @@ def _run(args: argparse.Namespace, decrypt: bool) -> int:
                        hint="pass --metadata-output FILE or -o FILE")
     if not decrypt and sys.stdout.isatty() and any(job.target == STDIO for job in jobs):
         raise _binary_to_terminal()
+    byte_range = getattr(args, "byte_range", None)
+    if byte_range is not None and len(jobs) != 1:
+        raise CLIError("--range takes one input", ExitCode.USAGE)
+    if getattr(args, "allow_unverified_signature", False) and byte_range is None:
+        raise CLIError("--allow-unverified-signature applies to --range only", ExitCode.USAGE)
     manager, key_names = _manager(args, decrypt)
     if decrypt:
         manager = _DecryptManager(manager, bare)
@@ -257,7 +284,12 @@ def _run(args: argparse.Namespace, decrypt: bool) -> int:
         outer.callback(progress.stop)
         for job in jobs:
             with naming_input(job.source, many=len(jobs) > 1):
-                record = _one(job, manager, options, decrypt=decrypt, overwrite=args.overwrite, progress=progress)
+                if byte_range is not None:
+                    record = _one_range(job, manager, options, byte_range, args.allow_unverified_signature,
+                                        overwrite=args.overwrite)
+                else:
+                    record = _one(job, manager, options, decrypt=decrypt, overwrite=args.overwrite,
+                                  progress=progress)
             if meta is not None:
                 record["keys"] = key_names
                 meta.write(json.dumps(record, sort_keys=True) + "\n")
@@ -300,6 +332,53 @@ def _one(job: Job, manager: Any, options: Mapping[str, Any], *, decrypt: bool, o
             output.commit()
     return {"mode": "decrypt" if decrypt else "encrypt", "input": job.source, "output": job.target,
             "header": header_dict(header), "input_bytes": counting.count, "output_bytes": sink.count}
+
+
+_RANGE_OPTIONS = ("encryption_context", "commitment_policy", "max_encrypted_data_keys")
+_RANGE_PIECE = 1024 * 1024
+
+
+def _one_range(job: Job, manager: Any, options: Mapping[str, Any], byte_range: tuple[int, int | None],
+               allow_unverified_signature: bool, *, overwrite: bool) -> dict[str, Any]:
+    """``decrypt --range``: seek in the message and copy the range, reading only its frames."""
+    start, end = byte_range
+    with ExitStack() as stack:
+        raw_source = _open_source(job.source, stack)
+        if not raw_source.seekable():
+            raise CLIError("--range needs a file it can seek in, not a pipe", ExitCode.USAGE)
+        decryptor = envelope.Decryptor(raw_source, materials_manager=manager,
+                                       allow_unverified_signature=allow_unverified_signature,
+                                       **{k: v for k, v in options.items() if k in _RANGE_OPTIONS})
+        try:
+            decryptor.seek(start)
+        except envelope.PolicyError as exc:
+            if decryptor.header.algorithm.is_signing and not allow_unverified_signature:
+                raise CLIError(exc.args[0], ExitCode.POLICY,
+                               hint="pass --allow-unverified-signature to read it by its frame tags alone") from None
+            raise
+        if is_stream_target(job.target):
+            raw = sys.stdout.buffer if job.target == STDIO else stack.enter_context(open(job.target, "wb"))
+            sink = _CountingSink(raw)
+            _copy_range(decryptor, start, end, sink)
+            raw.flush()
+        else:
+            output = stack.enter_context(AtomicOutput(job.target, overwrite=overwrite, mode=file_mode(job.source)))
+            sink = _CountingSink(output.file)
+            _copy_range(decryptor, start, end, sink)
+            output.commit()
+    return {"mode": "decrypt", "input": job.source, "output": job.target, "header": header_dict(decryptor.header),
+            "range": [start, end], "output_bytes": sink.count}
+
+
+def _copy_range(decryptor: envelope.Decryptor, start: int, end: int | None, sink: _CountingSink) -> None:
+    left = None if end is None else end - start
+    while left is None or left > 0:
+        piece = decryptor.read(_RANGE_PIECE if left is None else min(left, _RANGE_PIECE))
+        if not piece:
+            break
+        sink.write(piece)
+        if left is not None:
+            left -= len(piece)
 
 
 def _binary_to_terminal() -> CLIError:

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import envelope
 
 __all__ = ["edk_key_id", "header_dict"]
 
-# A raw AES EDK's provider info is key name || tag length (u32) || IV length (u32) || IV
-# (format-spec keyrings: raw AES): 4 + 4 + 12 trailing bytes after the name.
-_RAW_AES_TRAILER = (128).to_bytes(4, "big") + (12).to_bytes(4, "big")
-
-
 def edk_key_id(edk: envelope.EncryptedDataKey) -> str:
     """The key an EDK names: a KMS key ARN or a raw key's name (without the raw AES IV)."""
-    info = bytes(edk.provider_info)
-    if len(info) >= 20 and info[-20:-12] == _RAW_AES_TRAILER:
-        info = info[:-20]
-    try:
-        return info.decode("utf-8")
-    except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(info).decode()
+    return envelope.edk_key_name(edk)
 
 
 def header_dict(header: envelope.Header) -> dict[str, Any]:

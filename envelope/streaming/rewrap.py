@@ -14,7 +14,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Collection, Mapping
 from contextlib import ExitStack, suppress
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from ..crypto.signing import PUBLIC_KEY_CONTEXT_KEY, Signer, Verifier, generate_signing_key
 from ..errors import AuthenticationError, FormatError, KeyringError, PolicyError
@@ -42,7 +42,11 @@ _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 
 
-def rewrap(source: str | os.PathLike[str] | IO[bytes], destination: str | os.PathLike[str] | IO[bytes], *,
+class _Writable(Protocol):
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
+def rewrap(source: str | os.PathLike[str] | IO[bytes], destination: str | os.PathLike[str] | _Writable, *,
            keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
            new_keyring: Keyring | None = None, keep_existing: bool = False,
            remove_keys: Collection[str] = (), encryption_context: Mapping[str, str] | None = None,
