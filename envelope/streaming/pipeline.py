@@ -20,7 +20,7 @@ from ..format.body import FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD
 from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
 
-__all__ = ["Reader", "decrypt_body", "encrypt_body", "usable_cpus"]
+__all__ = ["BackThread", "HashOnBack", "Reader", "decrypt_body", "encrypt_body", "usable_cpus"]
 
 _POOL = 3  # buffers per pool: enough to keep every stage busy, few enough to bound memory
 _CHUNK = 2 * 1024 * 1024
@@ -55,7 +55,7 @@ def _cgroup_cpu_quota() -> float | None:
         return None
 
 
-class _Back:
+class BackThread:
     """The back thread: runs submitted callables in order, remembers the first error."""
 
     def __init__(self) -> None:
@@ -95,10 +95,10 @@ class _Back:
         self._thread.join()
 
 
-class _HashOnBack:
+class HashOnBack:
     """A hash whose updates run on the back thread, in order; digest() waits for them."""
 
-    def __init__(self, inner: HashLike, back: _Back) -> None:
+    def __init__(self, inner: HashLike, back: BackThread) -> None:
         self._inner = inner
         self._back = back
 
@@ -119,7 +119,7 @@ class _Pool:
         self._made = 0
         self.free: queue.Queue[Any] = queue.Queue()
 
-    def take(self, back: _Back | None = None) -> Any:
+    def take(self, back: BackThread | None = None) -> Any:
         try:
             return self.free.get_nowait()
         except queue.Empty:
@@ -212,10 +212,10 @@ def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memo
     """Seal every frame after the header; ``first`` holds the first full frame already read."""
     n = encryptor.frame_length
     per_chunk = _frames_per_chunk(n)
-    back = _Back()
+    back = BackThread()
     reader = Reader(source, per_chunk * n, n)
     outputs = _Pool(per_chunk * (n + FRAME_OVERHEAD) + FINAL_FRAME_OVERHEAD + encryptor.footer_size)
-    encryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
+    encryptor.wrap_signature_hash(lambda inner: HashOnBack(inner, back))
     signed = encryptor.footer_size > 0
 
     def emit(out: memoryview, size: int) -> None:
@@ -243,7 +243,7 @@ def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memo
             size += encryptor.seal_frame_into(chunk[index * n:(index + 1) * n], out[size:])
         if last:
             # The footer's signature needs every hash update first: seal_final_into drains the
-            # back thread through _HashOnBack.digest().
+            # back thread through HashOnBack.digest().
             size += encryptor.seal_final_into(chunk[regular * n:count], out[size:])
         emit(out, size)
 
@@ -274,10 +274,10 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
     # the first read completes the frame left over from the header's read (§5.3).
     size = _frames_per_chunk(frame) * frame
     pending = decryptor.pending_bytes
-    back = _Back()
+    back = BackThread()
     reader = Reader(source, size, frame, pending)
     outputs = _Pool(size + frame + decryptor.output_bound(0))
-    decryptor.wrap_signature_hash(lambda inner: _HashOnBack(inner, back))
+    decryptor.wrap_signature_hash(lambda inner: HashOnBack(inner, back))
     signed = decryptor.is_signed
 
     def emit(out: memoryview, count: int) -> None:

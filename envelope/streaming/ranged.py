@@ -48,6 +48,8 @@ __all__ = [
     "FrameWindow",
     "check_eligible",
     "check_range",
+    "final_fields_fit",
+    "frame_layout",
     "decrypt_range",
     "open_message",
     "positional",
@@ -156,13 +158,13 @@ def open_message(decryptor: MessageDecryptor, message_size: int, *,
         ends = [message_size]
     frame_length = header.frame_length
     for end in ends:
-        located = _layout(end - header_length, frame_length)
+        located = frame_layout(end - header_length, frame_length)
         if located is None:
             continue
         count, final_length = located
         index = MessageIndex(header, aead, header_length, count, final_length)
         fields = yield Read(index.frame_offset(count), 24)
-        if _fields_fit(fields, count + 1, final_length):
+        if final_fields_fit(fields, count + 1, final_length):
             return index
     raise AuthenticationError("message is truncated or has trailing data: no final frame ends it")
 
@@ -187,7 +189,7 @@ def _footer_starts(header_length: int, message_size: int) -> Flow[list[int]]:
             if int.from_bytes(tail[n - 2 - s:n - s], "big") == s]
 
 
-def _layout(body_length: int, frame_length: int) -> tuple[int, int] | None:
+def frame_layout(body_length: int, frame_length: int) -> tuple[int, int] | None:
     """(regular frames, final frame length) for a body of this size, or None if none fits.
 
     Unique: a final frame is 40..frame_length+40 bytes and a regular one frame_length+32, so
@@ -201,7 +203,7 @@ def _layout(body_length: int, frame_length: int) -> tuple[int, int] | None:
     return count, final_length
 
 
-def _fields_fit(fields: bytes | memoryview, sequence: int, final_length: int) -> bool:
+def final_fields_fit(fields: bytes | memoryview, sequence: int, final_length: int) -> bool:
     """Whether ``fields`` are a final frame's marker, sequence number, IV and length (§5.4)."""
     if len(fields) < 24:
         return False
@@ -221,8 +223,7 @@ def read_range(index: MessageIndex, offset: int, length: int) -> Flow[bytes]:
     if offset >= end:
         return b""
     frame_length = index.frame_length
-    out = bytearray(end - offset)
-    view = memoryview(out)
+    pieces: list[bytes] = []
     frame = offset // frame_length
     last = (end - 1) // frame_length
     per_read = max(1, _BATCH_BYTES // (frame_length + FRAME_OVERHEAD))
@@ -230,25 +231,26 @@ def read_range(index: MessageIndex, offset: int, length: int) -> Flow[bytes]:
         if frame == index.frame_count:
             plaintext = yield from _final_plaintext(index)
             start = frame * frame_length
-            view[start - offset if start > offset else 0:] = plaintext[max(offset - start, 0):end - start]
+            pieces.append(plaintext[max(offset - start, 0):end - start])
             break
-        count = min(last, index.frame_count - 1) - frame + 1
-        count = min(count, per_read)
+        count = min(min(last, index.frame_count - 1) - frame + 1, per_read)
         data = yield Read(index.frame_offset(frame), count * (frame_length + FRAME_OVERHEAD))
-        _open_frames(index, frame, count, memoryview(data), offset, end, view)
+        pieces += _open_frames(index, frame, count, memoryview(data), offset, end)
         frame += count
-    return bytes(out)
+    # One piece (a range inside one frame, or one whole frame) is returned as it is: no copy.
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
-def _open_frames(index: MessageIndex, first: int, count: int, data: memoryview, offset: int, end: int,
-                 out: memoryview) -> None:
-    """Open ``count`` regular frames starting at 0-based ``first`` from ``data``, writing the part
-    of each inside [offset, end) to ``out`` (which starts at ``offset``)."""
+def _open_frames(index: MessageIndex, first: int, count: int, data: memoryview, offset: int,
+                 end: int) -> list[bytes]:
+    """Open ``count`` regular frames starting at 0-based ``first`` from ``data``; return the part
+    of each inside [offset, end)."""
     frame_length = index.frame_length
     size = frame_length + FRAME_OVERHEAD
     if len(data) < count * size:
         raise AuthenticationError("message is truncated in the body")
     message_id = index.header.message_id
+    pieces = []
     for i in range(count):
         sequence = first + i + 1
         element = data[i * size:(i + 1) * size]
@@ -257,16 +259,12 @@ def _open_frames(index: MessageIndex, first: int, count: int, data: memoryview, 
         iv = frame_iv(sequence)
         if element[4:16] != iv:
             raise AuthenticationError(f"frame {sequence} has an unexpected IV")
-        aad = body_aad(message_id, BodyKind.FRAME, sequence, frame_length)
+        plaintext = index.aead.open(iv, element[16:], body_aad(message_id, BodyKind.FRAME, sequence, frame_length),
+                                    f"frame {sequence}")
         start = (sequence - 1) * frame_length
         lo, hi = max(offset - start, 0), min(end - start, frame_length)
-        if lo == 0 and hi == frame_length:
-            # The whole frame is wanted: open it straight into the caller's buffer.
-            index.aead.open_into(iv, element[16:], aad, out[start - offset:start - offset + frame_length],
-                                 f"frame {sequence}")
-        else:
-            plaintext = index.aead.open(iv, element[16:], aad, f"frame {sequence}")
-            out[start + lo - offset:start + hi - offset] = plaintext[lo:hi]
+        pieces.append(plaintext if lo == 0 and hi == frame_length else plaintext[lo:hi])
+    return pieces
 
 
 def _final_plaintext(index: MessageIndex) -> Flow[bytes]:
@@ -274,7 +272,7 @@ def _final_plaintext(index: MessageIndex) -> Flow[bytes]:
         sequence = index.frame_count + 1
         length = index.final_length
         data = yield Read(index.frame_offset(index.frame_count), FINAL_FRAME_OVERHEAD + length)
-        if len(data) < FINAL_FRAME_OVERHEAD + length or not _fields_fit(data[:24], sequence, length):
+        if len(data) < FINAL_FRAME_OVERHEAD + length or not final_fields_fit(data[:24], sequence, length):
             raise AuthenticationError("message is truncated in its final frame")
         aad = body_aad(index.header.message_id, BodyKind.FINAL_FRAME, sequence, length)
         index._final = index.aead.open(frame_iv(sequence), memoryview(data)[24:], aad, f"final frame {sequence}")
@@ -309,24 +307,24 @@ class _FileSource:
     size: int
 
     def read_at(self, offset: int, size: int) -> bytes:
-        self.file.seek(self.start + offset)
-        buf = bytearray(size)
-        view = memoryview(buf)
+        try:
+            fd = self.file.fileno()
+        except (AttributeError, OSError):
+            fd = None  # a file-like object without a descriptor (BytesIO, a wrapper)
+        parts = []
         got = 0
         while got < size:
-            n = self.file.readinto(view[got:]) if hasattr(self.file, "readinto") else _read_into(self.file, view[got:])
-            if not n:
+            if fd is not None:
+                # One positional read: no seek, and no zero-filled buffer to copy out of.
+                data = os.pread(fd, size - got, self.start + offset + got)
+            else:
+                self.file.seek(self.start + offset + got)
+                data = self.file.read(size - got)
+            if not data:
                 break
-            got += n
-        del view
-        del buf[got:]
-        return bytes(buf)
-
-
-def _read_into(file: Any, view: memoryview) -> int:
-    data = file.read(len(view))
-    view[:len(data)] = data
-    return len(data)
+            parts.append(data)
+            got += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def positional(source: object, *, start: int | None = None) -> PositionalSource:
@@ -339,12 +337,12 @@ def positional(source: object, *, start: int | None = None) -> PositionalSource:
         view = memoryview(source).cast("B")
         return _BytesSource(view, len(view))
     seekable = getattr(source, "seekable", None)
-    if callable(seekable) and seekable() and (hasattr(source, "readinto") or hasattr(source, "read")):
+    if callable(seekable) and seekable() and hasattr(source, "read"):
         if start is None:
             start = int(source.tell())  # type: ignore[attr-defined]
         size = source.seek(0, os.SEEK_END) - start  # type: ignore[attr-defined]
         return _FileSource(source, start, max(size, 0))
-    raise TypeError("ranged decryption needs bytes or a seekable binary file (with seek and readinto)")
+    raise TypeError("ranged decryption needs bytes or a seekable binary file (with seek and read)")
 
 
 def run_flow(flow: Flow[T], source: PositionalSource, get_materials: Callable[[DecryptionRequest], DecryptionMaterials]

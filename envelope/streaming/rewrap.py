@@ -10,6 +10,7 @@ old signature is verified in the same pass, so a rewrap never blesses a body it 
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import tempfile
 from collections.abc import Callable, Collection, Mapping
@@ -32,11 +33,14 @@ from ..keyrings.names import edk_key_name
 from ..materials.base import MaterialsManager
 from ..materials.materials import DecryptionMaterials, EncryptionMaterials
 from .decryptor import MessageDecryptor
+from .pipeline import BackThread, HashOnBack
+from .ranged import final_fields_fit, frame_layout
 from .session import new_decryptor, resolve_materials_manager
 
 __all__ = ["rewrap"]
 
 _CHUNK = 1024 * 1024
+_KERNEL_CHUNK = 1 << 30  # per copy_file_range / sendfile call
 _HEADER_IV = bytes(12)  # the header tag's IV is all zeros (format-spec/message.md §4.5)
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
@@ -95,7 +99,7 @@ def rewrap(source: str | os.PathLike[str] | IO[bytes], destination: str | os.Pat
             raise TypeError("source must be a path or a binary file object")
         if isinstance(destination, (str, os.PathLike)):
             return _to_path(src, os.fspath(destination), decryptor, manager, plan)
-        return _rewrap(_Reader(src), destination.write, decryptor, manager, plan)
+        return _rewrap(src, destination, decryptor, manager, plan, kernel_copy=False)
 
 
 class _Plan:
@@ -130,8 +134,12 @@ class _Plan:
         return edks
 
 
-def _rewrap(src: _Reader, write: Callable[[bytes | memoryview], object], decryptor: MessageDecryptor,
-            manager: MaterialsManager, plan: _Plan) -> Header:
+def _rewrap(file: Any, dst: _Writable, decryptor: MessageDecryptor, manager: MaterialsManager, plan: _Plan, *,
+            kernel_copy: bool) -> Header:
+    """The rewrap itself; ``kernel_copy``: ``dst`` is our own file, which an unsigned body may be
+    copied into by the kernel."""
+    src = _Reader(file)
+    write = dst.write
     old = _read_header(src, decryptor)
     request = decryptor.request
     if request is None:  # pragma: no cover
@@ -155,16 +163,24 @@ def _rewrap(src: _Reader, write: Callable[[bytes | memoryview], object], decrypt
                     plan.encrypted_data_keys(old, wrap), old.content_type, old.frame_length, old.commitment_key)
     header_bytes = _serialize_header(header, decryptor, materials)
     write(header_bytes)
-    verifier = None
-    if signer is not None:
-        signer.update(header_bytes)
-        verifier = _old_verifier(decryptor)
-    signature = _copy_body(src, write, old, signer, verifier)
-    if signer is not None:
-        if verifier is None or signature is None:  # pragma: no cover
-            raise RuntimeError("envelope: internal error: signed body without verifier")
+    if signer is None:
+        if not (kernel_copy and _copy_body_by_kernel(file, dst, old)):
+            _copy_body(src, write, old, None, None)
+        return header
+    signer.update(header_bytes)
+    verifier = _old_verifier(decryptor)
+    # The old signature's hash runs on a second thread beside the new one's (hashlib releases
+    # the GIL), so a signed rewrap costs about one SHA-384 pass, not two.
+    back = BackThread()
+    try:
+        verifier.wrap_hash(lambda inner: HashOnBack(inner, back))
+        signature = _copy_body(src, write, old, signer, verifier)
+        if signature is None:  # pragma: no cover
+            raise RuntimeError("envelope: internal error: signed body without a signature")
         verifier.verify(signature)
-        write(footer(signer.finalize()))
+    finally:
+        back.stop()
+    write(footer(signer.finalize()))
     return header
 
 
@@ -229,6 +245,53 @@ def _copy_body(src: _Reader, write: Callable[[bytes | memoryview], object], head
     if src.read(1):
         raise AuthenticationError("trailing data after the end of the message")
     return signature
+
+
+def _copy_body_by_kernel(src: Any, dst: Any, header: Header) -> bool:
+    """Copy an unsigned framed body from file to file inside the kernel, having checked that a
+    final frame ends it where the file ends (format-spec/operations.md §2.2); False where either
+    side is not a regular file or the kernel cannot copy between them (nothing is written then)."""
+    if header.frame_length == 0:
+        return False
+    try:
+        src_fd, dst_fd = src.fileno(), dst.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    status = os.fstat(src_fd)
+    if not stat.S_ISREG(status.st_mode):
+        return False
+    start = src.tell()
+    located = frame_layout(status.st_size - start, header.frame_length)
+    if located is None or not final_fields_fit(
+            os.pread(src_fd, 24, start + located[0] * (header.frame_length + FRAME_OVERHEAD)),
+            located[0] + 1, located[1]):
+        raise AuthenticationError("message is truncated or has trailing data: no final frame ends it")
+    dst.flush()
+    offset, left = start, status.st_size - start
+    copiers = [_by_copy_file_range, _by_sendfile]
+    while left:
+        try:
+            n = copiers[0](src_fd, dst_fd, offset, min(left, _KERNEL_CHUNK))
+        except (OSError, AttributeError):
+            if offset != start:
+                raise
+            copiers.pop(0)  # this kernel or file system refuses: nothing was written, try the next
+            if not copiers:
+                return False
+            continue
+        if not n:
+            raise AuthenticationError("message is truncated in the body (the file shrank while it was read)")
+        offset += n
+        left -= n
+    return True
+
+
+def _by_copy_file_range(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
+    return os.copy_file_range(src_fd, dst_fd, count, offset)
+
+
+def _by_sendfile(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
+    return os.sendfile(dst_fd, src_fd, offset, count)
 
 
 def _copy_frames(src: _Reader, frame_length: int, emit: Callable[[bytes | memoryview], None]) -> None:
@@ -298,7 +361,7 @@ def _to_path(src: Any, destination: str, decryptor: MessageDecryptor, manager: M
     fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
-            header = _rewrap(_Reader(src), out.write, decryptor, manager, plan)
+            header = _rewrap(src, out, decryptor, manager, plan, kernel_copy=True)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, destination)

@@ -85,6 +85,12 @@ class CountingSource(io.BytesIO):
         self.spans.append((start, n))
         return n
 
+    def read(self, size: int | None = -1, /) -> bytes:
+        start = self.tell()
+        data = super().read(size)
+        self.spans.append((start, len(data)))
+        return data
+
 
 def test_reads_only_the_header_touched_frames_and_the_final_frame_fields() -> None:
     frame_length = 1000
