@@ -93,7 +93,7 @@ def load_private_key(pem: bytes | str, curve: ECDHCurve, what: str = "the privat
         # cryptography's message may quote key bytes: say only what was wrong.
         raise ValueError(f"{what} is not an unencrypted PEM private key") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{what} is not an EC private key")
+        raise ValueError(f"{what} is not an EC private key")  # noqa: TRY004 - the bytes are the wrong value
     _check_curve(key, curve, what)
     return key
 
@@ -119,7 +119,7 @@ def load_public_key(data: bytes | str, curve: ECDHCurve, what: str = "the public
         raise ValueError(f"{what} is not a valid DER or PEM public key (truncated, or a point not on "
                          "its curve)") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValueError(f"{what} is not an EC public key")
+        raise ValueError(f"{what} is not an EC public key")  # noqa: TRY004 - the bytes are the wrong value
     _check_curve(key, curve, what)
     return key
 
