@@ -177,7 +177,9 @@ class KMSRSAKeyring:
                     raise KeyringError(f"Decrypt answered for key {response.get('KeyId')!r}, not {self.key_id}")
                 plaintext = _bytes_field(response, "Plaintext", "Decrypt")
             except KMSError as exc:
-                errors.append(KMSError(f"{info}: {exc}", code=exc.code))
+                text = str(exc)
+                errors.append(KMSError(f"{info}: {text if text.startswith(exc.code) else f'{exc.code}: {text}'}",
+                                       code=exc.code))
                 continue
             except EnvelopeError as exc:
                 errors.append(KeyringError(f"{info}: {exc}"))
