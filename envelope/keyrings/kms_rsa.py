@@ -1,5 +1,5 @@
 """KMS RSA keyring: wraps data keys locally with the public key of an asymmetric KMS key and unwraps
-them through KMS Decrypt (ESDK spec framework/aws-kms/aws-kms-rsa-keyring.md; format-spec/message.md §7.4).
+them through KMS Decrypt (ESDK spec framework/aws-kms/aws-kms-rsa-keyring.md; format-spec/message.md §7.6).
 
 RSA-OAEP binds nothing beyond its plaintext, so the plaintext is SHA-384(serialized encryption
 context) || data key, and decrypt compares that digest before accepting the key.
