@@ -164,9 +164,10 @@ class RawECDHKeyring:
             if peer == self._recipient and self._static_secret is not None:
                 secret = self._static_secret
             else:
+                # The other key in the provider info equals our own byte for byte (that is how it
+                # matched), a valid point by construction; the peer's must be proved one (§6).
                 peer_key = ecdh.decompress(peer, self._curve)
-                # Both keys must be points on the curve, as the ESDK checks; ours is, by construction.
-                if peer_key is None or ecdh.decompress(keys.recipient, self._curve) is None:
+                if peer_key is None:
                     errors.append(f"{self!r}: encrypted data key {index} names a public key that is not "
                                   f"a point on {self.curve}")
                     continue
