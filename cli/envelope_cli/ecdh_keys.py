@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import envelope
 
 from .exits import CLIError, ExitCode
+from .headers import recipient_label
 
 __all__ = ["CURVE_FLAGS", "add_parser", "ecdh_keyring", "run_keygen"]
 
@@ -85,8 +86,11 @@ def run_keygen(args: argparse.Namespace) -> int:
     except CLIError:
         os.unlink(args.output)  # both files or neither
         raise
+    compressed = key.public_key().public_bytes(serialization.Encoding.X962,
+                                               serialization.PublicFormat.CompressedPoint)
+    # The label `envelope inspect` shows for messages encrypted to this key.
     print(f"envelope: wrote private key {args.output} (keep it secret) and public key {public_path} "
-          f"({args.curve})", file=sys.stderr)
+          f"({args.curve}, {recipient_label(compressed)})", file=sys.stderr)
     return ExitCode.OK
 
 

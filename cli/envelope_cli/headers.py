@@ -7,16 +7,30 @@ from typing import Any
 
 import envelope
 
-__all__ = ["edk_key_id", "header_dict"]
+__all__ = ["edk_key_id", "header_dict", "recipient_label"]
 
 # A raw AES EDK's provider info is key name || tag length (u32) || IV length (u32) || IV
 # (format-spec keyrings: raw AES): 4 + 4 + 12 trailing bytes after the name.
 _RAW_AES_TRAILER = (128).to_bytes(4, "big") + (12).to_bytes(4, "big")
 
 
+_ECDH_PROVIDER_IDS = ("raw-ecdh", "aws-kms-ecdh")
+_COMPRESSED_POINT_LENGTHS = (33, 49, 67)  # P-256, P-384, P-521 (format-spec/raw-ecdh.md §1)
+
+
+def recipient_label(compressed_point: bytes) -> str:
+    """How `inspect` and `keygen` name an ECDH recipient: its compressed public key, base64."""
+    return "recipient:" + base64.b64encode(compressed_point).decode()
+
+
 def edk_key_id(edk: envelope.EncryptedDataKey) -> str:
-    """The key an EDK names: a KMS key ARN or a raw key's name (without the raw AES IV)."""
+    """The key an EDK names: a KMS key ARN, a raw key's name (without the raw AES IV), or an ECDH
+    recipient's public key."""
     info = bytes(edk.provider_info)
+    # ECDH provider info: 01 || u32 n || recipient || u32 n || sender (format-spec/raw-ecdh.md §2).
+    n = int.from_bytes(info[1:5], "big")
+    if edk.provider_id in _ECDH_PROVIDER_IDS and n in _COMPRESSED_POINT_LENGTHS and len(info) == 9 + 2 * n:
+        return recipient_label(info[5:5 + n])
     if len(info) >= 20 and info[-20:-12] == _RAW_AES_TRAILER:
         info = info[:-20]
     try:

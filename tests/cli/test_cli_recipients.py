@@ -3,6 +3,7 @@ interoperating with ESDK programs that use the raw ECDH keyring (the MPL, live).
 
 from __future__ import annotations
 
+import base64
 import stat
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,15 @@ import envelope
 def _keygen(cli: Any, name: str, *extra: str) -> tuple[Path, Path]:
     result = cli("keygen", "-o", name, *extra)
     assert result.code == 0, result.err
+    assert _recipient_label(Path(name)) in result.err
     return Path(name).resolve(), Path(name + ".pub").resolve()
+
+
+def _recipient_label(private: Path) -> str:
+    key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+    return "recipient:" + base64.b64encode(point).decode()
 
 
 def _as_mpl_keys(private: Path, curve: str) -> EcKeys:
@@ -42,6 +51,9 @@ def test_keygen_encrypt_decrypt_and_the_mpl_agrees(cli: Any, plain: Path, flag: 
     assert edk.provider_id == "raw-ecdh"
     result = cli("decrypt", "--identity", str(private), "plain.txt.envelope", "-o", "-")
     assert (result.code, result.out) == (0, plain.read_bytes())
+    # inspect names the recipient as keygen did.
+    label = cli("inspect", "--output", "json", "plain.txt.envelope").out.decode()
+    assert _recipient_label(private) in label
     # An ESDK program with the raw ECDH keyring decrypts ours, and we decrypt its messages.
     keys = _as_mpl_keys(private, curve)
     assert mpl_decrypt(message, mpl_ecdh_discovery(keys))[0] == plain.read_bytes()
