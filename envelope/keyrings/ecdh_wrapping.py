@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hmac
 import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..crypto.aead import AEAD, IV_LENGTH, TAG_LENGTH
 from ..crypto.ecdh import ECDHCurve, derive_keying_material
 from ..crypto.random import random_bytes
-from ..errors import AuthenticationError
+from ..errors import AuthenticationError, EnvelopeError, NoMatchingKeyError
+from ..format.header import EncryptedDataKey
 
 __all__ = [
+    "ECDH_PROVIDER_IDS",
     "KDF_LABEL",
     "KDF_PRF",
     "KEYRING_VERSION",
@@ -24,10 +27,13 @@ __all__ = [
     "ECDHProviderInfo",
     "fixed_info",
     "unwrap",
+    "unwrap_first",
     "wrap",
     "wrapped_length",
 ]
 
+# Both ECDH keyrings write this encoding (§2); the holder of the recipient's private key reads either.
+ECDH_PROVIDER_IDS = frozenset({"raw-ecdh", "aws-kms-ecdh"})
 KEYRING_VERSION = 0x01  # §2: the only version; also an input of the fixed info
 KDF_LABEL = b"ecdh-key-derivation"  # §4 (the ESDK spec prints it in capitals; the bytes are lower case)
 KDF_PRF = b"HMAC_SHA384"
@@ -100,3 +106,46 @@ def unwrap(secret: bytes, info: bytes, ciphertext: bytes, key_length: int) -> by
                                   "(wrong key, or a different encryption context)")
     return AEAD(material[COMMITMENT_LENGTH:]).open(_ZERO_IV, ciphertext[SALT_LENGTH + COMMITMENT_LENGTH:], info,
                                                   "wrapped data key")
+
+
+def unwrap_first(failure: str, owner: str, curve: ECDHCurve, encrypted_data_keys: Sequence[EncryptedDataKey], context: bytes,
+                 key_length: int, peer_of: Callable[[ECDHProviderInfo], bytes | None],
+                 secret_with: Callable[[bytes], bytes | None]) -> bytes:
+    """The decrypt loop of an ECDH keyring: the first EDK that unwraps gives the data key.
+
+    :param failure: the NoMatchingKeyError's message ("raw ECDH keyring could not decrypt").
+    :param owner: the keyring's repr, to prefix each reason.
+    :param context: the serialized encryption context of the decryption materials.
+    :param peer_of: the compressed key to agree with for an EDK's two keys, or None if the EDK is
+        not for this keyring (skipped silently).
+    :param secret_with: the shared secret with that key, or None if it is not a point on the
+        curve; it may raise EnvelopeError (a KMS call failing), which is collected.
+    :raises NoMatchingKeyError: no EDK unwrapped; ``errors`` says why for each one tried.
+    """
+    errors: list[str] = []
+    for index, edk in enumerate(encrypted_data_keys):
+        if edk.provider_id not in ECDH_PROVIDER_IDS:
+            continue
+        keys = ECDHProviderInfo.parse(edk.provider_info, curve)
+        if keys is None:
+            errors.append(f"{owner}: encrypted data key {index} has provider info that is not a "
+                          f"{curve.name} key pair (another curve, or malformed)")
+            continue
+        peer = peer_of(keys)
+        if peer is None:
+            continue
+        try:
+            secret = secret_with(peer)
+            if secret is None:
+                errors.append(f"{owner}: encrypted data key {index} names a public key that is not a point "
+                              f"on {curve.name}")
+                continue
+            return unwrap(secret, fixed_info(curve, keys.sender, keys.recipient, context), edk.ciphertext,
+                          key_length)
+        except AuthenticationError as exc:
+            errors.append(f"{owner}: encrypted data key {index} did not unwrap ({exc})")
+        except EnvelopeError as exc:
+            errors.append(f"{owner}: encrypted data key {index}: {exc}")
+    if not errors:
+        errors.append(f"{owner}: the message has no data key wrapped for this key")
+    raise NoMatchingKeyError(failure, errors)

@@ -14,18 +14,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..crypto import ecdh
 from ..crypto.random import random_bytes
-from ..errors import AuthenticationError, KeyringError, NoMatchingKeyError
+from ..errors import KeyringError, NoMatchingKeyError
 from ..format.context import serialize_context
 from ..format.header import EncryptedDataKey
 from ..materials.materials import DecryptionMaterials, EncryptionMaterials
-from .ecdh_wrapping import ECDHProviderInfo, fixed_info, unwrap, wrap
+from .ecdh_wrapping import ECDHProviderInfo, fixed_info, unwrap_first, wrap
 
-__all__ = ["PROVIDER_ID", "PROVIDER_IDS", "RawECDHKeyring"]
+__all__ = ["PROVIDER_ID", "RawECDHKeyring"]
 
 PROVIDER_ID = "raw-ecdh"
-# The KMS ECDH keyring writes the same EDK under its own id; the holder of the recipient's private
-# key decrypts either (the ESDK's raw keyring accepts both).
-PROVIDER_IDS = frozenset({PROVIDER_ID, "aws-kms-ecdh"})
 
 Scheme = Literal["static", "ephemeral", "discovery"]
 
@@ -140,6 +137,16 @@ class RawECDHKeyring:
             return self._recipient
         return None
 
+    def _secret_with(self, peer: bytes) -> bytes | None:
+        if peer == self._recipient and self._static_secret is not None:
+            return self._static_secret
+        # The other key in the provider info equals our own byte for byte (that is how it matched),
+        # a valid point by construction; the peer's must be proved one (format-spec/raw-ecdh.md §6).
+        peer_key = ecdh.decompress(peer, self._curve)
+        if peer_key is None or self._private is None:
+            return None
+        return ecdh.shared_secret(self._private, peer_key)
+
     def on_decrypt(self, materials: DecryptionMaterials,
                    encrypted_data_keys: Sequence[EncryptedDataKey]) -> DecryptionMaterials:
         if materials.plaintext_data_key is not None:
@@ -147,38 +154,7 @@ class RawECDHKeyring:
         if self.scheme == "ephemeral" or self._private is None:
             raise NoMatchingKeyError("raw ECDH keyring could not decrypt",
                                      [f"{self!r} only encrypts (it holds no private key)"])
-        context = serialize_context(materials.encryption_context)
-        key_length = materials.algorithm.key_length
-        errors: list[str] = []
-        for index, edk in enumerate(encrypted_data_keys):
-            if edk.provider_id not in PROVIDER_IDS:
-                continue
-            keys = ECDHProviderInfo.parse(edk.provider_info, self._curve)
-            if keys is None:
-                errors.append(f"{self!r}: encrypted data key {index} has provider info that is not a "
-                              f"{self.curve} key pair (another curve, or malformed)")
-                continue
-            peer = self._peer(keys)
-            if peer is None:
-                continue
-            if peer == self._recipient and self._static_secret is not None:
-                secret = self._static_secret
-            else:
-                # The other key in the provider info equals our own byte for byte (that is how it
-                # matched), a valid point by construction; the peer's must be proved one (§6).
-                peer_key = ecdh.decompress(peer, self._curve)
-                if peer_key is None:
-                    errors.append(f"{self!r}: encrypted data key {index} names a public key that is not "
-                                  f"a point on {self.curve}")
-                    continue
-                secret = ecdh.shared_secret(self._private, peer_key)
-            info = fixed_info(self._curve, keys.sender, keys.recipient, context)
-            try:
-                data_key = unwrap(secret, info, edk.ciphertext, key_length)
-            except AuthenticationError as exc:
-                errors.append(f"{self!r}: encrypted data key {index} did not unwrap ({exc})")
-                continue
-            return materials.with_data_key(data_key)
-        if not errors:
-            errors.append(f"{self!r}: the message has no data key wrapped for this key")
-        raise NoMatchingKeyError("raw ECDH keyring could not decrypt", errors)
+        data_key = unwrap_first("raw ECDH keyring could not decrypt", repr(self), self._curve, encrypted_data_keys,
+                                serialize_context(materials.encryption_context), materials.algorithm.key_length,
+                                self._peer, self._secret_with)
+        return materials.with_data_key(data_key)
