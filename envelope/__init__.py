@@ -34,9 +34,11 @@ from .keyrings.kms import KMSMRKAwareKeyring as KMSMRKAwareKeyring
 from .keyrings.kms_discovery import DiscoveryFilter as DiscoveryFilter
 from .keyrings.kms_discovery import KMSDiscoveryKeyring as KMSDiscoveryKeyring
 from .keyrings.kms_discovery import KMSMRKAwareDiscoveryKeyring as KMSMRKAwareDiscoveryKeyring
+from .keyrings.kms_rsa import KMSRSAKeyring as KMSRSAKeyring
 from .keyrings.multi import MultiKeyring as MultiKeyring
 from .keyrings.names import edk_key_name as edk_key_name
 from .keyrings.raw_aes import RawAESKeyring as RawAESKeyring
+from .keyrings.raw_ecdh import RawECDHKeyring as RawECDHKeyring
 from .keyrings.raw_rsa import RawRSAKeyring as RawRSAKeyring
 from .materials.base import MaterialsManager as MaterialsManager
 from .materials.cache import CacheStats as CacheStats
@@ -85,6 +87,7 @@ __all__ = [
     "KMSKeyring",
     "KMSMRKAwareDiscoveryKeyring",
     "KMSMRKAwareKeyring",
+    "KMSRSAKeyring",
     "KeyDisabledError",
     "KeyNotFoundError",
     "Keyring",
@@ -95,6 +98,7 @@ __all__ = [
     "NoMatchingKeyError",
     "PolicyError",
     "RawAESKeyring",
+    "RawECDHKeyring",
     "RawRSAKeyring",
     "RequiredEncryptionContextManager",
     "decrypt",

@@ -198,7 +198,7 @@ def _name_the_wrapping_keys(exc: envelope.NoMatchingKeyError,
     if len(edks) > _KEYS_NAMED:
         keys += f" and {len(edks) - _KEYS_NAMED} more (`envelope inspect` lists them)"
     return CLIError(text, code, hint=f"the message's data key was wrapped by {keys}; pass that key "
-                                     "(--kms-key, --aes-key-file or --rsa-private-key)")
+                                     "(--kms-key, --aes-key-file, --rsa-private-key or --identity)")
 
 
 def _manager(args: argparse.Namespace, decrypt: bool) -> tuple[Any, list[str]]:

@@ -88,7 +88,7 @@ def _cli_hint(hint: str | None) -> str | None:
     return hint
 
 
-NO_KEY_HINT = ("check the key flags (--kms-key, --aes-key-file, --rsa-private-key); "
+NO_KEY_HINT = ("check the key flags (--kms-key, --aes-key-file, --rsa-private-key, --identity); "
                "`envelope inspect FILE` lists the keys that wrapped the data key")
 _CONTEXT_HINT = "`envelope inspect FILE` shows the stored encryption context; -c k=v must match it"
 _DISABLED_HINT = "a KMS key is disabled; enable it with `envelope kms enable-key --key-id KEY`"

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import envelope
 
-__all__ = ["edk_key_id", "header_dict"]
+__all__ = ["edk_key_id", "header_dict", "recipient_label"]
+
+
+def recipient_label(compressed_point: bytes) -> str:
+    """How `inspect` and `keygen` name an ECDH recipient (as `envelope.edk_key_name` does)."""
+    return "recipient:" + base64.b64encode(compressed_point).decode()
+
 
 def edk_key_id(edk: envelope.EncryptedDataKey) -> str:
-    """The key an EDK names: a KMS key ARN or a raw key's name (without the raw AES IV)."""
+    """The key an EDK names: a KMS key ARN, a raw key's name, or an ECDH recipient's public key."""
     return envelope.edk_key_name(edk)
 
 

@@ -1,4 +1,5 @@
-"""Wrapping-key flags (--kms-key, --aes-key-file, --rsa-public-key, --rsa-private-key) to a keyring.
+"""Wrapping-key flags (--kms-key, --aes-key-file, --rsa-public-key, --rsa-private-key, --recipient,
+--identity) to a keyring.
 
 Key flags are repeatable and keep their order: the first key generates the data key and each other
 key wraps it too (a MultiKeyring). --region, --key-namespace, --key-name and --rsa-padding qualify
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 import envelope
 
+from .ecdh_keys import ecdh_keyring
 from .exits import CLIError, ExitCode
 
 __all__ = ["DEFAULT_ALIAS", "KeySpec", "add_key_arguments", "build_keyring", "default_region", "local_kms"]
@@ -90,6 +92,13 @@ def add_key_arguments(parser: argparse.ArgumentParser, *, decrypt: bool) -> None
     group.add_argument("--rsa-padding", action=_Qualify, const="padding", dest="key_qualifier",
                        choices=["PKCS1", "OAEP-SHA1", "OAEP-SHA256", "OAEP-SHA384", "OAEP-SHA512"],
                        help="RSA padding (default: OAEP-SHA256)")
+    if decrypt:
+        group.add_argument("--identity", action=_AddKey, const="identity", metavar="PRIVATE_KEY", dest="keys",
+                           help="EC private key PEM from `envelope keygen`: decrypts messages for its public key")
+    else:
+        group.add_argument("--recipient", action=_AddKey, const="recipient", metavar="PUBLIC_KEY", dest="keys",
+                           help="EC public key (PEM or DER, e.g. from `envelope keygen`): anyone holding it can "
+                                "encrypt, only its private key decrypts (raw ECDH, ephemeral sender key)")
     if decrypt:
         group.add_argument("--discovery", action="store_true",
                            help="also try every embedded KMS key the message names (the default when no "
@@ -263,6 +272,10 @@ def build_keyring(specs: Sequence[KeySpec], defaults: dict[str, str], *, decrypt
         if spec.kind == "kms":
             keyrings.append(_kms_keyring(spec, spec.options.get("region", region), decrypt))
             names.append(f"aws-kms:{keyrings[-1].key_id}")
+        elif spec.kind in ("recipient", "identity"):
+            keyring, name = ecdh_keyring(spec.kind, spec.value, decrypt)
+            keyrings.append(keyring)
+            names.append(name)
         elif spec.kind == "aes":
             key = _aes_key(spec.value)
             ns = spec.options.get("namespace", DEFAULT_NAMESPACE)

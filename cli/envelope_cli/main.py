@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import envelope
 
-from . import crypt, inspect_cmd, rewrap_cmd
+from . import crypt, ecdh_keys, inspect_cmd, rewrap_cmd
 from .exits import EXIT_CODES_HELP, ExitCode, report
 from .files import Interrupted, discard_all, install_signal_handlers, restore_signal_handlers
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     crypt.add_parsers(sub, EXIT_CODES_HELP)
     inspect_cmd.add_parser(sub, EXIT_CODES_HELP)
     rewrap_cmd.add_parser(sub, EXIT_CODES_HELP)
+    ecdh_keys.add_parser(sub, EXIT_CODES_HELP)
     try:
         from . import kms_cmd
     except ImportError:  # pragma: no cover - the kms commands need the embedded service
