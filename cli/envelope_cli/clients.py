@@ -1,0 +1,168 @@
+"""Which KMS the CLI calls: the embedded service (default) or boto3 with the standard credential chain.
+
+boto3 is chosen by ``--kms aws``, or when an endpoint or profile is given (``--endpoint-url``,
+``--profile``, ``$AWS_ENDPOINT_URL_KMS``, ``$AWS_ENDPOINT_URL``); ``--kms embedded`` forces the
+embedded service. ``$ENVELOPE_KMS`` (embedded | aws) sets the default. Both clients take and
+return boto3's shapes, so every command and keyring works with either.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import envelope
+
+from .exits import CLIError, ExitCode
+from .globalopts import GlobalOptions
+
+__all__ = ["call", "configure_debug", "is_remote", "kms_client", "region_of", "sts_identity"]
+
+_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL")
+_CHOICES = ("embedded", "aws")
+
+
+def is_remote(opts: GlobalOptions) -> bool:
+    """True when the calls go through boto3: ``--kms`` if given; else an endpoint or profile flag;
+    else ``$ENVELOPE_KMS``; else an endpoint variable; else the embedded service."""
+    if opts.kms is not None:
+        if opts.kms == "embedded" and (opts.endpoint_url or opts.profile):
+            raise CLIError("--endpoint-url and --profile name a remote KMS; they cannot go with --kms embedded",
+                           ExitCode.AWS_USAGE)
+        return opts.kms == "aws"
+    if opts.endpoint_url or opts.profile:
+        return True
+    choice = os.environ.get("ENVELOPE_KMS")
+    if choice:
+        if choice not in _CHOICES:
+            raise CLIError(f"ENVELOPE_KMS={choice!r}: expected embedded or aws", ExitCode.AWS_CONFIG)
+        return choice == "aws"
+    return any(os.environ.get(name) for name in _ENDPOINT_VARIABLES)
+
+
+def region_of(opts: GlobalOptions) -> str | None:
+    return opts.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def configure_debug(opts: GlobalOptions) -> None:
+    """--debug: log envelope's and botocore's steps to stderr. botocore's wire dumps (request and
+    response bodies, which carry plaintext and data keys) stay off: secrets never reach a log."""
+    if not opts.debug:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    for name in ("envelope", "envelope_cli", "botocore", "boto3"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+    for name in ("botocore.endpoint", "botocore.parsers", "botocore.hooks", "urllib3.connectionpool"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+_log = logging.getLogger("envelope_cli")
+_remote_cache: dict[tuple[Any, ...], Any] = {}
+
+
+def _boto3_client(opts: GlobalOptions, service: str, region: str | None) -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError
+    except ImportError:  # pragma: no cover - boto3 comes with the cli extra
+        raise CLIError("calling a KMS endpoint needs boto3", ExitCode.AWS_CONFIG,
+                       hint="pip install 'envelope[cli]'") from None
+    verify: bool | str | None = False if opts.no_verify_ssl else opts.ca_bundle
+    key = (service, opts.profile, region, opts.endpoint_url, verify, opts.cli_read_timeout, opts.cli_connect_timeout)
+    if key in _remote_cache:
+        return _remote_cache[key]
+    config: dict[str, Any] = {}
+    # 0 means "no timeout" to the aws CLI; botocore takes None for that.
+    if opts.cli_read_timeout is not None:
+        config["read_timeout"] = opts.cli_read_timeout or None
+    if opts.cli_connect_timeout is not None:
+        config["connect_timeout"] = opts.cli_connect_timeout or None
+    try:
+        session = boto3.session.Session(profile_name=opts.profile, region_name=region)
+        client = session.client(service, endpoint_url=opts.endpoint_url, verify=verify, config=Config(**config))
+    except BotoCoreError as exc:  # unknown profile, no region, bad endpoint URL
+        raise _config_error(exc) from None
+    _log.debug("calling %s through boto3: endpoint %s, region %s, profile %s", service,
+               client.meta.endpoint_url, client.meta.region_name, opts.profile or "(default chain)")
+    _remote_cache[key] = client
+    return client
+
+
+def kms_client(opts: GlobalOptions, region: str | None = None) -> Any:
+    """The KMS client the options select: LocalKMS (embedded) or a boto3 KMS client."""
+    region = region or region_of(opts)
+    if is_remote(opts):
+        if opts.principal:
+            raise CLIError("--principal applies to the embedded service only", ExitCode.AWS_USAGE,
+                           hint="with --endpoint-url or --profile the caller is whoever the credentials name")
+        return _boto3_client(opts, "kms", region)
+    from .keys import local_kms
+
+    _log.debug("calling the embedded KMS: region %s", region or "(default)")
+    return local_kms(region, opts.principal)
+
+
+def sts_identity(opts: GlobalOptions) -> dict[str, Any]:
+    """GetCallerIdentity from the endpoint, or the embedded client's principal."""
+    if is_remote(opts):
+        return dict(call(_boto3_client(opts, "sts", region_of(opts)).get_caller_identity, {},
+                         "GetCallerIdentity"))
+    client = kms_client(opts)
+    arn = client.principal
+    user_id = client.account if arn.endswith(":root") else arn.rsplit("/", 1)[-1]
+    return {"UserId": user_id, "Account": client.account, "Arn": arn}
+
+
+def _config_error(exc: BaseException) -> CLIError:
+    from botocore.exceptions import NoRegionError
+
+    hint = None
+    if isinstance(exc, NoRegionError):
+        hint = "pass --region, or set AWS_REGION / AWS_DEFAULT_REGION or the profile's region"
+    return CLIError(str(exc), ExitCode.AWS_CONFIG, hint=hint)
+
+
+def call(method: Callable[..., Any], params: dict[str, Any], operation: str) -> Any:
+    """Call ``method`` and turn any client's failure into the aws CLI's message and return code."""
+    try:
+        return method(**params)
+    except envelope.KMSError as exc:  # the embedded service
+        raise CLIError(f"An error occurred ({exc.code}) when calling the {operation} operation: "
+                       f"{Exception.__str__(exc)}", ExitCode.AWS_SERVICE, hint=exc.hint) from None
+    except CLIError:
+        raise
+    except Exception as exc:
+        raise translate(exc) from None
+
+
+def translate(exc: Exception) -> Exception:
+    """botocore's exceptions as the aws CLI reports them; anything else unchanged."""
+    try:
+        from botocore.exceptions import (
+            ClientError,
+            NoCredentialsError,
+            NoRegionError,
+            ParamValidationError,
+            PartialCredentialsError,
+            ProfileNotFound,
+        )
+    except ImportError:  # pragma: no cover
+        return exc
+    if isinstance(exc, ClientError):
+        return CLIError(str(exc), ExitCode.AWS_SERVICE)
+    if isinstance(exc, ParamValidationError):
+        return CLIError(str(exc).strip(), ExitCode.AWS_USAGE)
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, ProfileNotFound, NoRegionError)):
+        return _config_error(exc)
+    from botocore.exceptions import BotoCoreError
+
+    if isinstance(exc, BotoCoreError):  # connection refused, timeouts, SSL failures
+        return CLIError(str(exc), ExitCode.AWS_FAILURE)
+    return exc
