@@ -75,7 +75,10 @@ def _boto3_client(opts: GlobalOptions, service: str, region: str | None) -> Any:
         raise CLIError("calling a KMS endpoint needs boto3", ExitCode.AWS_CONFIG,
                        hint="pip install 'envelope[cli]'") from None
     verify: bool | str | None = False if opts.no_verify_ssl else opts.ca_bundle
-    key = (service, opts.profile, region, opts.endpoint_url, verify, opts.cli_read_timeout, opts.cli_connect_timeout)
+    # The credential chain reads the environment: a client is reused only while it is unchanged.
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (service, opts.profile, region, opts.endpoint_url, verify, opts.cli_read_timeout, opts.cli_connect_timeout,
+           environment)
     if key in _remote_cache:
         return _remote_cache[key]
     config: dict[str, Any] = {}

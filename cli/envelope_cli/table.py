@@ -7,7 +7,7 @@ with a single row turned vertical (``key | value``) when the table would not fit
 
 from __future__ import annotations
 
-import shutil
+import os
 import sys
 import unicodedata
 from dataclasses import dataclass, field
@@ -146,6 +146,15 @@ def _vertical(section: _Section) -> _Section:
     return _Section(section.title, section.indent, [], [[h, v] for h, v in zip(section.headers, section.rows[0])])
 
 
+def _terminal_width() -> int:
+    """stdout's terminal width, or 80: as awscli asks the terminal (not $COLUMNS), a table piped to
+    a file is laid out the same as the aws CLI's."""
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 80
+
+
 def _colored(color: str, stream: IO[str]) -> bool:
     if color == "auto":
         isatty = getattr(stream, "isatty", None)
@@ -164,7 +173,7 @@ def render_table(title: str, response: Any, stream: IO[str], *, color: str = "of
     sections = builder.sections
     if not sections:
         return
-    limit = shutil.get_terminal_size((80, 24)).columns
+    limit = _terminal_width()
     width = max(s.total() for s in sections)
     if width > limit:
         sections = [_vertical(s) for s in sections]

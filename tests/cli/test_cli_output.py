@@ -7,6 +7,7 @@ import io
 from datetime import UTC, datetime
 
 import pytest
+from envelope_cli import table as envelope_table
 from envelope_cli.output import emit
 
 
@@ -81,7 +82,7 @@ def test_table_matches_the_aws_cli(name: str, width: int, monkeypatch: pytest.Mo
     expected = io.StringIO()
     formatter.TableFormatter(argparse.Namespace(color="off", query=None))._format_response(
         name, SAMPLES[name], expected)
-    monkeypatch.setenv("COLUMNS", str(width))
+    monkeypatch.setattr(envelope_table, "_terminal_width", lambda: width)
     ours = io.StringIO()
     emit(SAMPLES[name], fmt="table", query=None, stream=ours, title=name)
     assert ours.getvalue() == expected.getvalue()
