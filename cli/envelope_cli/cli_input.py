@@ -57,7 +57,7 @@ class _Generator:
     skeleton is the same on every run."""
 
     def __init__(self, use_member_names: bool) -> None:
-        from botocore.utils import ArgumentGenerator
+        from botocore.utils import ArgumentGenerator  # type: ignore[import-untyped]
 
         class _First(ArgumentGenerator):  # type: ignore[misc]
             def _generate_skeleton(self, shape: Any, stack: list[str], name: str = "") -> Any:

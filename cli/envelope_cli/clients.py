@@ -68,9 +68,9 @@ _remote_cache: dict[tuple[Any, ...], Any] = {}
 
 def _boto3_client(opts: GlobalOptions, service: str, region: str | None) -> Any:
     try:
-        import boto3
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - boto3 comes with the cli extra
         raise CLIError("calling a KMS endpoint needs boto3", ExitCode.AWS_CONFIG,
                        hint="pip install 'envelope[cli]'") from None
@@ -141,8 +141,11 @@ def call(method: Callable[..., Any], params: dict[str, Any], operation: str) -> 
                        f"{Exception.__str__(exc)}", ExitCode.AWS_SERVICE, hint=exc.hint) from None
     except CLIError:
         raise
-    except Exception as exc:
-        raise translate(exc) from None
+    except Exception as exc:  # botocore's exceptions are translated, others re-raised
+        translated = translate(exc)
+        if translated is exc:
+            raise
+        raise translated from None
 
 
 def translate(exc: Exception) -> Exception:

@@ -149,6 +149,6 @@ def operation_model(operation: str) -> Any:
     """The service model's description of ``operation`` (botocore's ``OperationModel``: input and
     output shapes), for --generate-cli-skeleton and --cli-input-json; from the KMS model botocore
     ships as data."""
-    import botocore.session
+    import botocore.session  # type: ignore[import-untyped]
 
     return botocore.session.get_session().get_service_model("kms").operation_model(api_name(operation))

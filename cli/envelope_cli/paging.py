@@ -48,7 +48,7 @@ class Pages:
     def page_result(self, index: int, page: Mapping[str, Any]) -> dict[str, Any]:
         """What the text and yaml-stream formats print of one page: its result keys (plus, on the
         first page, the keys that are not paged), as awscli's TextFormatter does."""
-        from botocore.utils import set_value_from_jmespath
+        from botocore.utils import set_value_from_jmespath  # type: ignore[import-untyped]
 
         current = self.non_aggregate_part if index == 0 else {}
         for key in self.result_keys:
@@ -60,8 +60,8 @@ def paginate(method: Callable[..., Any], config: Mapping[str, Any], params: dict
              max_items: int | None, starting_token: str | None, page_size: int | None) -> Pages:
     """Page through ``method`` as boto3's paginator for ``config`` (a paginators-1.json entry) would."""
     try:
-        from botocore.exceptions import PaginationError
-        from botocore.paginate import Paginator
+        from botocore.exceptions import PaginationError  # type: ignore[import-untyped]
+        from botocore.paginate import Paginator  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - botocore comes with the cli extra
         raise CLIError("paging needs botocore (pip install 'envelope[cli]')", ExitCode.AWS_CONFIG) from None
     limit_key = config.get("limit_key")

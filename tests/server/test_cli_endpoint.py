@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .conftest import Endpoint
 
 pytest.importorskip("awscli")
-from envelope_cli.main import main as envelope_main  # noqa: E402
+from envelope_cli.main import main as envelope_main
 
 FORMATS = ("json", "text", "table")
 # Values that differ between two calls of the same command (new key, fresh nonce): masked before
