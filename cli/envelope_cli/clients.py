@@ -47,19 +47,35 @@ def region_of(opts: GlobalOptions) -> str | None:
     return opts.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
 
-def configure_debug(opts: GlobalOptions) -> None:
-    """--debug: log envelope's and botocore's steps to stderr. botocore's wire dumps (request and
-    response bodies, which carry plaintext and data keys) stay off: secrets never reach a log."""
+def configure_debug(opts: GlobalOptions) -> Callable[[], None]:
+    """--debug: log envelope's and botocore's steps to stderr; returns the function that undoes it.
+
+    botocore's wire dumps (request and response bodies, which carry plaintext and data keys) stay
+    off: secrets never reach a log.
+    """
     if not opts.debug:
-        return
+        return lambda: None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
-    for name in ("envelope", "envelope_cli", "botocore", "boto3"):
+    changed: list[tuple[logging.Logger, int]] = []
+    for name, level in (("envelope", logging.DEBUG), ("envelope_cli", logging.DEBUG), ("botocore", logging.DEBUG),
+                        ("boto3", logging.DEBUG), ("botocore.endpoint", logging.INFO),
+                        ("botocore.parsers", logging.INFO), ("botocore.hooks", logging.INFO),
+                        ("urllib3.connectionpool", logging.INFO)):
         logger = logging.getLogger(name)
-        logger.setLevel(logging.DEBUG)
+        changed.append((logger, logger.level))
+        logger.setLevel(level)
+    top = [logging.getLogger(name) for name in ("envelope", "envelope_cli", "botocore", "boto3")]
+    for logger in top:
         logger.addHandler(handler)
-    for name in ("botocore.endpoint", "botocore.parsers", "botocore.hooks", "urllib3.connectionpool"):
-        logging.getLogger(name).setLevel(logging.INFO)
+
+    def undo() -> None:
+        for logger in top:
+            logger.removeHandler(handler)
+        for logger, level in changed:
+            logger.setLevel(level)
+
+    return undo
 
 
 _log = logging.getLogger("envelope_cli")

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.globals = opts
         from .clients import configure_debug
 
-        configure_debug(opts)
+        undo_debug = configure_debug(opts)
     except Exception as exc:  # noqa: BLE001 - a bad global option reaches the user as one line
         return report(exc, aws=aws_style or _names_aws_command(argv))
     previous = install_signal_handlers()
@@ -84,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report(exc, aws=aws_style)
     finally:
         restore_signal_handlers(previous)
+        undo_debug()
 
 
 def _names_aws_command(argv: Sequence[str]) -> bool:

@@ -256,3 +256,39 @@ def test_aws_encryption_cli_interop(endpoint: Endpoint, tmp_path: Path, monkeypa
                            f"discovery-account={arn.split(':')[4]}", "discovery-partition=aws", *policy],
                           env=env, capture_output=True, timeout=120, check=False)
     assert back.returncode == 0 and back.stdout == Path("plain.txt").read_bytes(), back.stderr
+
+
+def test_debug_through_the_endpoint_logs_no_secret(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in endpoint.cli_env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    arn = endpoint.client().create_key()["KeyMetadata"]["Arn"]
+    code, out, err = _capture(lambda: envelope_main(["--debug", "kms", "generate-data-key", "--key-id", arn,
+                                                     "--key-spec", "AES_256", "--endpoint-url", endpoint.url]))
+    assert code == 0, err
+    response = json.loads(out)
+    assert "botocore" in err and "calling kms through boto3" in err
+    assert response["Plaintext"] not in err and response["CiphertextBlob"] not in err
+    assert endpoint.secret not in err
+
+
+def test_connection_options_reach_botocore(endpoint: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from envelope_cli.clients import kms_client
+    from envelope_cli.globalopts import split_global_options
+    from envelope_cli.main import build_parser
+
+    for name, value in endpoint.cli_env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    argv = ["kms", "list-keys", "--endpoint-url", endpoint.url, "--region", "eu-west-1", "--cli-read-timeout", "0",
+            "--cli-connect-timeout", "7", "--no-verify-ssl"]
+    opts, _, _ = split_global_options(argv, build_parser())
+    client = kms_client(opts)
+    assert client.meta.endpoint_url == endpoint.url and client.meta.region_name == "eu-west-1"
+    assert client.meta.config.read_timeout is None and client.meta.config.connect_timeout == 7
+    assert client._endpoint.http_session._verify is False
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    opts.no_verify_ssl = False
+    opts.ca_bundle = str(bundle)
+    assert kms_client(opts)._endpoint.http_session._verify == str(bundle)
