@@ -14,6 +14,7 @@ from typing import Any
 
 from .exits import CLIError, ExitCode
 from .kms_args import read_text_value
+from .output import to_jsonable
 
 __all__ = ["input_document", "skeleton"]
 
@@ -44,8 +45,7 @@ def input_document(json_text: str | None, yaml_text: str | None) -> dict[str, An
             raise CLIError(f"--cli-input-json: invalid JSON: {exc}", ExitCode.AWS_USAGE) from None
         flag = "--cli-input-json"
     else:
-        assert_text = yaml_text if yaml_text is not None else ""
-        data = _load_yaml(read_text_value(assert_text), "--cli-input-yaml")
+        data = _load_yaml(read_text_value(yaml_text or ""), "--cli-input-yaml")
         flag = "--cli-input-yaml"
     if not isinstance(data, dict):
         raise CLIError(f"{flag}: expected an object of parameters", ExitCode.AWS_USAGE)
@@ -88,17 +88,8 @@ def skeleton(operation_model: Any, kind: str) -> Any:
         required = set(getattr(shape, "required_members", ()) or ())
         lines: list[str] = []
         for key, value in data.items():
-            block = yaml.safe_dump({key: _plain(value)}, default_flow_style=False, sort_keys=False)
+            block = yaml.safe_dump({key: to_jsonable(value)}, default_flow_style=False, sort_keys=False)
             head, _, tail = block.partition("\n")
             lines.append(head + ("  # [REQUIRED]" if key in required else "") + "\n" + tail)
         return "".join(lines)
-    from .output import to_jsonable
-
-    return json.dumps(to_jsonable(_plain(data)), indent=4) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    """OrderedDicts and datetimes as plain JSON/YAML values."""
-    from .output import to_jsonable
-
-    return to_jsonable(value)
+    return json.dumps(to_jsonable(data), indent=4) + "\n"

@@ -19,7 +19,10 @@ import envelope
 from .exits import CLIError, ExitCode
 from .globalopts import GlobalOptions
 
-__all__ = ["call", "configure_debug", "is_remote", "kms_client", "region_of", "sts_identity"]
+__all__ = ["call", "configure_debug", "default_region", "is_remote", "kms_client", "local_kms", "region_of",
+           "sts_identity"]
+
+_DEFAULT_REGION = "us-east-1"
 
 _ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL")
 _CHOICES = ("embedded", "aws")
@@ -122,8 +125,6 @@ def kms_client(opts: GlobalOptions, region: str | None = None) -> Any:
             raise CLIError("--principal applies to the embedded service only", ExitCode.AWS_USAGE,
                            hint="with --endpoint-url or --profile the caller is whoever the credentials name")
         return _boto3_client(opts, "kms", region)
-    from .keys import local_kms
-
     _log.debug("calling the embedded KMS: region %s", region or "(default)")
     return local_kms(region, opts.principal)
 
@@ -137,6 +138,37 @@ def sts_identity(opts: GlobalOptions) -> dict[str, Any]:
     arn = client.principal
     user_id = client.account if arn.endswith(":root") else arn.rsplit("/", 1)[-1]
     return {"UserId": user_id, "Account": client.account, "Arn": arn}
+
+
+def default_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or _DEFAULT_REGION
+
+
+_clients: dict[tuple[str | None, str, str | None], Any] = {}
+
+
+def local_kms(region: str | None = None, principal: str | None = None) -> Any:
+    """The embedded KMS client for ``region``, calling as ``principal`` or $ENVELOPE_PRINCIPAL.
+
+    One client per data directory, region and principal per process.
+    """
+    region = region or default_region()
+    principal = principal or os.environ.get("ENVELOPE_PRINCIPAL") or None
+    cache_key = (os.environ.get("ENVELOPE_DATA_DIR"), region, principal)
+    if cache_key not in _clients:
+        try:
+            from envelope.kms import LocalKMS
+        except ImportError as exc:  # pragma: no cover - depends on the build
+            raise CLIError(f"the embedded KMS is not available: {exc}", ExitCode.KEY) from None
+        if principal is None:
+            _clients[cache_key] = LocalKMS(region=region)
+        else:
+            parts = principal.split(":")
+            if len(parts) < 6 or not parts[4]:
+                raise CLIError(f"not an IAM principal ARN: {principal!r}", ExitCode.USAGE,
+                               hint="for example arn:aws:iam::111122223333:role/App")
+            _clients[cache_key] = LocalKMS(region=region, account=parts[4], principal=principal)
+    return _clients[cache_key]
 
 
 def _config_error(exc: BaseException) -> CLIError:

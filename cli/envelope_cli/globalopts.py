@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +50,9 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
     GlobalOption("--region", "region", "region (default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's, "
                  "or us-east-1 for the embedded service)", "REGION"),
     GlobalOption("--kms", "kms", "which KMS to call: embedded (the local service) or aws (boto3 with the "
-                 "standard credential chain); default: aws when an endpoint or profile is given, else "
-                 "$ENVELOPE_KMS or embedded", "WHICH", ("embedded", "aws")),
+                 "standard credential chain); default: aws with --endpoint-url or --profile, else "
+                 "$ENVELOPE_KMS, else aws if $AWS_ENDPOINT_URL_KMS or $AWS_ENDPOINT_URL is set, else embedded",
+                 "WHICH", ("embedded", "aws")),
     GlobalOption("--cli-read-timeout", "cli_read_timeout", "socket read timeout in seconds (0: none; default 60)",
                  "SECONDS"),
     GlobalOption("--cli-connect-timeout", "cli_connect_timeout", "socket connect timeout in seconds (0: none; "
@@ -80,10 +82,14 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
 
 _BY_FLAG = {option.flag: option for option in GLOBAL_OPTIONS}
 
-GLOBAL_HELP = "global options (before or after the command, as with `aws`):\n" + "\n".join(
-    f"  {o.flag}{' ' + o.metavar if o.metavar else ''}\n      {o.help}"
-    + (f" ({'|'.join(o.choices)})" if o.choices and o.flag != "--kms" else "")
-    for o in GLOBAL_OPTIONS)
+def _help_entry(option: GlobalOption) -> str:
+    head = f"  {option.flag}{' ' + option.metavar if option.metavar else ''}"
+    text = option.help + (f" ({'|'.join(option.choices)})" if option.choices and option.flag != "--kms" else "")
+    return head + "\n" + textwrap.fill(text, 100, initial_indent="      ", subsequent_indent="      ")
+
+
+GLOBAL_HELP = ("global options (before the command, between the service and the operation, or after it, "
+               "as with `aws`):\n" + "\n".join(_help_entry(o) for o in GLOBAL_OPTIONS))
 
 
 @dataclass(slots=True)
@@ -129,18 +135,17 @@ def _set(options: GlobalOptions, option: GlobalOption, value: str | None) -> Non
     if option.metavar is None:
         setattr(options, option.dest, True)
     else:
-        assert_value = value if value is not None else option.optional_value
-        if assert_value is None:  # pragma: no cover - guarded by the caller
+        text = value if value is not None else option.optional_value
+        if text is None:  # pragma: no cover - split_global_options always finds a value or fails
             raise RuntimeError("envelope: internal error: global option without a value")
-        if option.choices and assert_value not in option.choices:
-            raise _usage(f"argument {option.flag}: invalid choice: {assert_value!r} "
-                         f"(choose from {', '.join(option.choices)})")
-        parsed: Any = assert_value
+        if option.choices and text not in option.choices:
+            raise _usage(f"argument {option.flag}: invalid choice: {text!r} (choose from {', '.join(option.choices)})")
+        parsed: Any = text
         if option.dest in ("cli_read_timeout", "cli_connect_timeout"):
             try:
-                parsed = int(assert_value)
+                parsed = int(text)
             except ValueError:
-                raise _usage(f"argument {option.flag}: not a whole number of seconds: {assert_value!r}") from None
+                raise _usage(f"argument {option.flag}: not a whole number of seconds: {text!r}") from None
             if parsed < 0:
                 raise _usage(f"argument {option.flag}: must be 0 (no timeout) or more")
         setattr(options, option.dest, parsed)

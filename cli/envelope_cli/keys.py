@@ -18,7 +18,6 @@ import argparse
 import base64
 import binascii
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 import envelope
 
+from .clients import default_region, is_remote, kms_client, local_kms
 from .ecdh_keys import ecdh_keyring
 from .exits import CLIError, ExitCode
 from .globalopts import GlobalOptions
@@ -36,7 +36,6 @@ __all__ = ["DEFAULT_ALIAS", "KeySpec", "add_key_arguments", "build_keyring", "de
 
 DEFAULT_ALIAS = "alias/envelope-default"
 DEFAULT_NAMESPACE = "envelope"
-_DEFAULT_REGION = "us-east-1"
 _MODIFIERS = {"region": ("kms",), "namespace": ("aes", "rsa-public", "rsa-private"),
               "name": ("aes", "rsa-public", "rsa-private"), "padding": ("rsa-public", "rsa-private")}
 _FLAG_OF = {"region": "--region", "namespace": "--key-namespace", "name": "--key-name", "padding": "--rsa-padding"}
@@ -149,37 +148,6 @@ def keyring_options(args: argparse.Namespace) -> dict[str, Any]:
             "any_account": bool(getattr(args, "discovery_any_account", False))}
 
 
-def default_region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or _DEFAULT_REGION
-
-
-_clients: dict[tuple[str | None, str, str | None], Any] = {}
-
-
-def local_kms(region: str | None = None, principal: str | None = None) -> Any:
-    """The embedded KMS client for ``region``, calling as ``principal`` or $ENVELOPE_PRINCIPAL.
-
-    One client per data directory, region and principal per process.
-    """
-    region = region or default_region()
-    principal = principal or os.environ.get("ENVELOPE_PRINCIPAL") or None
-    cache_key = (os.environ.get("ENVELOPE_DATA_DIR"), region, principal)
-    if cache_key not in _clients:
-        try:
-            from envelope.kms import LocalKMS
-        except ImportError as exc:  # pragma: no cover - depends on the build
-            raise CLIError(f"the embedded KMS is not available: {exc}", ExitCode.KEY) from None
-        if principal is None:
-            _clients[cache_key] = LocalKMS(region=region)
-        else:
-            parts = principal.split(":")
-            if len(parts) < 6 or not parts[4]:
-                raise CLIError(f"not an IAM principal ARN: {principal!r}", ExitCode.USAGE,
-                               hint="for example arn:aws:iam::111122223333:role/App")
-            _clients[cache_key] = LocalKMS(region=region, account=parts[4], principal=principal)
-    return _clients[cache_key]
-
-
 def _read(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as fp:
@@ -231,8 +199,6 @@ def _discovery_class() -> Any:
 def _client(connection: GlobalOptions | None, region: str) -> Any:
     if connection is None:
         return local_kms(region)
-    from .clients import kms_client
-
     return kms_client(connection, region)
 
 
@@ -254,8 +220,6 @@ class _RegionalDiscovery:
 
     @property
     def _remote(self) -> bool:
-        from .clients import is_remote
-
         return self._connection is not None and is_remote(self._connection)
 
     def on_encrypt(self, materials: Any) -> Any:  # pragma: no cover - only used for decryption
@@ -327,8 +291,6 @@ def build_keyring(specs: Sequence[KeySpec], defaults: dict[str, str], *, decrypt
     :param discovery_filter: an `envelope.DiscoveryFilter` that limits discovery to some accounts.
     :param any_account: allow discovery through an endpoint without a filter.
     """
-    from .clients import is_remote
-
     specs = list(specs)
     for spec in specs:
         for option, value in defaults.items():

@@ -2,6 +2,13 @@
 
 Flags are the kebab-case of boto3's PascalCase parameter names (KeyId -> --key-id), as in `aws kms`.
 A type ending in ``!`` is required. Types: str, int, bool, blob, map, list, tags, struct, time.
+
+What the rest of the CLI needs from this module, so that a table generated from the service model
+can replace it: ``OPERATIONS`` (sub-command -> `Operation`: client method, summary, parameter kinds),
+``PAGINATORS`` (sub-command -> a botocore paginators-1.json entry), ``api_name`` (the API's name
+of an operation) and ``operation_model`` (botocore's OperationModel interface: input and output
+shapes, for --generate-cli-skeleton). Global options, output, paging, --cli-input-json and the
+choice of client (embedded or boto3) are built from these alone.
 """
 
 from __future__ import annotations
