@@ -172,11 +172,14 @@ def local_kms(region: str | None = None, principal: str | None = None) -> Any:
 
 
 def _config_error(exc: BaseException) -> CLIError:
-    from botocore.exceptions import NoRegionError
+    from botocore.exceptions import NoCredentialsError, NoRegionError
 
     hint = None
     if isinstance(exc, NoRegionError):
         hint = "pass --region, or set AWS_REGION / AWS_DEFAULT_REGION or the profile's region"
+    elif isinstance(exc, NoCredentialsError):
+        hint = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or pass --profile; for an `envelope kms serve`, "
+                "`envelope kms create-access-key` makes a key")
     return CLIError(str(exc), ExitCode.AWS_CONFIG, hint=hint)
 
 

@@ -126,9 +126,10 @@ def test_generate_cli_skeleton(cli) -> None:
       "--cli-connect-timeout", "1"], 255),
     (["kms", "list-keys", "--kms", "embedded", "--endpoint-url", "http://127.0.0.1:9"], 252),
     (["kms", "list-keys", "--cli-read-timeout", "soon"], 252),
+    (["kms", "list-keys", "--endpoint-url", "http://127.0.0.1:9"], 253),
     (["encrypt", "--bogus"], 2),
 ], ids=["unknown-option", "service-error", "unknown-profile", "unreachable", "contradiction", "bad-value",
-        "encrypt-keeps-its-codes"])
+        "no-region", "encrypt-keeps-its-codes"])
 def test_aws_return_codes(cli, argv: list[str], code: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
@@ -137,6 +138,16 @@ def test_aws_return_codes(cli, argv: list[str], code: int, monkeypatch: pytest.M
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     r = cli(*argv)
     assert r.code == code, r.err
+
+
+def test_no_credentials_is_a_configuration_error(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    r = cli("kms", "list-keys", "--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1")
+    assert r.code == 253 and "Unable to locate credentials" in r.err and "create-access-key" in r.err
 
 
 def test_paginators_match_botocore() -> None:
