@@ -120,11 +120,25 @@ class GlobalOptions:
 
     @property
     def output_format(self) -> str:
-        fmt = self.output or os.environ.get("AWS_DEFAULT_OUTPUT") or "json"
+        """--output, else $AWS_DEFAULT_OUTPUT, else the profile's ``output`` in ~/.aws/config, else json
+        (the aws CLI's order)."""
+        fmt = self.output or os.environ.get("AWS_DEFAULT_OUTPUT") or self._profile_output() or "json"
         if fmt not in OUTPUT_FORMATS:
-            raise CLIError(f"AWS_DEFAULT_OUTPUT={fmt!r} is not an output format (one of: "
-                           f"{', '.join(OUTPUT_FORMATS)})", ExitCode.AWS_CONFIG)
+            raise CLIError(f"output format {fmt!r} (from AWS_DEFAULT_OUTPUT or the profile) is not one of: "
+                           f"{', '.join(OUTPUT_FORMATS)}", ExitCode.AWS_CONFIG)
         return fmt
+
+    def _profile_output(self) -> str | None:
+        try:
+            import botocore.session  # type: ignore[import-untyped]
+            from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
+        except ImportError:  # pragma: no cover - botocore comes with the cli extra
+            return None
+        try:
+            value = botocore.session.Session(profile=self.profile).get_scoped_config().get("output")
+        except BotoCoreError:
+            return None  # an unknown profile is reported where the profile is used
+        return str(value) if value else None
 
 
 def _usage(message: str) -> CLIError:

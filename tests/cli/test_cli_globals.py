@@ -71,6 +71,21 @@ def test_yaml_and_yaml_stream(cli) -> None:
     assert cli("kms", "describe-key", "--key-id", made[0], "--output", "off").out == b""
 
 
+def test_output_from_the_environment_and_the_profile(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # https://docs.aws.amazon.com/cli/latest/userguide/cli-usage-output-format.html: --output, then
+    # AWS_DEFAULT_OUTPUT, then the profile's `output` setting
+    config = tmp_path / "config"
+    config.write_text("[default]\noutput = text\n[profile tabular]\noutput = table\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    argv = ("kms", "generate-random", "--number-of-bytes", "3", "--query", "length(Plaintext)")
+    assert cli(*argv).text == "4\n"  # text, from the default profile
+    monkeypatch.setenv("AWS_PROFILE", "tabular")
+    assert cli(*argv).text.startswith("-")  # a table
+    monkeypatch.setenv("AWS_DEFAULT_OUTPUT", "json")
+    assert cli(*argv).text == "4\n"
+    assert cli(*argv, "--output", "yaml").text == "4\n...\n"
+
+
 def test_no_paginate_prints_the_raw_page(cli) -> None:
     for _ in range(2):
         cli("kms", "create-key")
