@@ -99,7 +99,7 @@ def _boto3_client(opts: GlobalOptions, service: str, region: str | None) -> Any:
     key = (service, opts.profile, region, opts.endpoint_url, verify, opts.cli_read_timeout, opts.cli_connect_timeout,
            environment)
     if key in _remote_cache:
-        return _remote_cache[key]
+        return _log_remote(_remote_cache[key], service, opts)
     config: dict[str, Any] = {}
     # 0 means "no timeout" to the aws CLI; botocore takes None for that.
     if opts.cli_read_timeout is not None:
@@ -111,9 +111,13 @@ def _boto3_client(opts: GlobalOptions, service: str, region: str | None) -> Any:
         client = session.client(service, endpoint_url=opts.endpoint_url, verify=verify, config=Config(**config))
     except BotoCoreError as exc:  # unknown profile, no region, bad endpoint URL
         raise _config_error(exc) from None
+    _remote_cache[key] = client
+    return _log_remote(client, service, opts)
+
+
+def _log_remote(client: Any, service: str, opts: GlobalOptions) -> Any:
     _log.debug("calling %s through boto3: endpoint %s, region %s, profile %s", service,
                client.meta.endpoint_url, client.meta.region_name, opts.profile or "(default chain)")
-    _remote_cache[key] = client
     return client
 
 
