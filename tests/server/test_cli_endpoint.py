@@ -229,6 +229,13 @@ def test_encrypt_decrypt_with_the_endpoint_and_the_esdk(endpoint: Endpoint, tmp_
     assert envelope("decrypt", "--kms-key", arn, "-q", "theirs.envelope", "-o", "out2") == (0, "")
     assert Path("out2").read_bytes() == plain
 
+    # rewrap through the endpoint: unwrap with the first key, wrap with a second one
+    second = endpoint.client().create_key(Description="rewrapped")["KeyMetadata"]["Arn"]
+    assert envelope("rewrap", "--kms-key", arn, "--to", "--kms-key", second, "theirs.envelope") == (0, "")
+    rewrapped, _ = client.decrypt(source=Path("theirs.envelope").read_bytes(), key_provider=esdk.StrictAwsKmsMasterKeyProvider(
+        key_ids=[second], botocore_session=_esdk_session(endpoint, tmp_path)))
+    assert rewrapped == plain
+
 
 @pytest.mark.skipif(not (os.environ.get("ENVELOPE_ESDK_CLI") or shutil.which("aws-encryption-cli")),
                     reason="aws-encryption-cli is not installed (it needs aws-encryption-sdk 3.x: install it in "
