@@ -16,7 +16,7 @@ from .argtypes import positive_int
 from .exits import NO_KEY_HINT, CLIError, ExitCode, describe, naming_input
 from .files import STDIO, AtomicOutput, Job, file_mode, is_stream_target, plan_jobs, refuse_empty_message, regular_size
 from .headers import edk_key_id, header_dict
-from .keys import add_key_arguments, build_keyring
+from .keys import add_key_arguments, build_keyring, keyring_options
 from .progress import Progress, make_progress
 
 __all__ = ["add_context_argument", "add_parsers", "parse_context", "run_decrypt", "run_encrypt"]
@@ -202,8 +202,7 @@ def _name_the_wrapping_keys(exc: envelope.NoMatchingKeyError,
 
 
 def _manager(args: argparse.Namespace, decrypt: bool) -> tuple[Any, list[str]]:
-    keyring, names = build_keyring(args.keys, args.key_defaults, decrypt=decrypt,
-                                   discovery=getattr(args, "discovery", False))
+    keyring, names = build_keyring(args.keys, args.key_defaults, decrypt=decrypt, **keyring_options(args))
     if args.caching is None:
         return envelope.DefaultMaterialsManager(keyring), names
     caching = getattr(envelope, "CachingMaterialsManager", None)

@@ -9,8 +9,8 @@ from typing import IO
 
 import envelope
 
-__all__ = ["EXIT_CODES_HELP", "NO_KEY_HINT", "CLIError", "ExitCode", "InputFailed", "describe", "naming_input",
-           "report"]
+__all__ = ["AWS_EXIT_CODES_HELP", "EXIT_CODES_HELP", "NO_KEY_HINT", "CLIError", "ExitCode", "InputFailed",
+           "aws_exit_code", "describe", "naming_input", "report"]
 
 
 class ExitCode:
@@ -24,6 +24,12 @@ class ExitCode:
     KEY = 5  # no key could unwrap the data key, keyring or KMS failure
     POLICY = 6  # a rule refused: encryption context mismatch, signed message, commitment policy, limits
     INTERRUPTED = 130  # SIGINT / SIGTERM: temporary output removed
+    # `envelope kms` / `envelope sts` use the aws CLI's codes instead of 2-6
+    # (https://docs.aws.amazon.com/cli/latest/topic/return-codes.html):
+    AWS_USAGE = 252  # bad syntax, unknown parameter, or a parameter value that prevented the call
+    AWS_CONFIG = 253  # the environment or configuration is invalid (credentials, profile, region)
+    AWS_SERVICE = 254  # the call was made and the service returned an error
+    AWS_FAILURE = 255  # any other failure of the CLI or the service
 
 
 EXIT_CODES_HELP = """\
@@ -36,7 +42,19 @@ exit codes:
   5    key error: no key could decrypt the data key, keyring or KMS failure (disabled key, ...)
   6    policy refused the operation: encryption context mismatch (-c), signed message refused,
        commitment policy, encrypted-data-key or decompression limit
-  130  interrupted (SIGINT or SIGTERM); no partial output is left behind"""
+  130  interrupted (SIGINT or SIGTERM); no partial output is left behind
+`envelope kms` and `envelope sts` exit as `aws` does: 0 success, 130 interrupted,
+  252 bad syntax or parameter, 253 bad environment or configuration (credentials, profile),
+  254 the service returned an error, 255 any other failure"""
+
+AWS_EXIT_CODES_HELP = """\
+exit codes: (as the aws CLI's: https://docs.aws.amazon.com/cli/latest/topic/return-codes.html)
+  0    success
+  130  interrupted (SIGINT)
+  252  bad syntax, unknown parameter, or a parameter value that prevented the call
+  253  the environment or configuration is invalid (credentials, profile, region)
+  254  the call reached the service, which returned an error (e.g. NotFoundException)
+  255  any other failure (for `audit verify`: the audit log failed verification)"""
 
 
 class CLIError(Exception):
@@ -154,10 +172,24 @@ def describe(exc: BaseException) -> tuple[int, str, str | None]:
     return ExitCode.FAILURE, f"{type(exc).__name__}: {exc}", None
 
 
-def report(exc: BaseException, stream: IO[str] | None = None) -> int:
-    """Print the error the age way and return its exit code."""
+# `envelope` codes -> the aws CLI's, for `envelope kms` and `envelope sts`.
+_AWS_CODES = {ExitCode.OK: ExitCode.OK, ExitCode.USAGE: ExitCode.AWS_USAGE, ExitCode.KEY: ExitCode.AWS_SERVICE,
+              ExitCode.INTERRUPTED: ExitCode.INTERRUPTED}
+
+
+def aws_exit_code(code: int) -> int:
+    """The aws CLI's return code for an `envelope` exit code (252-255 pass through)."""
+    if code >= ExitCode.AWS_USAGE:
+        return code
+    return _AWS_CODES.get(code, ExitCode.AWS_FAILURE)
+
+
+def report(exc: BaseException, stream: IO[str] | None = None, *, aws: bool = False) -> int:
+    """Print the error the age way and return its exit code (the aws CLI's when ``aws``)."""
     stream = stream or sys.stderr
     code, text, hint = describe(exc)
+    if aws:
+        code = aws_exit_code(code)
     print(f"envelope: error: {_printable(text)}", file=stream)
     if hint:
         print(f"hint: {_printable(hint)}", file=stream)

@@ -4,6 +4,12 @@
 Key flags are repeatable and keep their order: the first key generates the data key and each other
 key wraps it too (a MultiKeyring). --region, --key-namespace, --key-name and --rsa-padding qualify
 the key flag just before them; given before any key flag they apply to every key.
+
+KMS keys live in the embedded service, or (--endpoint-url, --profile, --kms aws,
+$AWS_ENDPOINT_URL_KMS: see clients.py) in AWS KMS or any KMS endpoint, called through boto3.
+Discovery decrypt is limited to --discovery-account (in --discovery-partition), as
+aws-encryption-cli's discovery-account / discovery-partition; a remote discovery without it is
+refused unless --discovery-any-account says so.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ import argparse
 import base64
 import binascii
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,14 +26,16 @@ from cryptography.hazmat.primitives import serialization
 
 import envelope
 
+from .clients import default_region, is_remote, kms_client, local_kms
 from .ecdh_keys import ecdh_keyring
 from .exits import CLIError, ExitCode
+from .globalopts import GlobalOptions
 
-__all__ = ["DEFAULT_ALIAS", "KeySpec", "add_key_arguments", "build_keyring", "default_region", "local_kms"]
+__all__ = ["DEFAULT_ALIAS", "KeySpec", "add_key_arguments", "build_keyring", "default_region", "keyring_options",
+           "local_kms"]
 
 DEFAULT_ALIAS = "alias/envelope-default"
 DEFAULT_NAMESPACE = "envelope"
-_DEFAULT_REGION = "us-east-1"
 _MODIFIERS = {"region": ("kms",), "namespace": ("aes", "rsa-public", "rsa-private"),
               "name": ("aes", "rsa-public", "rsa-private"), "padding": ("rsa-public", "rsa-private")}
 _FLAG_OF = {"region": "--region", "namespace": "--key-namespace", "name": "--key-name", "padding": "--rsa-padding"}
@@ -74,7 +81,8 @@ def add_key_arguments(parser: argparse.ArgumentParser, *, decrypt: bool) -> None
         "--key-namespace, --key-name and --rsa-padding qualify the key flag just before them; "
         "before any key flag they apply to all keys.")
     group.add_argument("--kms-key", action=_AddKey, const="kms", metavar="ID|ARN|ALIAS", dest="keys",
-                       help="a key of the embedded KMS: key id, key ARN, alias name (alias/x) or alias ARN")
+                       help="a KMS key: key id, key ARN, alias name (alias/x) or alias ARN; of the embedded "
+                            "KMS, or of the endpoint that --endpoint-url, --profile or --kms aws selects")
     group.add_argument("--aes-key-file", action=_AddKey, const="aes", metavar="FILE", dest="keys",
                        help="raw AES key: 16, 24 or 32 bytes, raw or base64")
     group.add_argument("--rsa-public-key", action=_AddKey, const="rsa-public", metavar="PEM", dest="keys",
@@ -82,7 +90,7 @@ def add_key_arguments(parser: argparse.ArgumentParser, *, decrypt: bool) -> None
     group.add_argument("--rsa-private-key", action=_AddKey, const="rsa-private", metavar="PEM", dest="keys",
                        help="RSA private key PEM (decrypts; also encrypts with its public half)")
     group.add_argument("--region", action=_Qualify, const="region", metavar="REGION", dest="key_qualifier",
-                       help="region of the embedded KMS for the --kms-key before it "
+                       help="region of the KMS for the --kms-key before it "
                             "(default: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1; an ARN names its own)")
     group.add_argument("--key-namespace", action=_Qualify, const="namespace", metavar="NS", dest="key_qualifier",
                        help=f"raw key provider namespace (default: {DEFAULT_NAMESPACE})")
@@ -101,40 +109,43 @@ def add_key_arguments(parser: argparse.ArgumentParser, *, decrypt: bool) -> None
                                 "encrypt, only its private key decrypts (raw ECDH, ephemeral sender key)")
     if decrypt:
         group.add_argument("--discovery", action="store_true",
-                           help="also try every embedded KMS key the message names (the default when no "
-                                "key flag is given)")
+                           help="also try every KMS key the message names (the default when no key flag is "
+                                "given)")
+        group.add_argument("--discovery-account", action="append", default=[], metavar="ACCOUNT",
+                           help="discovery tries only keys of this AWS account (repeatable); required for "
+                                "discovery through an endpoint unless --discovery-any-account")
+        group.add_argument("--discovery-partition", metavar="PARTITION",
+                           help="the partition of --discovery-account (default: aws)")
+        group.add_argument("--discovery-any-account", action="store_true",
+                           help="let discovery through an endpoint try keys of any account")
+    remote = parser.add_argument_group(
+        "KMS endpoint (also accepted before the command, as global options)",
+        "The embedded KMS is used unless an endpoint or profile is given (or --kms aws, or "
+        "$ENVELOPE_KMS=aws); then boto3 calls it with the standard credential chain. See "
+        "`envelope --help` for --region, --no-verify-ssl, --ca-bundle and the timeouts.")
+    remote.add_argument("--endpoint-url", metavar="URL", help="a KMS endpoint: an `envelope kms serve` or AWS "
+                        "($AWS_ENDPOINT_URL_KMS and $AWS_ENDPOINT_URL are read too)")
+    remote.add_argument("--profile", metavar="NAME", help="a profile of ~/.aws/config and ~/.aws/credentials")
+    remote.add_argument("--kms", choices=["embedded", "aws"], help="which KMS: embedded (default) or aws (boto3)")
     parser.set_defaults(keys=[], key_defaults={})
 
 
-def default_region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or _DEFAULT_REGION
-
-
-_clients: dict[tuple[str | None, str, str | None], Any] = {}
-
-
-def local_kms(region: str | None = None, principal: str | None = None) -> Any:
-    """The embedded KMS client for ``region``, calling as ``principal`` or $ENVELOPE_PRINCIPAL.
-
-    One client per data directory, region and principal per process.
-    """
-    region = region or default_region()
-    principal = principal or os.environ.get("ENVELOPE_PRINCIPAL") or None
-    cache_key = (os.environ.get("ENVELOPE_DATA_DIR"), region, principal)
-    if cache_key not in _clients:
-        try:
-            from envelope.kms import LocalKMS
-        except ImportError as exc:  # pragma: no cover - depends on the build
-            raise CLIError(f"the embedded KMS is not available: {exc}", ExitCode.KEY) from None
-        if principal is None:
-            _clients[cache_key] = LocalKMS(region=region)
-        else:
-            parts = principal.split(":")
-            if len(parts) < 6 or not parts[4]:
-                raise CLIError(f"not an IAM principal ARN: {principal!r}", ExitCode.USAGE,
-                               hint="for example arn:aws:iam::111122223333:role/App")
-            _clients[cache_key] = LocalKMS(region=region, account=parts[4], principal=principal)
-    return _clients[cache_key]
+def keyring_options(args: argparse.Namespace) -> dict[str, Any]:
+    """build_keyring's connection and discovery options from a parsed encrypt/decrypt command line."""
+    opts = getattr(args, "globals", None)
+    connection = opts if isinstance(opts, GlobalOptions) else GlobalOptions()
+    # The command's own --endpoint-url/--profile/--kms win over those given before the command.
+    for name in ("endpoint_url", "profile", "kms"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(connection, name, value)
+    accounts = list(getattr(args, "discovery_account", None) or [])
+    partition = getattr(args, "discovery_partition", None)
+    if partition is not None and not accounts:
+        raise CLIError("--discovery-partition needs --discovery-account", ExitCode.USAGE)
+    return {"discovery": bool(getattr(args, "discovery", False)), "connection": connection,
+            "discovery_filter": envelope.DiscoveryFilter(partition or "aws", tuple(accounts)) if accounts else None,
+            "any_account": bool(getattr(args, "discovery_any_account", False))}
 
 
 def _read(path: str, what: str) -> bytes:
@@ -185,14 +196,31 @@ def _discovery_class() -> Any:
     return envelope.KMSDiscoveryKeyring
 
 
-class _RegionalDiscovery:
-    """Decrypt-only: tries each ``aws-kms`` EDK with the embedded KMS of the region its ARN names."""
+def _client(connection: GlobalOptions | None, region: str) -> Any:
+    if connection is None:
+        return local_kms(region)
+    return kms_client(connection, region)
 
-    def __init__(self, default_region: str) -> None:
+
+class _RegionalDiscovery:
+    """Decrypt-only: tries each ``aws-kms`` EDK with the KMS of the region its ARN names (the
+    embedded one, or boto3 when the connection options say so), within ``discovery_filter``."""
+
+    def __init__(self, default_region: str, connection: GlobalOptions | None = None,
+                 discovery_filter: Any = None) -> None:
         self._default_region = default_region
+        self._connection = connection
+        self._filter = discovery_filter
 
     def __repr__(self) -> str:
-        return "embedded KMS discovery"
+        where = "KMS endpoint" if self._remote else "embedded KMS"
+        if self._filter is None:
+            return f"{where} discovery"
+        return f"{where} discovery (accounts {', '.join(self._filter.account_ids)} in {self._filter.partition})"
+
+    @property
+    def _remote(self) -> bool:
+        return self._connection is not None and is_remote(self._connection)
 
     def on_encrypt(self, materials: Any) -> Any:  # pragma: no cover - only used for decryption
         raise envelope.KeyringError("discovery cannot encrypt")
@@ -208,22 +236,24 @@ class _RegionalDiscovery:
         errors: list[BaseException | str] = []
         for region, edks in by_region.items():
             try:
-                return _discovery_class()(local_kms(region)).on_decrypt(materials, edks)
+                keyring = _discovery_class()(_client(self._connection, region), discovery_filter=self._filter)
+                return keyring.on_decrypt(materials, edks)
             except envelope.NoMatchingKeyError as exc:
                 errors.extend(exc.errors or [exc])
             except envelope.KMSError as exc:
                 errors.append(exc)
         if not by_region:
-            errors.append("the message has no embedded-KMS (aws-kms) encrypted data key")
-        raise envelope.NoMatchingKeyError("embedded KMS discovery could not decrypt the data key", errors)
+            which = "KMS" if self._remote else "embedded-KMS"
+            errors.append(f"the message has no {which} (aws-kms) encrypted data key")
+        raise envelope.NoMatchingKeyError(f"{self!r} could not decrypt the data key", errors)
 
 
-def _kms_keyring(spec: KeySpec, region: str, decrypt: bool) -> Any:
+def _kms_keyring(spec: KeySpec, region: str, decrypt: bool, connection: GlobalOptions | None = None) -> Any:
     key_id = spec.value
     if key_id.startswith("arn:"):
         parts = key_id.split(":")
         region = parts[3] if len(parts) > 5 and parts[3] else region
-    client = local_kms(region)
+    client = _client(connection, region)
     if decrypt and (not key_id.startswith("arn:") or ":alias/" in key_id):
         # Encrypted data keys name the key ARN; a keyring matches them only by that ARN.
         key_id = client.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
@@ -253,24 +283,39 @@ def ensure_default_key(region: str) -> str:
 
 
 def build_keyring(specs: Sequence[KeySpec], defaults: dict[str, str], *, decrypt: bool,
-                  discovery: bool = False) -> tuple[Any, list[str]]:
-    """Build the keyring for the key flags; returns it and a description of each key for metadata."""
+                  discovery: bool = False, connection: GlobalOptions | None = None,
+                  discovery_filter: Any = None, any_account: bool = False) -> tuple[Any, list[str]]:
+    """Build the keyring for the key flags; returns it and a description of each key for metadata.
+
+    :param connection: the global options that select the KMS (embedded or boto3); None: embedded.
+    :param discovery_filter: an `envelope.DiscoveryFilter` that limits discovery to some accounts.
+    :param any_account: allow discovery through an endpoint without a filter.
+    """
     specs = list(specs)
     for spec in specs:
         for option, value in defaults.items():
             if spec.kind in _MODIFIERS[option]:
                 spec.options.setdefault(option, value)
-    region = defaults.get("region") or default_region()
+    remote = connection is not None and is_remote(connection)
+    region = defaults.get("region") or (connection.region if connection else None) or default_region()
     keyrings: list[Any] = []
     names: list[str] = []
     if not specs:
         if decrypt:
             discovery = True
+        elif remote:
+            raise CLIError("name the KMS key to encrypt under with --kms-key", ExitCode.USAGE,
+                           hint="envelope creates a default key only in the embedded KMS, never in a remote one")
         else:
             specs = [KeySpec("kms", ensure_default_key(region), {"region": region})]
+    if discovery and remote and discovery_filter is None and not any_account:
+        # aws-encryption-cli's rule: discovery through a real KMS is limited to the accounts listed.
+        raise CLIError("discovery through a KMS endpoint needs --discovery-account ACCOUNT", ExitCode.USAGE,
+                       hint="list the accounts whose keys may decrypt (--discovery-account, repeatable), name the "
+                            "key with --kms-key, or pass --discovery-any-account")
     for spec in specs:
         if spec.kind == "kms":
-            keyrings.append(_kms_keyring(spec, spec.options.get("region", region), decrypt))
+            keyrings.append(_kms_keyring(spec, spec.options.get("region", region), decrypt, connection))
             names.append(f"aws-kms:{keyrings[-1].key_id}")
         elif spec.kind in ("recipient", "identity"):
             keyring, name = ecdh_keyring(spec.kind, spec.value, decrypt)
@@ -298,7 +343,7 @@ def build_keyring(specs: Sequence[KeySpec], defaults: dict[str, str], *, decrypt
                 keyrings.append(envelope.RawRSAKeyring(ns, name, public_key_pem=pem, padding=padding))
             names.append(f"{ns}:{name}")
     if discovery:
-        keyrings.append(_RegionalDiscovery(region))
+        keyrings.append(_RegionalDiscovery(region, connection, discovery_filter))
         names.append("aws-kms:discovery")
     if len(keyrings) == 1:
         return keyrings[0], names

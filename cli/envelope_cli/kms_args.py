@@ -14,7 +14,7 @@ from typing import Any
 
 from .exits import CLIError, ExitCode
 
-__all__ = ["convert", "parse_time"]
+__all__ = ["convert", "from_document", "parse_time", "read_text_value"]
 
 
 def _usage(message: str, hint: str | None = None) -> CLIError:
@@ -26,7 +26,8 @@ def _read(path: str, binary: bool) -> bytes | str:
         with open(path, "rb") as fp:
             data = fp.read()
     except OSError as exc:
-        raise CLIError(f"cannot read {path}: {exc.strerror}", ExitCode.IO) from None
+        # the aws CLI: a parameter file that cannot be read is a bad parameter value (252)
+        raise CLIError(f"Unable to load paramfile {path}: {exc.strerror}", ExitCode.USAGE) from None
     if binary:
         return data
     try:
@@ -45,6 +46,11 @@ def _text_value(value: str) -> str:
         except UnicodeDecodeError:
             raise _usage(f"{value} is not UTF-8 text") from None
     return value
+
+
+def read_text_value(value: str) -> str:
+    """A string parameter as the aws CLI reads it: file:// and fileb:// load the file's text."""
+    return _text_value(value)
 
 
 def _blob(flag: str, value: str, raw_in: bool) -> bytes:
@@ -152,6 +158,23 @@ def parse_time(flag: str, value: str) -> datetime:
         raise _usage(f"{flag}: not a time: {text!r} (ISO 8601 or epoch seconds)") from None
     # a time without a zone is UTC, as the aws CLI reads it
     return moment if moment.tzinfo else datetime.combine(moment.date(), moment.time(), UTC)
+
+
+def from_document(kind: str, name: str, value: Any, *, raw_in: bool) -> Any:
+    """A parameter from --cli-input-json/--cli-input-yaml (already in the API's shape) for the client:
+    blobs are base64 text (raw text with raw-in-base64-out), times ISO 8601 or epoch seconds."""
+    if kind == "blob":
+        if not isinstance(value, str):
+            raise _usage(f"{name}: expected base64 text")
+        if raw_in:
+            return value.encode("utf-8")
+        try:
+            return base64.b64decode("".join(value.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise _usage(f"{name}: not valid base64") from None
+    if kind == "time" and isinstance(value, (str, int, float)):
+        return parse_time(name, str(value))
+    return value
 
 
 def convert(kind: str, flag: str, value: Any, *, raw_in: bool) -> Any:

@@ -1,6 +1,9 @@
 """`envelope kms <operation>`, `envelope kms audit ...` and `envelope sts get-caller-identity`.
 
-They drive the embedded service (envelope.kms.LocalKMS) with `aws kms` sub-command names and flags.
+They drive the embedded service (envelope.kms.LocalKMS), or any KMS endpoint through boto3
+(--endpoint-url, --profile, --kms aws), with `aws kms` sub-command names and flags. The global
+options (globalopts.py), output (output.py), paging (paging.py), --cli-input-json and skeletons
+(cli_input.py) work from the operation table (kms_table.py) alone.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from typing import Any
 import envelope
 
 from .argtypes import positive_int
-from .exits import CLIError, ExitCode
-from .keys import local_kms
-from .kms_args import convert, parse_time
-from .kms_table import OPERATIONS, PAGINATED, Operation
-from .output import FORMATS, emit
+from .cli_input import input_document, skeleton
+from .clients import call, is_remote, kms_client, sts_identity
+from .exits import AWS_EXIT_CODES_HELP, CLIError, ExitCode
+from .globalopts import GLOBAL_HELP, GlobalOptions
+from .kms_args import convert, from_document, parse_time
+from .kms_table import OPERATIONS, PAGINATORS, Operation, api_name, operation_model
+from .output import emit
+from .paging import PAGING_FLAGS, paginate
 
-__all__ = ["add_parsers", "client_for"]
+__all__ = ["add_parsers", "client_for", "emit_response"]
 
 _TYPE_HELP = {
     "str": "string (file://FILE reads it from a file)",
@@ -36,28 +42,17 @@ _TYPE_HELP = {
 _VALUE = "<value>"  # the aws CLI's placeholder in usage lines: --key-id <value>
 
 KMS_EPILOG = """\
-The service keeps its keys in $ENVELOPE_DATA_DIR (default ~/.local/share/envelope), one SQLite file
-per region. Calls are made as $ENVELOPE_PRINCIPAL (an IAM ARN; default the account root of account
-111122223333), or --principal. Output, --query and file:// / fileb:// work as in the aws CLI.
+By default the embedded service is called: it keeps its keys in $ENVELOPE_DATA_DIR (default
+~/.local/share/envelope), one SQLite file per region, and calls are made as $ENVELOPE_PRINCIPAL (an
+IAM ARN; default the account root of account 111122223333), or --principal. With --endpoint-url,
+--profile, --kms aws or $AWS_ENDPOINT_URL_KMS, boto3 calls that endpoint (an `envelope kms serve`,
+or AWS KMS) with the standard credential chain. Output, --query and file:// / fileb:// work as in
+the aws CLI.
 """
 
 
 def _flag(param: str) -> str:
     return "--" + re.sub(r"(?<!^)(?=[A-Z])", "-", param).lower()
-
-
-def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    """--region/--output/--query/--principal, accepted before or after the operation name."""
-    default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--region", default=default, help="region (default: $AWS_REGION, "
-                        "$AWS_DEFAULT_REGION or us-east-1)")
-    parser.add_argument("--output", choices=FORMATS, default=default, help="output format (default: json)")
-    parser.add_argument("--query", default=default, metavar="JMESPATH", help="JMESPath expression applied to the "
-                        "response before printing")
-    parser.add_argument("--principal", default=default, metavar="ARN",
-                        help="call as this IAM principal (default: $ENVELOPE_PRINCIPAL or the account root)")
-    parser.add_argument("--cli-binary-format", choices=["base64", "raw-in-base64-out"], default=default,
-                        help="how blob arguments given inline are read (default: base64)")
 
 
 def _add_operation(sub: Any, name: str, op: Operation, epilog: str) -> None:
@@ -67,16 +62,17 @@ def _add_operation(sub: Any, name: str, op: Operation, epilog: str) -> None:
         required = kind.endswith("!")
         kind = kind.rstrip("!")
         flag = _flag(param)
+        # Required parameters are checked after --cli-input-json/yaml is merged in, as the aws CLI does.
         text = _TYPE_HELP.get(kind, kind) + (" (required)" if required else "")
         if kind == "bool":
             parser.add_argument(flag, dest=param, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif kind == "int":
-            parser.add_argument(flag, dest=param, type=int, required=required, help=text, metavar=_VALUE)
+            parser.add_argument(flag, dest=param, type=int, help=text, metavar=_VALUE)
         elif kind in ("list", "tags"):
-            parser.add_argument(flag, dest=param, nargs="+", required=required, help=text, metavar=_VALUE)
+            parser.add_argument(flag, dest=param, nargs="+", help=text, metavar=_VALUE)
         else:
-            parser.add_argument(flag, dest=param, required=required, help=text, metavar=_VALUE)
-    if name in PAGINATED:
+            parser.add_argument(flag, dest=param, help=text, metavar=_VALUE)
+    if name in PAGINATORS:
         # The aws CLI's own pagination flags on list commands (it pages through --limit/--marker).
         parser.add_argument("--max-items", type=positive_int, metavar=_VALUE,
                             help="print at most this many items; if more remain, the output has a NextToken")
@@ -84,18 +80,17 @@ def _add_operation(sub: Any, name: str, op: Operation, epilog: str) -> None:
                                                                       "to continue from there")
         parser.add_argument("--page-size", type=positive_int, metavar=_VALUE,
                             help="items per service call (it changes the calls made, not the output)")
-    _global_options(parser, suppress=True)
     parser.set_defaults(run=_run_operation, operation=name)
 
 
 def add_parsers(subparsers: Any, epilog: str) -> None:
-    full_epilog = KMS_EPILOG + "\n" + epilog
+    del epilog  # `envelope kms` and `envelope sts` exit with the aws CLI's codes instead
+    full_epilog = KMS_EPILOG + "\n" + GLOBAL_HELP + "\n\n" + AWS_EXIT_CODES_HELP
     kms = subparsers.add_parser(
-        "kms", help="the embedded key-management service, like `aws kms`", epilog=full_epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "kms", help="the embedded key-management service (or any KMS endpoint), like `aws kms`",
+        epilog=full_epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Call the embedded key-management service with `aws kms` sub-commands and flags:\n"
                     "a tutorial written for `aws kms` works after replacing `aws` with `envelope`.")
-    _global_options(kms, suppress=False)
     ops = kms.add_subparsers(dest="operation", metavar="OPERATION", required=True)
     for name, op in OPERATIONS.items():
         _add_operation(ops, name, op, full_epilog)
@@ -109,11 +104,9 @@ def add_parsers(subparsers: Any, epilog: str) -> None:
 
     sts = subparsers.add_parser("sts", help="who the CLI acts as (like `aws sts`)", epilog=full_epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    _global_options(sts, suppress=False)
     sts_ops = sts.add_subparsers(dest="operation", metavar="OPERATION", required=True)
     ident = sts_ops.add_parser("get-caller-identity", help="print the account and principal ARN the CLI acts as",
                                epilog=full_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _global_options(ident, suppress=True)
     ident.set_defaults(run=_run_caller_identity)
 
 
@@ -131,113 +124,108 @@ def _add_audit(ops: Any, epilog: str) -> None:
     lookup.add_argument("--key-id", help="key id, key ARN or alias among the event's resources")
     lookup.add_argument("--principal-arn", help="the caller's ARN, exactly")
     lookup.add_argument("--max-results", type=int, help="at most this many events")
-    _global_options(lookup, suppress=True)
     lookup.set_defaults(run=_run_audit_lookup)
-    verify = verbs.add_parser("verify", help="recompute the hash chain; exit 3 if it was tampered with",
+    verify = verbs.add_parser("verify", help="recompute the hash chain; exit 255 if it was tampered with",
                               epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     verify.add_argument("--anchor", metavar="SEQ:HASH",
                         help="a head printed earlier by `envelope kms audit head`, to detect truncation")
-    _global_options(verify, suppress=True)
     verify.set_defaults(run=_run_audit_verify)
     head = verbs.add_parser("head", help="print the newest sequence number and hash (keep it elsewhere as "
                                          "an anchor)", epilog=epilog,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    _global_options(head, suppress=True)
     head.set_defaults(run=_run_audit_head)
     export = verbs.add_parser("export", help="write every event as JSON lines, oldest first", epilog=epilog,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("--outfile", default="-", help="file to write (default: stdout)")
-    _global_options(export, suppress=True)
     export.set_defaults(run=_run_audit_export)
 
 
+def _globals(args: argparse.Namespace) -> GlobalOptions:
+    opts = getattr(args, "globals", None)
+    return opts if isinstance(opts, GlobalOptions) else GlobalOptions()
+
+
 def client_for(args: argparse.Namespace) -> Any:
-    return local_kms(args.region, args.principal)
+    """The KMS client the global options select (embedded or boto3)."""
+    return kms_client(_globals(args))
 
 
-def _emit(args: argparse.Namespace, response: Any, title: str) -> None:
-    fmt = args.output or "json"
-    token = None
-    if fmt == "text" and isinstance(response, dict) and "NextToken" in response:
-        # The aws CLI's text output puts the token on a last line of its own: NEXTTOKEN<tab>token.
-        response = dict(response)
-        token = response.pop("NextToken")
-    emit(response, fmt=fmt, query=args.query, stream=sys.stdout, title=title)
-    if token is not None and args.query is None:
-        emit({"NextToken": {"NextToken": token}}, fmt=fmt, query=None, stream=sys.stdout)
+def _embedded_for(args: argparse.Namespace, what: str) -> Any:
+    opts = _globals(args)
+    if is_remote(opts):
+        raise CLIError(f"{what} reads the embedded service's own store; it cannot go through an endpoint",
+                       ExitCode.AWS_USAGE, hint="run it where the service's data directory is (without "
+                                                "--endpoint-url, --profile or --kms aws)")
+    return kms_client(opts)
 
 
-def _pascal(method: str) -> str:
-    return "".join(part.capitalize() for part in method.split("_"))
+def emit_response(args: argparse.Namespace, response: Any, title: str) -> None:
+    """Print ``response`` (or `paging.Pages`) in the --output format, after --query."""
+    opts = _globals(args)
+    emit(response, fmt=opts.output_format, query=opts.query, stream=sys.stdout, title=title,
+         color=opts.color or "auto")
+
+
+def _params(args: argparse.Namespace, op: Operation, opts: GlobalOptions) -> dict[str, Any]:
+    raw_in = opts.cli_binary_format == "raw-in-base64-out"
+    params: dict[str, Any] = {}
+    document = input_document(opts.cli_input_json, opts.cli_input_yaml)
+    kinds = {param: kind.rstrip("!") for param, kind in op.params.items()}
+    unknown = sorted(set(document) - set(kinds))
+    if unknown:
+        raise CLIError(f'Unknown parameter in input: "{unknown[0]}", must be one of: {", ".join(kinds)}',
+                       ExitCode.AWS_USAGE)
+    for param, value in document.items():
+        params[param] = from_document(kinds[param], param, value, raw_in=raw_in)
+    for param, kind in kinds.items():
+        value = getattr(args, param, None)
+        if value is not None:  # the command line wins over the input document
+            params[param] = convert(kind, _flag(param), value, raw_in=raw_in)
+    return params
 
 
 def _run_operation(args: argparse.Namespace) -> int:
-    op = OPERATIONS[args.operation]
-    raw_in = args.cli_binary_format == "raw-in-base64-out"
-    params: dict[str, Any] = {}
-    for param, kind in op.params.items():
-        value = getattr(args, param, None)
-        if value is not None:
-            params[param] = convert(kind.rstrip("!"), _flag(param), value, raw_in=raw_in)
-    field = PAGINATED.get(args.operation)
-    if field is not None and ("Marker" in params or "Limit" in params):
-        # The aws CLI's rule: the service's own --limit/--marker turn its pagination off (one call,
-        # its raw page), and its pagination flags may not be mixed in.
-        given = {"--max-items": args.max_items, "--starting-token": args.starting_token,
-                 "--page-size": args.page_size}
-        paging = [flag for flag, value in given.items() if value is not None]
-        if paging:
-            raise CLIError(f"cannot combine --limit/--marker with {', '.join(paging)}", ExitCode.USAGE)
-        field = None
+    opts = _globals(args)
+    name = args.operation
+    op = OPERATIONS[name]
+    title = api_name(name)
+    if opts.generate_cli_skeleton in ("input", "yaml-input"):
+        sys.stdout.write(skeleton(operation_model(name), opts.generate_cli_skeleton))
+        return ExitCode.OK
+    params = _params(args, op, opts)
+    missing = [_flag(p) for p, kind in op.params.items() if kind.endswith("!") and p not in params]
+    if missing:
+        raise CLIError(f"the following arguments are required: {', '.join(missing)}", ExitCode.AWS_USAGE)
+    if opts.generate_cli_skeleton == "output":
+        emit_response(args, skeleton(operation_model(name), "output"), title)
+        return ExitCode.OK
+    config = PAGINATORS.get(name)
+    paging = {flag: getattr(args, dest, None) for dest, flag in PAGING_FLAGS.items()}
+    given = [flag for flag, value in paging.items() if value is not None]
+    if config is not None and (opts.no_paginate or config["input_token"] in params
+                               or config["limit_key"] in params):
+        # The aws CLI's rule: the service's own --limit/--marker (or --no-paginate) turn its
+        # pagination off: one call, its raw page; its pagination flags may not be mixed in.
+        if given:
+            cause = "--no-paginate" if opts.no_paginate else "--limit/--marker"
+            raise CLIError(f"cannot combine {cause} with {', '.join(given)}", ExitCode.AWS_USAGE)
+        config = None
     method = getattr(client_for(args), op.method)
-    try:
-        response = method(**params) if field is None else _all_pages(method, params, field, args)
-    except envelope.KMSError as exc:
-        raise CLIError(f"An error occurred ({exc.code}) when calling the {_pascal(op.method)} operation: "
-                       f"{Exception.__str__(exc)}", ExitCode.KEY, hint=exc.hint) from None
-    _emit(args, response, _pascal(op.method))
+    if config is None:
+        emit_response(args, call(method, params, title), title)
+        return ExitCode.OK
+
+    def one_page(**page_params: Any) -> Any:
+        return call(method, page_params, title)
+
+    pages = paginate(one_page, config, params, max_items=getattr(args, "max_items", None),
+                     starting_token=getattr(args, "starting_token", None), page_size=getattr(args, "page_size", None))
+    emit_response(args, pages, title)
     return ExitCode.OK
 
 
-# Small enough for every list operation's Limit range (ListResourceTags takes at most 50).
-_MAX_ITEMS_PAGE = 50
-
-
-def _all_pages(method: Any, params: dict[str, Any], field: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Page through a list operation as the aws CLI does: everything, or --max-items with a NextToken.
-
-    A page never holds more than the items still wanted, so the NextToken printed is exactly the
-    service's marker for the next item and --starting-token resumes there.
-    """
-    wanted = args.max_items
-    marker = args.starting_token
-    items: list[Any] = []
-    while True:
-        call = dict(params)
-        if marker is not None:
-            call["Marker"] = marker
-        size = args.page_size
-        if wanted is not None:
-            size = min(size or _MAX_ITEMS_PAGE, wanted - len(items))
-        if size is not None:
-            call["Limit"] = size
-        response = method(**call)
-        items.extend(response.get(field, []))
-        marker = response.get("NextMarker") if response.get("Truncated") else None
-        if marker is None or (wanted is not None and len(items) >= wanted):
-            break
-    result = {k: v for k, v in response.items() if k not in ("Truncated", "NextMarker")}
-    result[field] = items
-    if marker is not None:
-        result["NextToken"] = marker
-    return result
-
-
 def _run_caller_identity(args: argparse.Namespace) -> int:
-    client = client_for(args)
-    arn = client.principal
-    user_id = client.account if arn.endswith(":root") else arn.rsplit("/", 1)[-1]
-    _emit(args, {"UserId": user_id, "Account": client.account, "Arn": arn}, "GetCallerIdentity")
+    emit_response(args, sts_identity(_globals(args)), "GetCallerIdentity")
     return ExitCode.OK
 
 
@@ -258,18 +246,18 @@ def _audit_key_id(client: Any, key_id: str | None) -> str | None:
 
 
 def _run_audit_lookup(args: argparse.Namespace) -> int:
-    client = client_for(args)
+    client = _embedded_for(args, "`kms audit lookup`")
     events = client.audit.lookup(start_time=_when("--start-time", args.start_time),
                                  end_time=_when("--end-time", args.end_time), event_name=args.event_name,
                                  key_id=_audit_key_id(client, args.key_id), principal=args.principal_arn,
                                  limit=args.max_results)
-    _emit(args, {"Events": events}, "AuditLookup")
+    emit_response(args, {"Events": events}, "AuditLookup")
     return ExitCode.OK
 
 
 def _run_audit_head(args: argparse.Namespace) -> int:
-    seq, digest = client_for(args).audit.head()
-    _emit(args, {"SequenceNumber": seq, "Hash": digest, "Anchor": f"{seq}:{digest}"}, "AuditHead")
+    seq, digest = _embedded_for(args, "`kms audit head`").audit.head()
+    emit_response(args, {"SequenceNumber": seq, "Hash": digest, "Anchor": f"{seq}:{digest}"}, "AuditHead")
     return ExitCode.OK
 
 
@@ -278,16 +266,16 @@ def _run_audit_verify(args: argparse.Namespace) -> int:
     if args.anchor:
         seq, sep, digest = args.anchor.partition(":")
         if not sep or not seq.isdigit():
-            raise CLIError("--anchor must be SEQ:HASH as printed by `envelope kms audit head`", ExitCode.USAGE)
+            raise CLIError("--anchor must be SEQ:HASH as printed by `envelope kms audit head`", ExitCode.AWS_USAGE)
         anchor = (int(seq), digest)
-    result = client_for(args).audit.verify(anchor=anchor)
-    _emit(args, {"Valid": result.ok, "Count": result.count, "FirstBadSequence": result.first_bad_sequence,
+    result = _embedded_for(args, "`kms audit verify`").audit.verify(anchor=anchor)
+    emit_response(args, {"Valid": result.ok, "Count": result.count, "FirstBadSequence": result.first_bad_sequence,
                  "Reason": result.reason}, "AuditVerify")
-    return ExitCode.OK if result.ok else ExitCode.AUTHENTICATION
+    return ExitCode.OK if result.ok else ExitCode.AWS_FAILURE
 
 
 def _run_audit_export(args: argparse.Namespace) -> int:
-    audit = client_for(args).audit
+    audit = _embedded_for(args, "`kms audit export`").audit
     if args.outfile == "-":
         audit.export_jsonl(sys.stdout)
     else:

@@ -18,15 +18,37 @@ __all__ = ["add_commands", "main"]
 _DATA_DIR_HELP = "the KMS data directory (default: $ENVELOPE_DATA_DIR or ~/.local/share/envelope)"
 
 
-def _print(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=4) + "\n")
+def _print(args: argparse.Namespace, value: Any, title: str) -> None:
+    """JSON, or the global --output/--query when run as `envelope kms ...` (globalopts.py)."""
+    opts = getattr(args, "globals", None)
+    if opts is None:
+        sys.stdout.write(json.dumps(value, indent=4) + "\n")
+    else:
+        from .output import emit
+
+        emit(value, fmt=opts.output_format, query=opts.query, stream=sys.stdout, title=title,
+             color=opts.color or "auto")
     sys.stdout.flush()
+
+
+def _local(args: argparse.Namespace, command: str) -> None:
+    """These commands work on the data directory itself: an endpoint option is a mistake."""
+    opts = getattr(args, "globals", None)
+    given = [f for f in getattr(opts, "given", ()) if f in ("--endpoint-url", "--profile", "--kms")]
+    if given:
+        from .exits import CLIError, ExitCode
+
+        raise CLIError(f"{given[0]} does not apply to `kms {command}`: it works on the data directory",
+                       ExitCode.AWS_USAGE, hint="run it on the machine that serves (use --data-dir)")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from envelope.kms.server import serve
 
-    regions = args.region or [os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"]
+    _local(args, "serve")
+    given = getattr(getattr(args, "globals", None), "regions", None)  # `envelope --region R kms serve`
+    regions = args.region or given or [os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                                       or "us-east-1"]
     access_log = None if args.access_log == "off" else (args.access_log or "-")
 
     def ready(url: str) -> None:
@@ -40,9 +62,10 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _run_create(args: argparse.Namespace) -> int:
     from envelope.kms.server import AccessKeys
 
+    _local(args, "create-access-key")
     keys = AccessKeys(args.data_dir)
     try:
-        _print(keys.create(args.principal))
+        _print(args, keys.create(args.principal), "CreateAccessKey")
     finally:
         keys.close()
     return 0
@@ -51,9 +74,10 @@ def _run_create(args: argparse.Namespace) -> int:
 def _run_list(args: argparse.Namespace) -> int:
     from envelope.kms.server import AccessKeys
 
+    _local(args, "list-access-keys")
     keys = AccessKeys(args.data_dir)
     try:
-        _print(keys.list())
+        _print(args, keys.list(), "ListAccessKeys")
     finally:
         keys.close()
     return 0
@@ -62,12 +86,15 @@ def _run_list(args: argparse.Namespace) -> int:
 def _run_delete(args: argparse.Namespace) -> int:
     from envelope.kms.server import AccessKeys
 
+    _local(args, "delete-access-key")
     keys = AccessKeys(args.data_dir)
     try:
         keys.delete(args.access_key_id)
     except KeyError:
-        print(f"envelope: error: no access key {args.access_key_id}", file=sys.stderr)
-        return 1
+        # IAM's error for DeleteAccessKey, and the aws CLI's code for a service error (254).
+        print("envelope: error: An error occurred (NoSuchEntity) when calling the DeleteAccessKey operation: "
+              f"The Access Key with id {args.access_key_id} cannot be found.", file=sys.stderr)
+        return 254
     finally:
         keys.close()
     return 0

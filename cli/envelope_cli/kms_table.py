@@ -2,13 +2,22 @@
 
 Flags are the kebab-case of boto3's PascalCase parameter names (KeyId -> --key-id), as in `aws kms`.
 A type ending in ``!`` is required. Types: str, int, bool, blob, map, list, tags, struct, time.
+
+What the rest of the CLI needs from this module, so that a table generated from the service model
+can replace it: ``OPERATIONS`` (sub-command -> `Operation`: client method, summary, parameter kinds),
+``PAGINATORS`` (sub-command -> a botocore paginators-1.json entry), ``api_name`` (the API's name
+of an operation) and ``operation_model`` (botocore's OperationModel interface: input and output
+shapes, for --generate-cli-skeleton). Global options, output, paging, --cli-input-json and the
+choice of client (embedded or boto3) are built from these alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-__all__ = ["OPERATIONS", "PAGINATED", "Operation"]
+__all__ = ["OPERATIONS", "PAGINATED", "PAGINATORS", "Operation", "api_name", "operation_model"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +136,26 @@ OPERATIONS: dict[str, Operation] = {
 PAGINATED = {"list-keys": "Keys", "list-aliases": "Aliases", "list-grants": "Grants",
              "list-retirable-grants": "Grants", "list-key-policies": "PolicyNames",
              "list-resource-tags": "Tags", "list-key-rotations": "Rotations"}
+
+# The paginators of botocore's KMS model (paginators-1.json): every KMS list operation pages with
+# Marker / NextMarker / Truncated / Limit. tests/cli compares them with the installed botocore.
+PAGINATORS: dict[str, dict[str, str]] = {
+    name: {"input_token": "Marker", "output_token": "NextMarker", "more_results": "Truncated",
+           "limit_key": "Limit", "result_key": field}
+    for name, field in PAGINATED.items()
+}
+
+
+def api_name(operation: str) -> str:
+    """The API's operation name: create-key -> CreateKey (the aws CLI's table title and error text)."""
+    return "".join(part.capitalize() for part in OPERATIONS[operation].method.split("_"))
+
+
+@cache
+def operation_model(operation: str) -> Any:
+    """The service model's description of ``operation`` (botocore's ``OperationModel``: input and
+    output shapes), for --generate-cli-skeleton and --cli-input-json; from the KMS model botocore
+    ships as data."""
+    import botocore.session  # type: ignore[import-untyped]
+
+    return botocore.session.get_session().get_service_model("kms").operation_model(api_name(operation))

@@ -1,7 +1,10 @@
-"""Print a response the way the aws CLI does: JSON (indent 4), text (tab-separated), a table, or
-nothing (``off``), after --query.
+"""Print a response the way the aws CLI does, after --query: json (indent 4), text (tab-separated),
+table, yaml and yaml-stream (aws CLI v2, PyYAML), or nothing (``off``).
 
-Bytes print as base64 and datetimes as ISO 8601, as the aws CLI v2 prints blobs and timestamps.
+Bytes print as base64 and datetimes as ISO 8601, as the aws CLI prints blobs and timestamps
+(v2's default timestamp format; v1 with ``cli_timestamp_format = iso8601``). A paginated response
+(`paging.Pages`) prints as awscli's formatters print one: merged for json/yaml/table, page by
+page for text and yaml-stream, with the NextToken after the items.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import json
 from datetime import datetime
 from typing import IO, Any
 
+from .exits import CLIError, ExitCode
 from .table import render_table
 
 __all__ = ["FORMATS", "emit", "to_jsonable"]
 
-FORMATS = ("json", "text", "table", "off")  # as the aws CLI v2 names them (yaml is not offered)
+# https://docs.aws.amazon.com/cli/latest/userguide/cli-usage-output-format.html
+FORMATS = ("json", "text", "table", "yaml", "yaml-stream", "off")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -24,7 +29,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items() if k != "ResponseMetadata"}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
     return value
@@ -44,22 +49,52 @@ def _query(data: Any, expression: str | None) -> Any:
         raise ValueError(f"bad --query expression: {exc}") from None
 
 
-def emit(response: Any, *, fmt: str, query: str | None, stream: IO[str], title: str = "") -> None:
-    """Write ``response`` (boto3 shape) to ``stream`` in one of `FORMATS`.
+def _yaml(data: Any, stream: IO[str]) -> None:
+    try:
+        import yaml
+    except ImportError:
+        raise CLIError("--output yaml needs PyYAML", ExitCode.AWS_CONFIG,
+                       hint="pip install 'envelope[cli]' (or pip install pyyaml)") from None
+    # Block style, keys in the response's order, lists at their key's indent: aws CLI v2's layout.
+    yaml.safe_dump(data, stream, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
+def emit(response: Any, *, fmt: str, query: str | None, stream: IO[str], title: str = "",
+         color: str = "off") -> None:
+    """Write ``response`` (boto3 shape, or `paging.Pages`) to ``stream`` in one of `FORMATS`.
 
     :param title: the table's title (the aws CLI uses the operation name, e.g. ``ListKeys``).
+    :param color: the table's colours: on, off or auto (on when ``stream`` is a terminal).
     """
-    data = _query(to_jsonable(response), query)
     if fmt == "off":
         return
-    if fmt == "table":
-        render_table(title, data, stream)
-    elif fmt == "json":
-        if query is None and data == {}:
-            return  # the aws CLI prints nothing for an empty response
-        stream.write(json.dumps(data, indent=4, ensure_ascii=False) + "\n")
-    else:
+    pages = response if hasattr(response, "page_result") else None
+    if pages is not None and fmt in ("text", "yaml-stream"):
+        for index, page in enumerate(pages):
+            _emit_one(pages.page_result(index, page), fmt, query, stream, title, color)
+        token = pages.resume_token
+        if token is not None:
+            # awscli's TextFormatter: the token on a line of its own after the pages.
+            _emit_one({"NextToken": {"NextToken": token}} if fmt == "text" else {"NextToken": token},
+                      fmt, query, stream, title, color)
+        return
+    _emit_one(pages.full() if pages is not None else response, fmt, query, stream, title, color)
+
+
+def _emit_one(response: Any, fmt: str, query: str | None, stream: IO[str], title: str, color: str) -> None:
+    data = _query(to_jsonable(response), query)
+    if fmt == "text":
         _text(data, stream, None, None)
+    elif data == {}:
+        return  # awscli prints nothing for an empty response (json, table, yaml)
+    elif fmt == "table":
+        render_table(title, data, stream, color=color)
+    elif fmt == "json":
+        stream.write(json.dumps(data, indent=4, ensure_ascii=False) + "\n")
+    elif fmt == "yaml-stream":
+        _yaml([data], stream)  # one list item per page, so a reader can act on each page as it comes
+    else:
+        _yaml(data, stream)
 
 
 def _scalar(value: Any) -> str:

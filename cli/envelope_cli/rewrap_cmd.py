@@ -14,7 +14,7 @@ import envelope
 from .crypt import add_context_argument, parse_context
 from .exits import CLIError, ExitCode, naming_input
 from .files import STDIO, AtomicOutput, file_mode, is_stream_target
-from .keys import KeySpec, add_key_arguments, build_keyring
+from .keys import KeySpec, add_key_arguments, build_keyring, keyring_options
 
 __all__ = ["add_parser", "run_rewrap"]
 
@@ -88,8 +88,10 @@ def _keyrings(args: argparse.Namespace) -> tuple[Any, Any]:
     if not new and not args.remove_key:
         raise CLIError("no new key: put the new key flags after --to", ExitCode.USAGE,
                        hint="for example: envelope rewrap FILE --to --kms-key alias/new")
-    old_keyring, _ = build_keyring(old, args.key_defaults, decrypt=True, discovery=args.discovery)
-    new_keyring = build_keyring(new, args.key_defaults, decrypt=False)[0] if new else None
+    options = keyring_options(args)  # the KMS (embedded or an endpoint) and the discovery filter
+    old_keyring, _ = build_keyring(old, args.key_defaults, decrypt=True, **options)
+    new_keyring = (build_keyring(new, args.key_defaults, decrypt=False, connection=options["connection"])[0]
+                   if new else None)
     return old_keyring, new_keyring
 
 

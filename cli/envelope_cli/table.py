@@ -7,7 +7,8 @@ with a single row turned vertical (``key | value``) when the table would not fit
 
 from __future__ import annotations
 
-import shutil
+import os
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -15,6 +16,10 @@ from typing import IO, Any
 __all__ = ["render_table"]
 
 _PADDING = 4  # spaces around a cell's text, counted into its column width
+# --color on: awscli's ColorizedStyler (colorama's codes) brightens cells and dims the nesting bars;
+# titles and headers stay plain. Widths are measured on the plain text.
+_CELL = ("\x1b[1m\x1b[34m", "\x1b[0m")
+_BAR = "\x1b[2m\x1b[33m|\x1b[0m"
 
 
 def _width(text: str) -> int:
@@ -124,10 +129,11 @@ def _center(text: str, width: int, first: bool = True) -> str:
     return edge + " " * left + text + " " * (width - 1 - len(edge) - left - _width(text)) + "|"
 
 
-def _left(text: str, width: int, first: bool) -> str:
+def _left(text: str, width: int, first: bool, color: bool = False) -> str:
     edge = "|" if first else ""
     pad = 2 if width - _width(text) - 2 - len(edge) - 1 >= 0 else 0
-    return edge + " " * pad + text + " " * max(width - len(edge) - pad - _width(text) - 1, 0) + "|"
+    shown = _CELL[0] + text + _CELL[1] if color else text
+    return edge + " " * pad + shown + " " * max(width - len(edge) - pad - _width(text) - 1, 0) + "|"
 
 
 def _rule(widths: list[int]) -> str:
@@ -140,14 +146,34 @@ def _vertical(section: _Section) -> _Section:
     return _Section(section.title, section.indent, [], [[h, v] for h, v in zip(section.headers, section.rows[0])])
 
 
-def render_table(title: str, response: Any, stream: IO[str]) -> None:
-    """Write ``response`` (already JSON-shaped) to ``stream`` as a table titled ``title``."""
+def _terminal_width() -> int:
+    """stdout's terminal width, or 80: as awscli asks the terminal (not $COLUMNS), a table piped to
+    a file is laid out the same as the aws CLI's."""
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 80
+
+
+def _colored(color: str, stream: IO[str]) -> bool:
+    if color == "auto":
+        isatty = getattr(stream, "isatty", None)
+        return bool(isatty and isatty() and stream is sys.stdout)
+    return color == "on"
+
+
+def render_table(title: str, response: Any, stream: IO[str], *, color: str = "off") -> None:
+    """Write ``response`` (already JSON-shaped) to ``stream`` as a table titled ``title``.
+
+    :param color: on, off, or auto (on when ``stream`` is stdout and a terminal), as `--color`.
+    """
+    colored = _colored(color, stream)
     builder = _Builder()
     builder.build(title, response)
     sections = builder.sections
     if not sections:
         return
-    limit = shutil.get_terminal_size((80, 24)).columns
+    limit = _terminal_width()
     width = max(s.total() for s in sections)
     if width > limit:
         sections = [_vertical(s) for s in sections]
@@ -166,9 +192,9 @@ def render_table(title: str, response: Any, stream: IO[str]) -> None:
             body.append("".join(_center(h, w, i == 0) for i, (h, w) in enumerate(zip(section.headers, widths))))
         if section.rows and widths:
             body.append(_rule(widths))
-            body += ["".join(_left(v, w, i == 0) for i, (v, w) in enumerate(zip(row, widths)))
+            body += ["".join(_left(v, w, i == 0, colored) for i, (v, w) in enumerate(zip(row, widths)))
                      for row in section.rows]
             body.append(_rule(widths))
-        bar = "|" * section.indent
+        bar = (_BAR if colored else "|") * section.indent
         lines += [bar + line + bar for line in body]
     stream.write("\n".join(lines) + "\n")

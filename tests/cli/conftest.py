@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,8 +37,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     """Every test gets its own embedded-KMS data directory; the user's real one is never touched."""
     path = tmp_path_factory.mktemp("envelope-data")
     monkeypatch.setenv("ENVELOPE_DATA_DIR", str(path))
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "ENVELOPE_PRINCIPAL"):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "ENVELOPE_PRINCIPAL", "AWS_PROFILE", "AWS_DEFAULT_OUTPUT",
+                 "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "ENVELOPE_KMS"):
         monkeypatch.delenv(name, raising=False)
+    # the user's ~/.aws settings (output format, profiles) must not change what the tests see
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     return path
 
 

@@ -7,6 +7,7 @@ import io
 from datetime import UTC, datetime
 
 import pytest
+from envelope_cli import table as envelope_table
 from envelope_cli.output import emit
 
 
@@ -81,7 +82,25 @@ def test_table_matches_the_aws_cli(name: str, width: int, monkeypatch: pytest.Mo
     expected = io.StringIO()
     formatter.TableFormatter(argparse.Namespace(color="off", query=None))._format_response(
         name, SAMPLES[name], expected)
-    monkeypatch.setenv("COLUMNS", str(width))
+    monkeypatch.setattr(envelope_table, "_terminal_width", lambda: width)
     ours = io.StringIO()
     emit(SAMPLES[name], fmt="table", query=None, stream=ours, title=name)
     assert ours.getvalue() == expected.getvalue()
+
+
+@pytest.mark.parametrize("name", ["DescribeKey", "ListGrants"])
+def test_colored_table_matches_the_aws_cli(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # --color on: awscli's ColorizedStyler (bright blue cells, dim yellow nesting bars)
+    awscli_table = pytest.importorskip("awscli.table")
+    formatter = pytest.importorskip("awscli.formatter")
+    monkeypatch.setattr(awscli_table, "determine_terminal_width", lambda default_width=80: 200)
+    expected = io.StringIO()
+    formatter.TableFormatter(argparse.Namespace(color="on", query=None))._format_response(
+        name, SAMPLES[name], expected)
+    monkeypatch.setattr(envelope_table, "_terminal_width", lambda: 200)
+    ours = io.StringIO()
+    emit(SAMPLES[name], fmt="table", query=None, stream=ours, title=name, color="on")
+    assert ours.getvalue() == expected.getvalue()
+    plain = io.StringIO()
+    emit(SAMPLES[name], fmt="table", query=None, stream=plain, title=name, color="auto")  # not a terminal
+    assert "\x1b[" not in plain.getvalue()

@@ -120,7 +120,7 @@ def test_cli_commands(tmp_path: Path) -> None:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert kms_serve.main(["delete-access-key", "--data-dir", str(tmp_path),
-                               "--access-key-id", created["AccessKeyId"]]) == 1
+                               "--access-key-id", created["AccessKeyId"]]) == 254  # aws CLI: service error
         assert kms_serve.main(["create-access-key", "--data-dir", str(tmp_path), "--principal", "nobody"]) == 2
     assert "envelope: error:" in err.getvalue()
 
