@@ -28,6 +28,9 @@ from .format.suites import AlgorithmSuite as AlgorithmSuite
 from .format.suites import CommitmentPolicy as CommitmentPolicy
 from .inspect import read_header as read_header
 from .keyrings.base import Keyring as Keyring
+from .keyrings.branchstore.store import BranchKeyStore as BranchKeyStore
+from .keyrings.hierarchy import BranchKeyIdSupplier as BranchKeyIdSupplier
+from .keyrings.hierarchy import HierarchicalKeyring as HierarchicalKeyring
 from .keyrings.kms import KMSClient as KMSClient
 from .keyrings.kms import KMSKeyring as KMSKeyring
 from .keyrings.kms import KMSMRKAwareKeyring as KMSMRKAwareKeyring
@@ -64,6 +67,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AlgorithmSuite",
     "AuthenticationError",
+    "BranchKeyIdSupplier",
+    "BranchKeyStore",
     "CacheStats",
     "CachingMaterialsManager",
     "CachingStats",
@@ -81,6 +86,7 @@ __all__ = [
     "EnvelopeError",
     "FormatError",
     "Header",
+    "HierarchicalKeyring",
     "KMSClient",
     "KMSDiscoveryKeyring",
     "KMSError",
