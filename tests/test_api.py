@@ -36,6 +36,8 @@ from envelope.streaming.decryptor import MessageDecryptor
 PINNED_ALL = [
     "AlgorithmSuite",
     "AuthenticationError",
+    "BranchKeyIdSupplier",
+    "BranchKeyStore",
     "CacheStats",
     "CachingMaterialsManager",
     "CachingStats",
@@ -53,6 +55,7 @@ PINNED_ALL = [
     "EnvelopeError",
     "FormatError",
     "Header",
+    "HierarchicalKeyring",
     "KMSClient",
     "KMSDiscoveryKeyring",
     "KMSError",

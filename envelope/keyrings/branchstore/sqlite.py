@@ -82,7 +82,7 @@ class SQLiteTable:
         attributes = {k: v for k, v in item.items() if k != "enc"}
         enc = item["enc"]
         if not isinstance(enc, bytes):
-            raise RuntimeError("envelope: internal error: enc must be bytes")
+            raise TypeError("envelope: internal error: enc must be bytes")
         return (store, str(item["branch-key-id"]), str(item["type"]), enc, json.dumps(attributes, sort_keys=True))
 
     def put_new(self, items: list[Item]) -> None:

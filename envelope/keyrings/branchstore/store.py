@@ -148,7 +148,7 @@ class BranchKeyStore:
         decrypt_only, active = self._wrap_new_version(branch_key_id, timestamp(), custom_context(context))
         old_enc = old["enc"]
         if not isinstance(old_enc, bytes):
-            raise RuntimeError("envelope: internal error: enc checked as bytes")
+            raise TypeError("envelope: internal error: enc checked as bytes")
         self.table.put_version(decrypt_only, active, old_enc)
         return version_of(encryption_context(active, self.logical_key_store_name))
 
