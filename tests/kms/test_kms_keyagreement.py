@@ -16,8 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from envelope.errors import KMSError
 from envelope.kms import LocalKMS
 
-
-
 CURVES = {"ECC_NIST_P256": (ec.SECP256R1(), 32), "ECC_NIST_P384": (ec.SECP384R1(), 48),
           "ECC_NIST_P521": (ec.SECP521R1(), 66)}
 APP = "arn:aws:iam::111122223333:role/App"

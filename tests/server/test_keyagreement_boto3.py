@@ -41,10 +41,10 @@ def test_errors_over_http(endpoint: Endpoint) -> None:
     agreement = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]["Arn"]
     peer = _der(ec.generate_private_key(ec.SECP256R1()))
     cases = [
-        (dict(KeyId=signing, PublicKey=peer), "InvalidKeyUsageException"),
-        (dict(KeyId=agreement, PublicKey=_der(ec.generate_private_key(ec.SECP521R1()))), "ValidationException"),
-        (dict(KeyId=agreement, PublicKey=b"not der"), "ValidationException"),
-        (dict(KeyId=agreement, PublicKey=peer, DryRun=True), "DryRunOperationException"),
+        ({"KeyId": signing, "PublicKey": peer}, "InvalidKeyUsageException"),
+        ({"KeyId": agreement, "PublicKey": _der(ec.generate_private_key(ec.SECP521R1()))}, "ValidationException"),
+        ({"KeyId": agreement, "PublicKey": b"not der"}, "ValidationException"),
+        ({"KeyId": agreement, "PublicKey": peer, "DryRun": True}, "DryRunOperationException"),
     ]
     for kwargs, code in cases:
         with pytest.raises(ClientError) as exc:
