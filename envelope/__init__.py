@@ -37,6 +37,7 @@ from .keyrings.kms import KMSMRKAwareKeyring as KMSMRKAwareKeyring
 from .keyrings.kms_discovery import DiscoveryFilter as DiscoveryFilter
 from .keyrings.kms_discovery import KMSDiscoveryKeyring as KMSDiscoveryKeyring
 from .keyrings.kms_discovery import KMSMRKAwareDiscoveryKeyring as KMSMRKAwareDiscoveryKeyring
+from .keyrings.kms_ecdh import KMSECDHKeyring as KMSECDHKeyring
 from .keyrings.kms_rsa import KMSRSAKeyring as KMSRSAKeyring
 from .keyrings.multi import MultiKeyring as MultiKeyring
 from .keyrings.names import edk_key_name as edk_key_name
@@ -89,6 +90,7 @@ __all__ = [
     "HierarchicalKeyring",
     "KMSClient",
     "KMSDiscoveryKeyring",
+    "KMSECDHKeyring",
     "KMSError",
     "KMSKeyring",
     "KMSMRKAwareDiscoveryKeyring",

@@ -58,6 +58,7 @@ PINNED_ALL = [
     "HierarchicalKeyring",
     "KMSClient",
     "KMSDiscoveryKeyring",
+    "KMSECDHKeyring",
     "KMSError",
     "KMSKeyring",
     "KMSMRKAwareDiscoveryKeyring",
