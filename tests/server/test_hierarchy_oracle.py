@@ -150,3 +150,31 @@ def test_beacon_key_matches(setup: dict[str, Any]) -> None:
     theirs = setup["mpl_store"].get_beacon_key(GetBeaconKeyInput(branch_key_identifier=branch_key_id))
     mine = setup["ours"].get_beacon_key(branch_key_id)
     assert mine.beacon_key == bytes(theirs.beacon_key_materials.beacon_key)
+
+
+def test_dynamodb_table_rules(setup: dict[str, Any], ddb_url: str, endpoint: Endpoint) -> None:
+    # spec CreateKeyStore: an existing table must have the key schema; a missing one is created.
+    ddb = _ddb(ddb_url)
+    wrong = f"wrong-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=wrong, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    kms = LocalKMS(endpoint.data_dir)
+    bad = envelope.BranchKeyStore.dynamodb(wrong, setup["arn"], kms_client=kms, ddb_client=ddb,
+                                           logical_key_store_name=LOGICAL)
+    with pytest.raises(envelope.KeyringError, match="key schema"):
+        bad.create_key_store()
+    fresh = envelope.BranchKeyStore.dynamodb(f"fresh-{uuid.uuid4().hex[:8]}", setup["arn"], kms_client=kms,
+                                             ddb_client=ddb, logical_key_store_name=LOGICAL)
+    assert fresh.create_key_store().startswith("arn:aws:dynamodb:")
+    ours = setup["ours"]
+    # spec CreateKey / VersionKey condition expressions: no overwrite, no lost update.
+    branch_key_id = ours.create_key("ddb-named", {"k": "v"})
+    with pytest.raises(envelope.KeyringError, match="already exists"):
+        ours.create_key(branch_key_id, {"k": "v"})
+    stale = ours.table.get(branch_key_id, "branch:ACTIVE")
+    ours.version_key(branch_key_id)
+    decrypt_only = {k: v for k, v in stale.items() if k != "version"}
+    decrypt_only["type"] = "branch:version:" + str(uuid.uuid4())
+    with pytest.raises(envelope.KeyringError, match="versioned concurrently"):
+        ours.table.put_version(decrypt_only, stale, stale["enc"])

@@ -61,11 +61,15 @@ class DynamoDBTable:
         self.name = table_name
         self._client = client
 
-    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, *, conflict: str = "", **kwargs: Any) -> dict[str, Any]:
+        """Call the client; a failure is a KeyringError naming the DynamoDB error code (``conflict``
+        explains a failed condition expression)."""
         try:
             response = getattr(self._client, method)(**kwargs)
         except Exception as exc:  # noqa: BLE001 - a foreign client: translate at the boundary
-            raise KeyringError(f"DynamoDB {method} on {self.name!r} failed: {_error_code(exc)}") from None
+            code = _error_code(exc)
+            why = f"{conflict} ({code})" if conflict and code == "TransactionCanceledException" else code
+            raise KeyringError(f"DynamoDB {method} on {self.name!r} failed: {why}") from None
         return dict(response)
 
     def create(self) -> str:
@@ -92,17 +96,20 @@ class DynamoDBTable:
         return _from_ddb(item) if item else None
 
     def put_new(self, items: list[Item]) -> None:
-        self._call("transact_write_items", TransactItems=[
-            {"Put": {"TableName": self.name, "Item": _to_ddb(item),
-                     "ConditionExpression": "attribute_not_exists(#bkid)",
-                     "ExpressionAttributeNames": {"#bkid": "branch-key-id"}}} for item in items])
+        puts = [{"Put": {"TableName": self.name, "Item": _to_ddb(item),
+                         "ConditionExpression": "attribute_not_exists(#bkid)",
+                         "ExpressionAttributeNames": {"#bkid": "branch-key-id"}}} for item in items]
+        self._call("transact_write_items", conflict=f"branch key {items[0]['branch-key-id']!r} already exists",
+                   TransactItems=puts)
 
     def put_version(self, decrypt_only: Item, active: Item, old_enc: bytes) -> None:
-        self._call("transact_write_items", TransactItems=[
-            {"Put": {"TableName": self.name, "Item": _to_ddb(decrypt_only),
-                     "ConditionExpression": "attribute_not_exists(#bkid)",
-                     "ExpressionAttributeNames": {"#bkid": "branch-key-id"}}},
-            {"Put": {"TableName": self.name, "Item": _to_ddb(active),
-                     "ConditionExpression": "attribute_exists(#bkid) AND #enc = :encOld",
-                     "ExpressionAttributeNames": {"#bkid": "branch-key-id", "#enc": "enc"},
-                     "ExpressionAttributeValues": {":encOld": {"B": old_enc}}}}])
+        # spec VersionKey: the ACTIVE item is replaced only if its enc is still the one read.
+        puts = [{"Put": {"TableName": self.name, "Item": _to_ddb(decrypt_only),
+                         "ConditionExpression": "attribute_not_exists(#bkid)",
+                         "ExpressionAttributeNames": {"#bkid": "branch-key-id"}}},
+                {"Put": {"TableName": self.name, "Item": _to_ddb(active),
+                         "ConditionExpression": "attribute_exists(#bkid) AND #enc = :encOld",
+                         "ExpressionAttributeNames": {"#bkid": "branch-key-id", "#enc": "enc"},
+                         "ExpressionAttributeValues": {":encOld": {"B": old_enc}}}}]
+        self._call("transact_write_items", conflict=f"branch key {active['branch-key-id']!r} was versioned "
+                   "concurrently; retry", TransactItems=puts)
