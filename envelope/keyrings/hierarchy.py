@@ -89,17 +89,20 @@ class BranchKeyIdSupplier(Protocol):
         ...
 
 
+_ACTIVE_SCOPE = b"active"  # cache key scope of the ACTIVE version; a version's scope is its 16 raw bytes
+
+
 class _Cache:
-    """Branch key materials by (scope, branch key id, version), each valid for ``ttl`` seconds, LRU-bounded."""
+    """Branch key materials by (scope, branch key id), each valid for ``ttl`` seconds, LRU-bounded."""
 
     def __init__(self, ttl: float, capacity: int, clock: Callable[[], float]) -> None:
         self._ttl = ttl
         self._capacity = capacity
         self._clock = clock
-        self._entries: OrderedDict[tuple[str, str], tuple[float, BranchKeyMaterials]] = OrderedDict()
+        self._entries: OrderedDict[tuple[bytes, str], tuple[float, BranchKeyMaterials]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> BranchKeyMaterials | None:
+    def get(self, key: tuple[bytes, str]) -> BranchKeyMaterials | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -110,7 +113,7 @@ class _Cache:
                 return None
             return entry[1]
 
-    def put(self, key: tuple[str, str], materials: BranchKeyMaterials) -> None:
+    def put(self, key: tuple[bytes, str], materials: BranchKeyMaterials) -> None:
         with self._lock:
             self._entries[key] = (self._clock(), materials)
             self._entries.move_to_end(key)
@@ -179,23 +182,24 @@ class HierarchicalKeyring:
         return chosen
 
     def _active(self, branch_key_id: str) -> BranchKeyMaterials:
-        cached = self._cache.get(("encrypt", branch_key_id))
+        cached = self._cache.get((_ACTIVE_SCOPE, branch_key_id))
         if cached is not None:
             return cached
         materials = self.key_store.get_active_branch_key(branch_key_id)
-        self._cache.put(("encrypt", branch_key_id), materials)
+        self._cache.put((_ACTIVE_SCOPE, branch_key_id), materials)
         # The ACTIVE item authenticates its version, so the same key serves decryption of that
         # version: a tenant that encrypts and decrypts still costs one KMS call per TTL.
-        self._cache.put(("decrypt:" + materials.version, branch_key_id), materials)
+        self._cache.put((materials.version_bytes, branch_key_id), materials)
         return materials
 
-    def _version(self, branch_key_id: str, version: str) -> BranchKeyMaterials:
-        key = ("decrypt:" + version, branch_key_id)
-        cached = self._cache.get(key)
+    def _version(self, branch_key_id: str, version: bytes) -> BranchKeyMaterials:
+        cached = self._cache.get((version, branch_key_id))
         if cached is not None:
             return cached
-        materials = self.key_store.get_branch_key_version(branch_key_id, version)
-        self._cache.put(key, materials)
+        materials = self.key_store.get_branch_key_version(branch_key_id, str(uuid.UUID(bytes=version)))
+        if materials.version_bytes != version:
+            raise KeyringError("the key store returned another version than the one asked for")
+        self._cache.put((version, branch_key_id), materials)
         return materials
 
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
@@ -225,16 +229,16 @@ class HierarchicalKeyring:
             if len(ciphertext) != expected_length:
                 errors.append(f"encrypted data key {index} is {len(ciphertext)} bytes, not {expected_length}")
                 continue
-            version = str(uuid.UUID(bytes=ciphertext[SALT_LENGTH + IV_LENGTH:_HEADER_LENGTH]))
+            version = ciphertext[SALT_LENGTH + IV_LENGTH:_HEADER_LENGTH]
             try:
                 branch = self._version(branch_key_id, version)
                 return materials.with_data_key(unwrap(branch, ciphertext, materials.encryption_context))
             except KMSError as exc:
                 errors.append(KMSError(f"encrypted data key {index} (branch key {branch_key_id}, version "
-                                       f"{version}): {exc}", code=exc.code))
+                                       f"{uuid.UUID(bytes=version)}): {exc}", code=exc.code))
             except EnvelopeError as exc:
                 errors.append(KeyringError(f"encrypted data key {index} (branch key {branch_key_id}, version "
-                                           f"{version}): {exc}"))
+                                           f"{uuid.UUID(bytes=version)}): {exc}"))
         if not errors:
             errors.append(f"no encrypted data key was wrapped by branch key {branch_key_id!r}")
         raise NoMatchingKeyError(f"{self!r} could not decrypt the data key", errors)
