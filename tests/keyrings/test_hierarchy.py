@@ -215,3 +215,17 @@ def test_version_key_refuses_a_concurrent_change(store: envelope.BranchKeyStore)
     decrypt_only.pop("version")
     with pytest.raises(KeyringError, match="concurrently"):
         store.table.put_version(decrypt_only, active, bytes(active["enc"]))  # type: ignore[arg-type]
+
+
+def test_cache_is_bounded(store: envelope.BranchKeyStore, kms: LocalKMS) -> None:
+    supplier = TenantSupplier(store.create_key(), store.create_key())
+    keyring = envelope.HierarchicalKeyring(store, branch_key_id_supplier=supplier, max_cache_entries=2)
+    before = _decrypt_calls(kms)
+    for tenant in "abab":  # each tenant's ACTIVE entry and version entry fill the two slots
+        envelope.encrypt(b"x", keyring=keyring, encryption_context={"tenant": tenant})
+    assert _decrypt_calls(kms) - before == 4
+    roomy = envelope.HierarchicalKeyring(store, branch_key_id_supplier=supplier, max_cache_entries=4)
+    before = _decrypt_calls(kms)
+    for tenant in "abab":
+        envelope.encrypt(b"x", keyring=roomy, encryption_context={"tenant": tenant})
+    assert _decrypt_calls(kms) - before == 2
