@@ -1,8 +1,9 @@
 """`envelope branch-key <operation>`: the hierarchical keyring's branch key store, operations named as the
 ESDK's KeyStore names them (CreateKeyStore -> create-key-store, GetActiveBranchKey -> get-active-branch-key).
 
-The store is the embedded one (a SQLite file in the data directory, KMS = the embedded service) unless
---ddb-table-name names the ESDK's DynamoDB table (boto3 with the usual AWS configuration). The get-*
+The store is the embedded one (a SQLite file in the data directory) unless --ddb-table-name names the
+ESDK's DynamoDB table (boto3 with the usual AWS configuration). KMS is the one the global options
+select (--kms, --endpoint-url, --profile, --region): the embedded service by default. The get-*
 commands print a key's id, version and encryption context, never its plaintext.
 """
 
@@ -14,16 +15,18 @@ from typing import Any
 
 import envelope
 
+from .clients import kms_client, region_of
 from .exits import CLIError, ExitCode
-from .keys import default_region, local_kms
+from .globalopts import GlobalOptions
 from .output import FORMATS, emit
 
 __all__ = ["add_parsers"]
 
 EPILOG = """\
-The embedded store lives in $ENVELOPE_DATA_DIR/branch-keys.sqlite3 (or --path) and calls the embedded
-KMS; with --ddb-table-name it is the ESDK's DynamoDB key store and KMS is AWS's (boto3 configuration).
-Either way the items are the ESDK's, so its KeyStore and `envelope` share branch keys.
+The embedded store lives in $ENVELOPE_DATA_DIR/branch-keys.sqlite3 (or --path); with --ddb-table-name it
+is the ESDK's DynamoDB key store (--ddb-endpoint-url for a local DynamoDB). KMS: the embedded service,
+or boto3 with --kms aws / --endpoint-url / --profile. Either way the items are the ESDK's, so its
+KeyStore and `envelope` share branch keys.
 """
 
 # operation -> its help (the ESDK KeyStore operation it mirrors)
@@ -63,8 +66,7 @@ def add_parsers(subparsers: Any, epilog: str) -> None:
                             help="the name bound into every branch key's encryption context")
         parser.add_argument("--path", help="the embedded store's SQLite file (default: in the data directory)")
         parser.add_argument("--ddb-table-name", metavar="TABLE", help="use the ESDK's DynamoDB key store instead")
-        parser.add_argument("--endpoint-url", metavar="URL", help="with --ddb-table-name: the DynamoDB endpoint")
-        parser.add_argument("--region", help="region (default: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1)")
+        parser.add_argument("--ddb-endpoint-url", metavar="URL", help="with --ddb-table-name: the DynamoDB endpoint")
         parser.add_argument("--output", choices=FORMATS, default="json", help="output format (default: json)")
         parser.add_argument("--query", metavar="JMESPATH", help="JMESPath expression applied to the response")
         if name != "create-key-store":
@@ -80,11 +82,14 @@ def add_parsers(subparsers: Any, epilog: str) -> None:
 
 
 def _store(args: argparse.Namespace) -> envelope.BranchKeyStore:
-    region = args.region or default_region()
+    opts = getattr(args, "globals", None)
+    if not isinstance(opts, GlobalOptions):
+        opts = GlobalOptions()
+    kms = kms_client(opts)
     if args.ddb_table_name is None:
-        if args.endpoint_url:
-            raise CLIError("--endpoint-url needs --ddb-table-name", ExitCode.USAGE)
-        return envelope.BranchKeyStore.embedded(args.kms_key_id, kms_client=local_kms(region),
+        if args.ddb_endpoint_url:
+            raise CLIError("--ddb-endpoint-url needs --ddb-table-name", ExitCode.USAGE)
+        return envelope.BranchKeyStore.embedded(args.kms_key_id, kms_client=kms,
                                                 logical_key_store_name=args.logical_key_store_name, path=args.path)
     if args.path:
         raise CLIError("--path is for the embedded store; drop it with --ddb-table-name", ExitCode.USAGE)
@@ -92,9 +97,8 @@ def _store(args: argparse.Namespace) -> envelope.BranchKeyStore:
         import boto3  # type: ignore[import-untyped]
     except ImportError:
         raise CLIError("--ddb-table-name needs boto3", ExitCode.USAGE, hint="pip install 'envelope[boto3]'") from None
-    ddb = boto3.client("dynamodb", region_name=region, endpoint_url=args.endpoint_url)
-    return envelope.BranchKeyStore.dynamodb(args.ddb_table_name, args.kms_key_id,
-                                            kms_client=boto3.client("kms", region_name=region), ddb_client=ddb,
+    ddb = boto3.client("dynamodb", region_name=region_of(opts), endpoint_url=args.ddb_endpoint_url)
+    return envelope.BranchKeyStore.dynamodb(args.ddb_table_name, args.kms_key_id, kms_client=kms, ddb_client=ddb,
                                             logical_key_store_name=args.logical_key_store_name)
 
 

@@ -178,3 +178,24 @@ def test_dynamodb_table_rules(setup: dict[str, Any], ddb_url: str, endpoint: End
     decrypt_only["type"] = "branch:version:" + str(uuid.uuid4())
     with pytest.raises(envelope.KeyringError, match="versioned concurrently"):
         ours.table.put_version(decrypt_only, stale, stale["enc"])
+
+
+def test_cli_on_dynamodb_and_the_endpoint(setup: dict[str, Any], ddb_url: str, endpoint: Endpoint,
+                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`envelope branch-key` with KMS over boto3 (--endpoint-url) and the ESDK's DynamoDB table."""
+    import json
+
+    from envelope_cli.main import main as envelope_main
+
+    for name, value in endpoint.cli_env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    common = ["--endpoint-url", endpoint.url, "branch-key"]
+    where = ["--kms-key-id", setup["arn"], "--logical-key-store-name", LOGICAL, "--ddb-table-name", setup["table"],
+             "--ddb-endpoint-url", ddb_url]
+    assert envelope_main([*common, "create-key", *where]) == 0
+    branch_key_id = json.loads(capsys.readouterr().out)["BranchKeyIdentifier"]
+    assert envelope_main([*common, "version-key", *where, "--branch-key-id", branch_key_id]) == 0
+    version = json.loads(capsys.readouterr().out)["BranchKeyVersion"]
+    assert _mpl_active(setup["mpl_store"], branch_key_id).branch_key_version == version
+    _both_ways(setup, branch_key_id, size=10)
