@@ -28,12 +28,16 @@ from .format.suites import AlgorithmSuite as AlgorithmSuite
 from .format.suites import CommitmentPolicy as CommitmentPolicy
 from .inspect import read_header as read_header
 from .keyrings.base import Keyring as Keyring
+from .keyrings.branchstore.store import BranchKeyStore as BranchKeyStore
+from .keyrings.hierarchy import BranchKeyIdSupplier as BranchKeyIdSupplier
+from .keyrings.hierarchy import HierarchicalKeyring as HierarchicalKeyring
 from .keyrings.kms import KMSClient as KMSClient
 from .keyrings.kms import KMSKeyring as KMSKeyring
 from .keyrings.kms import KMSMRKAwareKeyring as KMSMRKAwareKeyring
 from .keyrings.kms_discovery import DiscoveryFilter as DiscoveryFilter
 from .keyrings.kms_discovery import KMSDiscoveryKeyring as KMSDiscoveryKeyring
 from .keyrings.kms_discovery import KMSMRKAwareDiscoveryKeyring as KMSMRKAwareDiscoveryKeyring
+from .keyrings.kms_ecdh import KMSECDHKeyring as KMSECDHKeyring
 from .keyrings.kms_rsa import KMSRSAKeyring as KMSRSAKeyring
 from .keyrings.multi import MultiKeyring as MultiKeyring
 from .keyrings.names import edk_key_name as edk_key_name
@@ -64,6 +68,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AlgorithmSuite",
     "AuthenticationError",
+    "BranchKeyIdSupplier",
+    "BranchKeyStore",
     "CacheStats",
     "CachingMaterialsManager",
     "CachingStats",
@@ -81,8 +87,10 @@ __all__ = [
     "EnvelopeError",
     "FormatError",
     "Header",
+    "HierarchicalKeyring",
     "KMSClient",
     "KMSDiscoveryKeyring",
+    "KMSECDHKeyring",
     "KMSError",
     "KMSKeyring",
     "KMSMRKAwareDiscoveryKeyring",

@@ -112,6 +112,8 @@ OPERATIONS: dict[str, Operation] = {
                 MessageType="str", SigningAlgorithm="str!", **_GT, **_DRY),
     "verify": _op("verify", "Verify a signature.", KeyId="str!", Message="blob!", MessageType="str",
                   Signature="blob!", SigningAlgorithm="str!", **_GT, **_DRY),
+    "derive-shared-secret": _op("derive_shared_secret", "Derive an ECDH shared secret with a KEY_AGREEMENT key.",
+                                KeyId="str!", KeyAgreementAlgorithm="str!", PublicKey="blob!", **_GT, **_DRY),
     "generate-mac": _op("generate_mac", "Compute an HMAC with an HMAC key.", Message="blob!", KeyId="str!",
                         MacAlgorithm="str!", **_GT, **_DRY),
     "verify-mac": _op("verify_mac", "Verify an HMAC.", Message="blob!", KeyId="str!", MacAlgorithm="str!",

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         kms_cmd.add_parsers(sub, EXIT_CODES_HELP)
+        from . import branch_key_cmd
+
+        branch_key_cmd.add_parsers(sub, EXIT_CODES_HELP)
     return parser
 
 

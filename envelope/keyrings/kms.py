@@ -137,7 +137,7 @@ def _mentions(message: str, secret: bytes) -> bool:
     return any(form in message for form in forms)
 
 
-def _call_kms(client: KMSClient, method: str, secret: bytes | None = None, **kwargs: Any) -> Mapping[str, Any]:
+def _call_kms(client: object, method: str, secret: bytes | None = None, **kwargs: Any) -> Mapping[str, Any]:
     """Call ``client.<method>(**kwargs)``; any failure comes back as KMSError, never a foreign error.
 
     :param secret: bytes that must not appear in an error message (the data key).

@@ -20,7 +20,7 @@ from .engine.runtime import Call, execute
 from .engine.session import Session
 from .model.clock import as_clock
 from .model.errors import _BY_CODE
-from .ops import aliases, asymmetric, grants, imports, keyops, lifecycle, macs, multiregion, symmetric
+from .ops import aliases, asymmetric, grants, imports, keyagreement, keyops, lifecycle, macs, multiregion, symmetric
 from .store.audit import AuditLog
 from .store.partition import Region, open_partition
 
@@ -293,6 +293,10 @@ class LocalKMS:
         """KMS GenerateDataKeyPairWithoutPlaintext: boto3's ``generate_data_key_pair_without_plaintext`` arguments and response shape."""
         return self._run("GenerateDataKeyPairWithoutPlaintext", kwargs,
                          asymmetric.generate_data_key_pair_without_plaintext)
+
+    def derive_shared_secret(self, **kwargs: Any) -> dict[str, Any]:
+        """KMS DeriveSharedSecret: boto3's ``derive_shared_secret`` arguments and response shape."""
+        return self._run("DeriveSharedSecret", kwargs, keyagreement.derive_shared_secret)
 
     def generate_mac(self, **kwargs: Any) -> dict[str, Any]:
         """KMS GenerateMac: boto3's ``generate_mac`` arguments and response shape."""

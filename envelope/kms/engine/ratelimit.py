@@ -14,7 +14,7 @@ __all__ = ["CRYPTOGRAPHIC", "FAMILIES", "RateLimiter"]
 
 # KMS shares one request quota among its cryptographic operations ("cryptographic operations").
 CRYPTOGRAPHIC = frozenset({
-    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
+    "Decrypt", "DeriveSharedSecret", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
     "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "GenerateRandom", "ReEncrypt", "Sign",
     "Verify", "VerifyMac",
 })

@@ -35,6 +35,7 @@ class SpecInfo:
     signing: tuple[str, ...] = ()
     mac: tuple[str, ...] = ()
     size: int = 0  # bytes of symmetric/HMAC material, or RSA bits
+    key_agreement: tuple[str, ...] = ()  # KEY_AGREEMENT keys: ECDH (API_DeriveSharedSecret.html)
 
 
 KEY_SPECS: dict[str, SpecInfo] = {
@@ -42,9 +43,9 @@ KEY_SPECS: dict[str, SpecInfo] = {
     "RSA_2048": SpecInfo(("ENCRYPT_DECRYPT", "SIGN_VERIFY"), RSA_ENCRYPTION, RSA_SIGNING, size=2048),
     "RSA_3072": SpecInfo(("ENCRYPT_DECRYPT", "SIGN_VERIFY"), RSA_ENCRYPTION, RSA_SIGNING, size=3072),
     "RSA_4096": SpecInfo(("ENCRYPT_DECRYPT", "SIGN_VERIFY"), RSA_ENCRYPTION, RSA_SIGNING, size=4096),
-    "ECC_NIST_P256": SpecInfo(("SIGN_VERIFY",), signing=("ECDSA_SHA_256",)),
-    "ECC_NIST_P384": SpecInfo(("SIGN_VERIFY",), signing=("ECDSA_SHA_384",)),
-    "ECC_NIST_P521": SpecInfo(("SIGN_VERIFY",), signing=("ECDSA_SHA_512",)),
+    "ECC_NIST_P256": SpecInfo(("SIGN_VERIFY", "KEY_AGREEMENT"), signing=("ECDSA_SHA_256",), key_agreement=("ECDH",)),
+    "ECC_NIST_P384": SpecInfo(("SIGN_VERIFY", "KEY_AGREEMENT"), signing=("ECDSA_SHA_384",), key_agreement=("ECDH",)),
+    "ECC_NIST_P521": SpecInfo(("SIGN_VERIFY", "KEY_AGREEMENT"), signing=("ECDSA_SHA_512",), key_agreement=("ECDH",)),
     "ECC_SECG_P256K1": SpecInfo(("SIGN_VERIFY",), signing=("ECDSA_SHA_256",)),
     "HMAC_224": SpecInfo(("GENERATE_VERIFY_MAC",), mac=("HMAC_SHA_224",), size=28),
     "HMAC_256": SpecInfo(("GENERATE_VERIFY_MAC",), mac=("HMAC_SHA_256",), size=32),
@@ -239,6 +240,8 @@ def metadata(rec: KeyRecord, region: str) -> dict[str, Any]:
         meta["EncryptionAlgorithms"] = list(info.encryption)
     elif rec.key_usage == "SIGN_VERIFY":
         meta["SigningAlgorithms"] = list(info.signing)
+    elif rec.key_usage == "KEY_AGREEMENT":
+        meta["KeyAgreementAlgorithms"] = list(info.key_agreement)
     else:
         meta["MacAlgorithms"] = list(info.mac)
     if rec.multi_region and rec.primary_region is not None:

@@ -114,6 +114,8 @@ def get_public_key(call: Call) -> dict[str, Any]:
                            "KeySpec": rec.key_spec, "KeyUsage": rec.key_usage}
     if rec.key_usage == "ENCRYPT_DECRYPT":
         out["EncryptionAlgorithms"] = list(info.encryption)
+    elif rec.key_usage == "KEY_AGREEMENT":
+        out["KeyAgreementAlgorithms"] = list(info.key_agreement)
     else:
         out["SigningAlgorithms"] = list(info.signing)
     return out
