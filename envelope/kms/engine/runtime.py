@@ -17,18 +17,19 @@ from ..authz.policy import AuthorizationRequest, access_denied, authorize, parse
 from ..model.access import check_grant_tokens, load_grants
 from ..model.errors import AccessDeniedError, InvalidCiphertextError
 from ..model.keys import load_key, parse_key_ref
-from ..model.operations import OPERATIONS
 from ..model.params import Args
+from ..model.shapes import Operation
 from ..model.validation import KEY_ONLY_MEMBERS, is_alias, key_only_error, validate
 from ..store.audit import AuditLog, encode_event
 from ..store.database import bump_counter
 from ..store.partition import KeyEntry, Region
 from . import due as _due
+from .paramcheck import ParamCheck
 from .principals import load_identity_policies
 from .servicekeys import create_service_key
 from .session import Session
 
-__all__ = ["Call", "Retry", "execute", "record_rejected"]
+__all__ = ["Call", "Handler", "Plan", "Retry", "execute", "record_rejected"]
 
 _MAX_ATTEMPTS = 4
 _DECISIONS_PER_KEY = 256  # cached authorization decisions per key entry
@@ -232,23 +233,42 @@ class Call:
                                     grant_tokens, s.via_service, extra or {})
 
 
-def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Call], dict[str, Any]],
-            *, read_only: bool = False) -> dict[str, Any]:
-    """Run one operation with its audit event; see the module docstring."""
+Handler = Callable[[Call], dict[str, Any]]
+
+
+class Plan:
+    """One operation ready to run, built once from its row of the operation table: the row, the
+    handler, the parameter check and the members that refuse aliases."""
+
+    __slots__ = ("check", "handler", "key_only", "operation")
+
+    def __init__(self, operation: Operation, handler: Handler) -> None:
+        self.operation = operation
+        self.handler = handler
+        self.check = ParamCheck(operation)
+        self.key_only = KEY_ONLY_MEMBERS.get(operation.name, ())
+
+
+def execute(session: Session, plan: Plan, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one operation (its precomputed `Plan`) with its audit event; see the module docstring."""
     region = session.partition.region(session.region)
     now = session.clock()
+    operation = plan.operation
+    op, read_only, fn = operation.name, operation.read_only, plan.handler
     args = Args(op, raw)
     key_arns: list[str] = []
     try:
         if session.limiter is not None:
             session.limiter.acquire(session.region, op, now)
-        # The model's constraints are checked before anything else, authorization included, as
-        # AWS does (https://docs.aws.amazon.com/kms/latest/APIReference/CommonErrors.html).
-        validate(OPERATIONS[op], raw)
-    except KMSError as exc:
+        # Names and Python types first (botocore refuses those before sending), then the model's
+        # constraints, before anything else, authorization included, as AWS does
+        # (https://docs.aws.amazon.com/kms/latest/APIReference/CommonErrors.html).
+        plan.check(raw)
+        validate(operation, raw)
+    except (KMSError, TypeError) as exc:
         _audit_failure(session, region, op, raw, exc, now, key_arns, read_only)
         raise
-    key_only = KEY_ONLY_MEMBERS.get(op, ())
+    key_only = plan.key_only
     for attempt in range(_MAX_ATTEMPTS):
         conn = region.db.begin()
         call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1)
