@@ -14,8 +14,9 @@ from typing import NoReturn
 
 from ...errors import KMSError
 from ..model.access import Decision, Grant
-from .conditions import Condition, RequestValues, malformed_policy, wildcard
+from .conditions import Condition, RequestValues, Template, compile_template, malformed_policy, wildcard
 from .conditions import compile_condition as _compile_condition
+from .grantrules import constraints_allow, within_parent
 from .request import AuthorizationRequest, Caller
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Grant",
     "access_denied",
     "authorize",
+    "authorize_retire",
     "default_key_policy",
     "parse_policy",
     "request_independent",
@@ -35,11 +37,7 @@ _VERSIONS = ("2012-10-17", "2008-10-17")
 _STATEMENT_KEYS = frozenset({"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction",
                              "Resource", "NotResource", "Condition"})
 _PRINCIPAL_KINDS = frozenset({"AWS", "Service", "Federated", "CanonicalUser"})
-# Operations whose requests carry an encryption context: grant constraints apply only to these
-# (KMS API reference, GrantConstraints).
-_EC_OPERATIONS = frozenset({"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey",
-                            "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
-                            "GenerateDataKeyPairWithoutPlaintext"})
+
 
 
 # --- read-only parsed documents ---------------------------------------------------------------
@@ -94,20 +92,36 @@ def _strings(value: object, what: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Matcher:
-    """Matches a string against literals and wildcard patterns (or anything)."""
+    """Matches a string against literals and wildcard patterns (or anything); Resource values
+    may hold policy variables, resolved per request."""
 
     anything: bool
     exact: frozenset[str]
     patterns: tuple[re.Pattern[str], ...]
+    templates: tuple[Template, ...] = ()
 
     @classmethod
-    def build(cls, values: Sequence[str], *, fold: bool = False) -> _Matcher:
+    def build(cls, values: Sequence[str], *, fold: bool = False, variables: str = "") -> _Matcher:
         vals = [v.lower() for v in values] if fold else list(values)
+        templates = []
+        if variables:
+            found = [(v, compile_template(v, variables)) for v in vals]
+            templates = [t for _, t in found if t is not None]
+            vals = [v for v, t in found if t is None]
         return cls("*" in vals, frozenset(v for v in vals if "*" not in v and "?" not in v),
-                   tuple(wildcard(v) for v in vals if ("*" in v or "?" in v) and v != "*"))
+                   tuple(wildcard(v) for v in vals if ("*" in v or "?" in v) and v != "*"), tuple(templates))
 
     def __call__(self, value: str) -> bool:
         return self.anything or value in self.exact or any(p.fullmatch(value) for p in self.patterns)
+
+    def match(self, value: str, values: RequestValues) -> bool:
+        if self(value):
+            return True
+        for template in self.templates:
+            source = template.resolve(values, lambda part: wildcard(part).pattern)
+            if source is not None and re.fullmatch(source, value, re.DOTALL):
+                return True
+        return False
 
 
 _ACCOUNT_RE = re.compile(r"\d{12}")
@@ -140,7 +154,17 @@ class _Statement:
         hit = any(spec.matcher(form) for form in who.forms)
         via_root = who.account in spec.roots
         if spec.negated:
-            return None if hit or via_root else "direct"
+            # NotPrincipal exempts a caller only if it names each level the caller is evaluated
+            # at: its account, then (unless the caller is that account's root) the user, role or
+            # session itself. An account ARN alone exempts the account root only (IAM User
+            # Guide, NotPrincipal: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html).
+            # With Allow (which IAM no longer supports) an exclusion errs the other way: naming
+            # the caller itself is enough to leave it out.
+            if self.allow:
+                exempt = hit or (via_root and who.is_root)
+            else:
+                exempt = (via_root and (who.is_root or hit)) if who.account else hit
+            return None if exempt else "direct"
         if hit or (via_root and who.is_root):
             return "direct"
         return "root" if via_root else None
@@ -150,10 +174,11 @@ class _Statement:
 class _CompiledPolicy:
     statements: tuple[_Statement, ...]
     identity: bool              # compiled as an identity policy (no Principal) or a key policy
-    conditional: bool = False   # some statement has a Condition (decisions may depend on the request)
+    conditional: bool = False   # some statement has a Condition or a Resource policy variable
+                                # (decisions may depend on the request)
 
 
-def _compile_statement(raw: object, index: int, *, identity: bool) -> _Statement:
+def _compile_statement(raw: object, index: int, *, identity: bool, variables: bool) -> _Statement:
     if not isinstance(raw, Mapping):
         malformed_policy("each statement must be an object")
     unknown = set(raw) - _STATEMENT_KEYS
@@ -175,12 +200,13 @@ def _compile_statement(raw: object, index: int, *, identity: bool) -> _Statement
     for operator, entries in block.items():
         if not isinstance(entries, Mapping) or not entries:
             malformed_policy(f"statement {sid!r}: condition {operator!r} must map keys to values")
-        conditions.extend(_compile_condition(operator, k, v) for k, v in entries.items())
+        conditions.extend(_compile_condition(operator, k, v, variables=variables) for k, v in entries.items())
     for action in actions:
         if action != "*" and not re.fullmatch(r"[A-Za-z0-9-]+:[A-Za-z0-9*?]+", action):
             malformed_policy(f"statement {sid!r}: bad action {action!r}")
+    resource_matcher = _Matcher.build(resources or ("*",), variables=f"statement {sid!r}: Resource" if variables else "")
     return _Statement(sid, effect == "Allow", principal, _Matcher.build(actions, fold=True), not_action,
-                      _Matcher.build(resources or ("*",)), not_resource, tuple(conditions))
+                      resource_matcher, not_resource, tuple(conditions))
 
 
 def _pick_one(raw: Mapping[str, object], name: str, negated: str, sid: str,
@@ -239,8 +265,12 @@ def _compile_document(doc: object, *, identity: bool) -> _CompiledPolicy:
         statements = (statements,)
     if not isinstance(statements, (list, tuple)) or not statements:
         malformed_policy("Statement must be an object or a non-empty list")
-    compiled = tuple(_compile_statement(s, i, identity=identity) for i, s in enumerate(statements))
-    return _CompiledPolicy(compiled, identity, any(stmt.conditions for stmt in compiled))
+    # Policy variables exist only in version 2012-10-17; without a Version, IAM reads 2008-10-17.
+    variables = doc.get("Version") == "2012-10-17"
+    compiled = tuple(_compile_statement(s, i, identity=identity, variables=variables)
+                     for i, s in enumerate(statements))
+    return _CompiledPolicy(compiled, identity, any(stmt.conditions or stmt.resources.templates
+                                                   for stmt in compiled))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -329,9 +359,9 @@ _ANY_KEY = "\x00any key"  # would_lock_out without a key ARN: every Resource ele
 def _applies(stmt: _Statement, action: str, resource: str, values: RequestValues) -> bool:
     if stmt.actions(action) == stmt.not_action:
         return False
-    if (resource is _ANY_KEY or stmt.resources(resource)) == stmt.not_resource:
+    if (resource is _ANY_KEY or stmt.resources.match(resource, values)) == stmt.not_resource:
         return False
-    return all(cond.test(values.get(cond.key)) for cond in stmt.conditions)
+    return all(cond.test(values) for cond in stmt.conditions)
 
 
 def _scan(policy: _CompiledPolicy, who: Caller, action: str, resource: str,
@@ -356,17 +386,25 @@ def _scan(policy: _CompiledPolicy, who: Caller, action: str, resource: str,
 def _grant_allows(grant: Grant, request: AuthorizationRequest, who: Caller, operation: str) -> bool:
     if grant.key_arn != request.key_arn or grant.grantee_principal not in who.forms:
         return False
-    if operation not in grant.operations:
-        return False
-    if not grant.constraints or operation not in _EC_OPERATIONS:
-        return True
-    # Constraint keys compare without case, values exactly (KMS API reference, GrantConstraints).
-    context = {k.lower(): v for k, v in (request.encryption_context or {}).items()}
-    equals = grant.constraints.get("EncryptionContextEquals")
-    if equals is not None and {k.lower(): v for k, v in equals.items()} != context:
-        return False
-    subset = grant.constraints.get("EncryptionContextSubset")
-    return subset is None or all(context.get(k.lower()) == v for k, v in subset.items())
+    if operation not in grant.operations or operation == "RetireGrant":
+        return False  # a grant's RetireGrant retires that grant only (authorize_retire)
+    if operation == "CreateGrant":
+        # The new grant must stay inside this one (create-grant-overview.html#grant-creategrant).
+        operations, constraints = _requested_grant(request)
+        return within_parent(grant, operations, constraints)
+    return constraints_allow(grant.constraints, operation, request.encryption_context)
+
+
+def _requested_grant(request: AuthorizationRequest) -> tuple[tuple[str, ...], Mapping[str, Mapping[str, str]] | None]:
+    """The operations and constraints a CreateGrant request asks for."""
+    if request.facts is None:
+        ops = request.extra_conditions.get("kms:GrantOperations")
+        return (tuple(str(o) for o in ops) if isinstance(ops, (list, tuple)) else ()), None
+    params = request.facts.params
+    ops = params.get("Operations")
+    constraints = params.get("Constraints")
+    return ((tuple(str(o) for o in ops) if isinstance(ops, (list, tuple)) else ()),
+            constraints if isinstance(constraints, Mapping) else None)
 
 
 def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | None,
@@ -425,16 +463,60 @@ def request_independent(key_policy: Mapping[str, object] | None,
                         identity_policies: Sequence[Mapping[str, object]], grants: Sequence[Grant]) -> bool:
     """Whether `authorize` gives these documents the same decision whatever the request's values.
 
-    True when no statement has a Condition and no grant has constraints: the decision then
-    depends only on the principal, the action and the key, so a caller may reuse it for as long
-    as these documents are unchanged (the encryption context, grant tokens, via-service and
-    extra condition values cannot change it).
+    True when no statement has a Condition or a Resource policy variable, and no grant has
+    constraints or allows CreateGrant (whose request decides what the grant allows): the decision
+    then depends only on the principal, the action and the key, so a caller may reuse it for as
+    long as these documents are unchanged (the request's values cannot change it).
     """
     if key_policy is not None and _compiled(key_policy, identity=False).conditional:
         return False
     if any(_compiled(doc, identity=True).conditional for doc in identity_policies):
         return False
-    return not any(grant.constraints for grant in grants)
+    return not any(grant.constraints or "CreateGrant" in grant.operations for grant in grants)
+
+
+def _names(principal: str | None, who: Caller) -> bool:
+    """Whether a grant's grantee or retiring principal is the caller (an account names its root)."""
+    if principal is None:
+        return False
+    if principal in who.forms:
+        return True
+    root = _ROOT_RE.fullmatch(principal)
+    return who.is_root and (root.group(1) if root else principal) == who.account
+
+
+def authorize_retire(request: AuthorizationRequest, grant: Grant,
+                     identity_policies: Sequence[Mapping[str, object]]) -> Decision:
+    """Decide a RetireGrant call on ``grant``: the grant, not the key policy, says who may.
+
+    Allowed for the grant's retiring principal; its grantee if the grant allows RetireGrant; the
+    root of the account that created the grant; and IAM principals of the key's account or of the
+    retiring account whose identity policy allows ``kms:RetireGrant``. An explicit Deny in an
+    identity policy wins; ``kms:RetireGrant`` in a key policy has no effect
+    (https://docs.aws.amazon.com/kms/latest/developerguide/grant-delete.html).
+    """
+    who = _caller(request.principal)
+    values = RequestValues(request, who)
+    identity_allow: _Statement | None = None
+    for doc in identity_policies:
+        deny, allow, _ = _scan(_compiled(doc, identity=True), who, "kms:retiregrant", request.key_arn, values)
+        if deny is not None:
+            return Decision(False, f"explicit deny in identity policy statement {deny.sid!r}",
+                            "explicit-deny-identity-policy")
+        identity_allow = identity_allow or allow
+    if _names(grant.retiring_principal, who):
+        return Decision(True, f"retiring principal of grant {grant.grant_id}", "grant")
+    if "RetireGrant" in grant.operations and _names(grant.grantee_principal, who):
+        return Decision(True, f"grantee of grant {grant.grant_id}, which allows RetireGrant", "grant")
+    if who.is_root and who.account == grant.issuing_account:
+        return Decision(True, "the account that created the grant", "account-root")
+    retiring = grant.retiring_principal or ""
+    retiring_account = (retiring if _ACCOUNT_RE.fullmatch(retiring)
+                        else retiring.split(":")[4] if retiring.count(":") >= 5 else "")
+    if identity_allow is not None and who.account in (request.key_account, retiring_account):
+        return Decision(True, f"allowed by identity policy statement {identity_allow.sid!r}", "identity-policy")
+    return Decision(False, "no grant or identity policy allows the caller to retire the grant",
+                    "no-identity-policy-allow")
 
 
 def would_lock_out(policy: Mapping[str, object], principal: str,

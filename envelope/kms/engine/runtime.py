@@ -13,8 +13,16 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ...errors import KeyNotFoundError, KMSError
-from ..authz.policy import AuthorizationRequest, access_denied, authorize, parse_policy, request_independent
-from ..model.access import check_grant_tokens, load_grants
+from ..authz.policy import (
+    AuthorizationRequest,
+    access_denied,
+    authorize,
+    authorize_retire,
+    parse_policy,
+    request_independent,
+)
+from ..authz.request import KeyFacts, RequestFacts
+from ..model.access import Grant, check_grant_tokens, load_grants
 from ..model.errors import AccessDeniedError, InvalidCiphertextError
 from ..model.keys import load_key, parse_key_ref
 from ..model.params import Args
@@ -52,6 +60,7 @@ class Call:
 
     __slots__ = (
         "after",
+        "aliases_used",
         "args",
         "changed",
         "conn",
@@ -72,6 +81,7 @@ class Call:
         self.args = args
         self.changed = False
         self.key_arns: list[str] = []
+        self.aliases_used: dict[str, str] = {}  # key id -> the alias name the request named it by
         self.after: list[Callable[[], None]] = []
         self.may_retry = may_retry
         self.response_elements = True
@@ -121,6 +131,7 @@ class Call:
                 else:
                     raise KeyNotFoundError(
                         f"Alias arn:aws:kms:{self.region.name}:{account}:{ref.name} is not found.")
+            self.aliases_used[key_id] = ref.name
         else:
             key_id = ref.name
         found = self.entry(key_id)
@@ -200,8 +211,7 @@ class Call:
         check_grant_tokens(grant_tokens)
         s = self.session
         if entry is None:
-            request = AuthorizationRequest(s.principal, action, "*", s.account, context, grant_tokens,
-                                           s.via_service, extra or {})
+            request = self._request(action, None, context, grant_tokens, extra)
             decision = authorize(request, None, self.identity_policies(), ())
             if not decision.allowed:
                 raise AccessDeniedError(str(access_denied(request, decision)))
@@ -223,11 +233,66 @@ class Call:
             request = self._request(action, entry, context, grant_tokens, extra)
             raise AccessDeniedError(str(access_denied(request, decision)))
 
-    def _request(self, action: str, entry: KeyEntry, context: Mapping[str, str] | None,
+    def authorize_retire(self, entry: KeyEntry, grant: Grant) -> None:
+        """Check the caller may retire ``grant`` (the grant decides; see `policy.authorize_retire`).
+
+        :raises AccessDeniedError: it may not.
+        """
+        request = self._request("kms:RetireGrant", entry, None, (), None)
+        decision = authorize_retire(request, grant, self.identity_policies())
+        if not decision.allowed:
+            raise AccessDeniedError(str(access_denied(request, decision)))
+
+    def _request(self, action: str, entry: KeyEntry | None, context: Mapping[str, str] | None,
                  grant_tokens: tuple[str, ...], extra: Mapping[str, object] | None) -> AuthorizationRequest:
         s = self.session
+        facts = RequestFacts(
+            self.args.raw, None if entry is None else self._key_facts(entry),
+            None if entry is None else self.aliases_used.get(entry.record.key_id), self.region.name,
+            self.now, s.source_ip, s.user_agent, s.secure_transport,
+            None if entry is None or not action.startswith("kms:ReEncrypt") else lambda: self._same_key(entry))
+        if entry is None:
+            return AuthorizationRequest(s.principal, action, "*", s.account, context, grant_tokens,
+                                        s.via_service, extra or {}, facts)
         return AuthorizationRequest(s.principal, action, entry.arn, entry.record.account, context,
-                                    grant_tokens, s.via_service, extra or {})
+                                    grant_tokens, s.via_service, extra or {}, facts)
+
+    def _key_facts(self, entry: KeyEntry) -> KeyFacts:
+        """The key's attributes for condition keys; its aliases and tags are read only if asked for."""
+        rec, conn = entry.record, self.conn
+        region_type = None
+        if rec.multi_region:
+            region_type = "PRIMARY" if rec.primary_region in (None, self.region.name) else "REPLICA"
+
+        def aliases() -> tuple[str, ...]:
+            rows = conn.execute("SELECT alias_name FROM aliases WHERE account = ? AND key_id = ? "
+                                "ORDER BY alias_name", (rec.account, rec.key_id)).fetchall()
+            return tuple(str(name) for (name,) in rows)
+
+        def tags() -> tuple[tuple[str, str], ...]:
+            rows = conn.execute("SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key",
+                                (rec.key_id,)).fetchall()
+            return tuple((str(k), str(v)) for k, v in rows)
+
+        return KeyFacts(rec.key_spec, rec.key_usage, rec.origin, rec.multi_region, region_type, aliases, tags)
+
+    def _same_key(self, entry: KeyEntry) -> bool:
+        """kms:ReEncryptOnSameKey: whether ReEncrypt's source and destination are one key.
+
+        ReEncryptFrom is authorized before the destination is resolved, so its KeyId is resolved
+        here (without lifecycle work); the source is the first key this call resolved.
+        """
+        source = self.key_arns[0] if self.key_arns else entry.arn
+        dest_ref = self.args.raw.get("DestinationKeyId")
+        if not isinstance(dest_ref, str):
+            return False
+        try:
+            ref = parse_key_ref(dest_ref, self.region.name)
+        except (KMSError, ValueError):
+            return False
+        account = ref.account or self.session.account
+        dest_id = self.alias_target(account, ref.name) if ref.kind == "alias" else ref.name
+        return dest_id is not None and self.region.arn(account, dest_id) == source
 
 
 def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Call], dict[str, Any]],
