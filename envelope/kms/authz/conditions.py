@@ -48,7 +48,7 @@ def _arn_source(pattern: str) -> str:
     """ArnLike: each of the six colon-separated parts is matched on its own, so a wildcard in the
     first five never spans a colon; the resource part (the sixth) may contain colons."""
     parts = pattern.split(":", 5)
-    if len(parts) < 6:
+    if len(parts) < 6:  # "*" (values are checked when the policy is stored)
         return _wildcard_source(pattern)
     return ":".join([_wildcard_source(p, star="[^:]*", one="[^:]") for p in parts[:5]]
                     + [_wildcard_source(parts[5])])
@@ -273,6 +273,9 @@ def _check_values(operator: str, key: str, kind: str, texts: list[str]) -> None:
         malformed_policy(f"{what} needs ISO 8601 dates or epoch seconds")
     if kind == "binary" and any(_binary(t) is None for t in texts):
         malformed_policy(f"{what} needs base64 values")
+    if kind == "arn" and any(t != "*" and t.count(":") < 5 for t in texts):
+        # Each of an ARN's six parts is matched on its own: a value with fewer cannot be compared.
+        malformed_policy(f"{what} needs ARNs (six colon-separated parts) or \"*\"")
     if kind == "ip":
         for text in texts:
             try:

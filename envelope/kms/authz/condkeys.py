@@ -265,8 +265,8 @@ def _principal_type(caller: Caller) -> str | None:
     if not caller.account:
         return None  # a service principal
     resource = caller.forms[0].split(":", 5)[5]
-    if resource.startswith("assumed-role/"):
-        return "AssumedRole"
+    if resource.startswith(("assumed-role/", "role/")):
+        return "AssumedRole"  # a role calls only through a session
     if resource.startswith("federated-user/"):
         return "FederatedUser"
     return "User" if resource.startswith("user/") else None
