@@ -331,3 +331,22 @@ def test_recipient_attestation_is_absent_locally(kms: LocalKMS) -> None:
     key = _key(kms, {**_app_may("kms:Decrypt", "kms:Encrypt"), "Condition": {
         "StringEqualsIgnoreCase": {"kms:RecipientAttestation:ImageSha384": "ab" * 48}}})
     _denied(lambda: kms.for_principal(APP).encrypt(KeyId=key, Plaintext=b"x"))
+
+
+def test_a_stored_policy_the_engine_cannot_evaluate_fails_closed(disk_kms: LocalKMS) -> None:
+    # A policy stored by an earlier version may name a key this engine refuses: its Deny applies
+    # unconditionally, its Allow is dropped, and the rest of the policy keeps the key manageable.
+    import sqlite3
+
+    key = _key(disk_kms, _app_may("kms:Encrypt", "kms:DescribeKey"))
+    legacy = _policy(ROOT_ALL, {**_app_may("kms:Encrypt"), "Condition": {"StringEquals": {"kms:Legacy": "x"}}},
+                     _deny_app("kms:DescribeKey", {"StringEquals": {"kms:Legacy": "x"}}))
+    assert disk_kms.data_dir is not None
+    with sqlite3.connect(f"{disk_kms.data_dir}/kms-us-east-1.sqlite3") as conn:
+        conn.execute("UPDATE keys SET policy = ? WHERE key_id = ?", (legacy, key))
+        conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'change_counter'")
+    app = disk_kms.for_principal(APP)
+    _denied(lambda: app.encrypt(KeyId=key, Plaintext=b"x"))
+    _denied(lambda: app.describe_key(KeyId=key))
+    disk_kms.put_key_policy(KeyId=key, PolicyName="default", Policy=_policy(ROOT_ALL, _app_may("kms:Encrypt")))
+    app.encrypt(KeyId=key, Plaintext=b"x")

@@ -250,7 +250,7 @@ def _compile_principal(raw: Mapping[str, object], sid: str, *, identity: bool) -
     return _PrincipalSpec(_Matcher.build(others), frozenset(roots), key == "NotPrincipal")
 
 
-def _compile_document(doc: object, *, identity: bool) -> _CompiledPolicy:
+def _compile_document(doc: object, *, identity: bool, stored: bool = False) -> _CompiledPolicy:
     if not isinstance(doc, Mapping):
         malformed_policy("the document must be a JSON object")
     unknown = set(doc) - {"Version", "Id", "Statement"}
@@ -267,38 +267,55 @@ def _compile_document(doc: object, *, identity: bool) -> _CompiledPolicy:
         malformed_policy("Statement must be an object or a non-empty list")
     # Policy variables exist only in version 2012-10-17; without a Version, IAM reads 2008-10-17.
     variables = doc.get("Version") == "2012-10-17"
-    compiled = tuple(_compile_statement(s, i, identity=identity, variables=variables)
-                     for i, s in enumerate(statements))
-    return _CompiledPolicy(compiled, identity, any(stmt.conditions or stmt.resources.templates
-                                                   for stmt in compiled))
+    compiled: list[_Statement] = []
+    for index, raw in enumerate(statements):
+        try:
+            compiled.append(_compile_statement(raw, index, identity=identity, variables=variables))
+        except KMSError:
+            if not stored or not isinstance(raw, Mapping):
+                raise
+            # A policy stored before this engine refused what it cannot evaluate: fail closed. A
+            # Deny applies whatever its conditions and resources say; an Allow is dropped.
+            if raw.get("Effect") == "Deny":
+                bare = {k: v for k, v in raw.items() if k not in ("Condition", "Resource", "NotResource")}
+                compiled.append(_compile_statement({**bare, "Resource": "*"}, index, identity=identity,
+                                                   variables=False))
+    return _CompiledPolicy(tuple(compiled), identity, any(stmt.conditions or stmt.resources.templates
+                                                          for stmt in compiled))
 
 
 @functools.lru_cache(maxsize=1024)
-def _parse_cached(text: str, identity: bool) -> _FrozenDict:
+def _parse_cached(text: str, identity: bool, stored: bool) -> _FrozenDict:
     if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
         malformed_policy(f"the policy is larger than {MAX_POLICY_BYTES} bytes")
     try:
         doc = json.loads(text)
     except ValueError:
         malformed_policy("the policy is not valid JSON")
-    compiled = _compile_document(doc, identity=identity)  # refuses anything but a JSON object
+    compiled = _compile_document(doc, identity=identity, stored=stored)  # refuses anything but an object
     frozen = _freeze_dict(doc)
     frozen._compiled = compiled
     return frozen
 
 
-def parse_policy(text: str, *, identity: bool = False) -> dict[str, object]:
+def parse_policy(text: str, *, identity: bool = False, stored: bool = False) -> dict[str, object]:
     """Validate a key policy (or, with ``identity=True``, an IAM identity policy) and return it.
 
     The result is read-only (arrays become tuples) and carries its compiled form, so passing it
     to `authorize` costs no recompilation. Parsing is cached by text.
 
+    ``stored=True`` reads a policy already in the store: a statement naming something this
+    engine cannot evaluate (a policy stored by an earlier version) fails closed, a Deny applying
+    unconditionally and an Allow being dropped, so the key stays manageable by whoever else the
+    policy allows instead of becoming unreadable.
+
     :raises KMSError: ``MalformedPolicyDocumentException`` for bad JSON, a policy over 32 KiB, or
-        a bad Version, Statement, Effect, Principal, Action, Resource or Condition.
+        a bad Version, Statement, Effect, Principal, Action, Resource or Condition (including
+        a condition key or operator this engine cannot evaluate, named in the message).
     """
     if not isinstance(text, str):
         raise TypeError("policy text must be a str")
-    return _parse_cached(text, identity)
+    return _parse_cached(text, identity, stored)
 
 
 @functools.lru_cache(maxsize=1024)

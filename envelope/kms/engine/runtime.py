@@ -97,7 +97,7 @@ class Call:
             cache[key_id] = None
             return None
         arn = self.region.arn(rec.account, key_id)
-        found = KeyEntry(rec, arn, parse_policy(rec.policy), load_grants(self.conn, key_id, arn),
+        found = KeyEntry(rec, arn, parse_policy(rec.policy, stored=True), load_grants(self.conn, key_id, arn),
                          _due.due_at(rec, self.region.name))
         cache[key_id] = found
         return found
