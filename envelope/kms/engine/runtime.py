@@ -201,9 +201,11 @@ class Call:
         return found
 
     def authorize(self, action: str, entry: KeyEntry | None, *,
-                  context: Mapping[str, str] | None = None, grant_tokens: tuple[str, ...] = (),
-                  extra: Mapping[str, object] | None = None) -> None:
+                  context: Mapping[str, str] | None = None, grant_tokens: tuple[str, ...] = ()) -> None:
         """Check the caller may perform ``action`` on the key (``None``: an account-level action).
+
+        Policy condition keys read the call's parameters, the key (its attributes, aliases and
+        tags), the alias the call named it by, and the session's transport (`_request`).
 
         :raises AccessDeniedError: the policies and grants do not allow it.
         :raises InvalidGrantTokenError: a grant token is malformed.
@@ -211,7 +213,7 @@ class Call:
         check_grant_tokens(grant_tokens)
         s = self.session
         if entry is None:
-            request = self._request(action, None, context, grant_tokens, extra)
+            request = self._request(action, None, context, grant_tokens)
             decision = authorize(request, None, self.identity_policies(), ())
             if not decision.allowed:
                 raise AccessDeniedError(str(access_denied(request, decision)))
@@ -222,7 +224,7 @@ class Call:
         if cached is not None and cached[0] is identities:
             decision = cached[1]
         else:
-            decision = authorize(self._request(action, entry, context, grant_tokens, extra), entry.policy,
+            decision = authorize(self._request(action, entry, context, grant_tokens), entry.policy,
                                  identities, entry.grants)
             # Policy decision cache: valid while the entry is (the region's change counter is
             # unchanged) and the identity policies are the same objects (the IAM store is unchanged).
@@ -230,7 +232,7 @@ class Call:
                                                                                  entry.grants):
                 entry.decisions[slot] = (identities, decision)
         if not decision.allowed:
-            request = self._request(action, entry, context, grant_tokens, extra)
+            request = self._request(action, entry, context, grant_tokens)
             raise AccessDeniedError(str(access_denied(request, decision)))
 
     def authorize_retire(self, entry: KeyEntry, grant: Grant) -> None:
@@ -238,13 +240,13 @@ class Call:
 
         :raises AccessDeniedError: it may not.
         """
-        request = self._request("kms:RetireGrant", entry, None, (), None)
+        request = self._request("kms:RetireGrant", entry, None, ())
         decision = authorize_retire(request, grant, self.identity_policies())
         if not decision.allowed:
             raise AccessDeniedError(str(access_denied(request, decision)))
 
     def _request(self, action: str, entry: KeyEntry | None, context: Mapping[str, str] | None,
-                 grant_tokens: tuple[str, ...], extra: Mapping[str, object] | None) -> AuthorizationRequest:
+                 grant_tokens: tuple[str, ...]) -> AuthorizationRequest:
         s = self.session
         facts = RequestFacts(
             self.args.raw, None if entry is None else self._key_facts(entry),
@@ -253,9 +255,9 @@ class Call:
             None if entry is None or not action.startswith("kms:ReEncrypt") else lambda: self._same_key(entry))
         if entry is None:
             return AuthorizationRequest(s.principal, action, "*", s.account, context, grant_tokens,
-                                        s.via_service, extra or {}, facts)
+                                        s.via_service, facts=facts)
         return AuthorizationRequest(s.principal, action, entry.arn, entry.record.account, context,
-                                    grant_tokens, s.via_service, extra or {}, facts)
+                                    grant_tokens, s.via_service, facts=facts)
 
     def _key_facts(self, entry: KeyEntry) -> KeyFacts:
         """The key's attributes for condition keys; its aliases and tags are read only if asked for."""
