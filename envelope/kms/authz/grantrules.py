@@ -11,12 +11,14 @@ and the KMS API reference, GrantConstraints
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from ..model.access import Grant
+from .request import AuthorizationRequest, Caller
 
-__all__ = ["CONSTRAINT_NAMES", "GRANT_OPERATIONS", "constraints_allow", "operations_for_key",
-           "within_parent"]
+__all__ = ["CONSTRAINT_NAMES", "GRANT_OPERATIONS", "constraints_allow", "grant_allows", "names",
+           "operations_for_key", "within_parent"]
 
 CONSTRAINT_NAMES = ("EncryptionContextEquals", "EncryptionContextSubset")
 _COMMON = ("CreateGrant", "DescribeKey", "RetireGrant")
@@ -34,6 +36,7 @@ GRANT_OPERATIONS: tuple[str, ...] = tuple(dict.fromkeys(
 # Operations whose requests carry an encryption context: only these are subject to a grant's
 # encryption-context constraint, and only on symmetric encryption keys (GrantConstraints).
 _EC_OPERATIONS = frozenset(_BY_USAGE["SYMMETRIC"])
+_ROOT = re.compile(r"arn:[\w-]+:iam::(\d{12}):root")
 
 
 def operations_for_key(key_spec: str, key_usage: str) -> tuple[str, ...]:
@@ -93,3 +96,38 @@ def within_parent(parent: Grant, operations: Sequence[str],
         # An unconstrained child, or an open-ended one under a parent that takes one context.
         return False
     return all(child_sub.get(k) == v for k, v in (parent_sub or {}).items())
+
+
+def grant_allows(grant: Grant, request: AuthorizationRequest, who: Caller, operation: str) -> bool:
+    """Whether ``grant`` lets the caller run ``operation`` (its API name) in this request."""
+    if grant.key_arn != request.key_arn or grant.grantee_principal not in who.forms:
+        return False
+    if operation not in grant.operations or operation == "RetireGrant":
+        return False  # a grant's RetireGrant retires that grant only (authorize_retire)
+    if operation == "CreateGrant":
+        # The new grant must stay inside this one (create-grant-overview.html#grant-creategrant).
+        operations, constraints = _requested_grant(request)
+        return within_parent(grant, operations, constraints)
+    return constraints_allow(grant.constraints, operation, request.encryption_context)
+
+
+def _requested_grant(request: AuthorizationRequest) -> tuple[tuple[str, ...], Mapping[str, Mapping[str, str]] | None]:
+    """The operations and constraints a CreateGrant request asks for."""
+    if request.facts is None:
+        ops = request.extra_conditions.get("kms:GrantOperations")
+        return (tuple(str(o) for o in ops) if isinstance(ops, (list, tuple)) else ()), None
+    params = request.facts.params
+    ops = params.get("Operations")
+    constraints = params.get("Constraints")
+    return ((tuple(str(o) for o in ops) if isinstance(ops, (list, tuple)) else ()),
+            constraints if isinstance(constraints, Mapping) else None)
+
+
+def names(principal: str | None, who: Caller) -> bool:
+    """Whether a grant's grantee or retiring principal is the caller (an account names its root)."""
+    if principal is None:
+        return False
+    if principal in who.forms:
+        return True
+    root = _ROOT.fullmatch(principal)
+    return who.is_root and (root.group(1) if root else principal) == who.account

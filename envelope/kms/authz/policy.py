@@ -16,7 +16,7 @@ from ...errors import KMSError
 from ..model.access import Decision, Grant
 from .conditions import Condition, RequestValues, Template, compile_template, malformed_policy, wildcard
 from .conditions import compile_condition as _compile_condition
-from .grantrules import constraints_allow, within_parent
+from .grantrules import grant_allows, names
 from .request import AuthorizationRequest, Caller
 
 __all__ = [
@@ -400,30 +400,6 @@ def _scan(policy: _CompiledPolicy, who: Caller, action: str, resource: str,
     return None, direct, root
 
 
-def _grant_allows(grant: Grant, request: AuthorizationRequest, who: Caller, operation: str) -> bool:
-    if grant.key_arn != request.key_arn or grant.grantee_principal not in who.forms:
-        return False
-    if operation not in grant.operations or operation == "RetireGrant":
-        return False  # a grant's RetireGrant retires that grant only (authorize_retire)
-    if operation == "CreateGrant":
-        # The new grant must stay inside this one (create-grant-overview.html#grant-creategrant).
-        operations, constraints = _requested_grant(request)
-        return within_parent(grant, operations, constraints)
-    return constraints_allow(grant.constraints, operation, request.encryption_context)
-
-
-def _requested_grant(request: AuthorizationRequest) -> tuple[tuple[str, ...], Mapping[str, Mapping[str, str]] | None]:
-    """The operations and constraints a CreateGrant request asks for."""
-    if request.facts is None:
-        ops = request.extra_conditions.get("kms:GrantOperations")
-        return (tuple(str(o) for o in ops) if isinstance(ops, (list, tuple)) else ()), None
-    params = request.facts.params
-    ops = params.get("Operations")
-    constraints = params.get("Constraints")
-    return ((tuple(str(o) for o in ops) if isinstance(ops, (list, tuple)) else ()),
-            constraints if isinstance(constraints, Mapping) else None)
-
-
 def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | None,
               identity_policies: Sequence[Mapping[str, object]], grants: Sequence[Grant]) -> Decision:
     """Decide one call by KMS rules.
@@ -468,7 +444,7 @@ def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | 
                                   f"policy statement {identity_allow.sid!r}", "identity-policy")
     operation = request.action.split(":", 1)[-1]
     for grant in grants:
-        if _grant_allows(grant, request, who, operation):
+        if grant_allows(grant, request, who, operation):
             return Decision(True, f"allowed by grant {grant.grant_id}", "grant")
     if key_allow is None:
         return Decision(False, "no key policy statement or grant allows the action", "no-key-policy-allow")
@@ -492,16 +468,6 @@ def request_independent(key_policy: Mapping[str, object] | None,
     return not any(grant.constraints or "CreateGrant" in grant.operations for grant in grants)
 
 
-def _names(principal: str | None, who: Caller) -> bool:
-    """Whether a grant's grantee or retiring principal is the caller (an account names its root)."""
-    if principal is None:
-        return False
-    if principal in who.forms:
-        return True
-    root = _ROOT_RE.fullmatch(principal)
-    return who.is_root and (root.group(1) if root else principal) == who.account
-
-
 def authorize_retire(request: AuthorizationRequest, grant: Grant,
                      identity_policies: Sequence[Mapping[str, object]]) -> Decision:
     """Decide a RetireGrant call on ``grant``: the grant, not the key policy, says who may.
@@ -521,9 +487,9 @@ def authorize_retire(request: AuthorizationRequest, grant: Grant,
             return Decision(False, f"explicit deny in identity policy statement {deny.sid!r}",
                             "explicit-deny-identity-policy")
         identity_allow = identity_allow or allow
-    if _names(grant.retiring_principal, who):
+    if names(grant.retiring_principal, who):
         return Decision(True, f"retiring principal of grant {grant.grant_id}", "grant")
-    if "RetireGrant" in grant.operations and _names(grant.grantee_principal, who):
+    if "RetireGrant" in grant.operations and names(grant.grantee_principal, who):
         return Decision(True, f"grantee of grant {grant.grant_id}, which allows RetireGrant", "grant")
     if who.is_root and who.account == grant.issuing_account:
         return Decision(True, "the account that created the grant", "account-root")
