@@ -366,7 +366,8 @@ def _build() -> dict[str, ConditionKey]:
         # Nitro Enclaves attestation documents never reach a local service: always absent.
         ConditionKey("kms:recipientattestation:", "String", False, _absent),
         # Global keys (IAM User Guide, AWS global condition context keys).
-        ConditionKey("aws:principalarn", "ARN", False, _caller_value(lambda c: c.arn)),
+        # A service principal has no ARN: aws:PrincipalServiceName names it instead.
+        ConditionKey("aws:principalarn", "ARN", False, _caller_value(lambda c: c.arn if c.account else None)),
         ConditionKey("aws:principalaccount", "String", False, _caller_value(lambda c: c.account or None)),
         ConditionKey("aws:principaltype", "String", False, _caller_value(_principal_type)),
         ConditionKey("aws:userid", "String", False,
