@@ -350,3 +350,22 @@ def test_a_stored_policy_the_engine_cannot_evaluate_fails_closed(disk_kms: Local
     _denied(lambda: app.describe_key(KeyId=key))
     disk_kms.put_key_policy(KeyId=key, PolicyName="default", Policy=_policy(ROOT_ALL, _app_may("kms:Encrypt")))
     app.encrypt(KeyId=key, Plaintext=b"x")
+
+
+def test_multi_region_keys_and_replicate_key_policy(kms: LocalKMS) -> None:
+    # kms:MultiRegionKeyType is PRIMARY or REPLICA by the key's record in this Region, and
+    # kms:ReplicaRegion is ReplicateKey's parameter (conditions-kms.html); ReplicateKey's Policy is
+    # refused like any other when it names a key the engine cannot evaluate.
+    deny_replica = _deny_app("kms:DescribeKey", {"StringEquals": {"kms:MultiRegionKeyType": "REPLICA"}})
+    key = _key(kms, _app_may("kms:DescribeKey"), deny_replica,
+               {"Sid": "NoWest", "Effect": "Deny", "Principal": {"AWS": ROOT}, "Action": "kms:ReplicateKey",
+                "Resource": "*", "Condition": {"StringEquals": {"kms:ReplicaRegion": "eu-west-2"}}},
+               MultiRegion=True)
+    bad = _policy(ROOT_ALL, {**_app_may("kms:DescribeKey"), "Condition": {"StringEquals": {"kms:Nope": "x"}}})
+    assert _code(lambda: kms.replicate_key(KeyId=key, ReplicaRegion="eu-west-1", Policy=bad)) == \
+        "MalformedPolicyDocumentException"
+    _denied(lambda: kms.replicate_key(KeyId=key, ReplicaRegion="eu-west-2"))
+    kms.replicate_key(KeyId=key, ReplicaRegion="eu-west-1", Policy=_policy(ROOT_ALL, _app_may("kms:DescribeKey"),
+                                                                          deny_replica))
+    kms.for_principal(APP).describe_key(KeyId=key)
+    _denied(lambda: kms.for_principal(APP).for_region("eu-west-1").describe_key(KeyId=key))
