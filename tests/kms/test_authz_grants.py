@@ -239,3 +239,15 @@ def test_not_action_and_not_resource(kms: LocalKMS) -> None:
     key = _with_deny(kms, {"Principal": {"AWS": BOB}, "Action": "kms:DescribeKey",
                            "NotResource": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/*"})
     bob.describe_key(KeyId=key)
+
+
+def test_retiring_principal_in_another_account(kms: LocalKMS, key_id: str) -> None:
+    # "Cross-account use: Yes. You can retire a grant on a KMS key in a different AWS account."
+    # (https://docs.aws.amazon.com/kms/latest/APIReference/API_RetireGrant.html); the grant token
+    # names the key.
+    other_root = "arn:aws:iam::444455556666:root"
+    outsider = kms.for_principal("arn:aws:iam::444455556666:user/carol")
+    grant = _grant(kms, key_id, BOB, ["Decrypt"], RetiringPrincipal=other_root)
+    _denied(lambda: outsider.retire_grant(GrantToken=grant["GrantToken"]))
+    kms.for_principal(other_root).retire_grant(GrantToken=grant["GrantToken"])
+    assert kms.list_grants(KeyId=key_id)["Grants"] == []

@@ -156,7 +156,9 @@ def retire_grant(call: Call) -> dict[str, Any]:
     a.finish()
     if token is not None:
         grant_id, key_id = parse_grant_token(token)
-        entry = call.key(key_id, service_keys=False)
+        # The token names the key, which may be another account's: RetireGrant works across
+        # accounts (API_RetireGrant.html), and the grant decides who may retire it.
+        entry = call.key(key_id, service_keys=False, any_account=True)
     elif key_ref is not None and grant_id is not None:
         entry = call.key(key_ref, service_keys=False)
     else:
