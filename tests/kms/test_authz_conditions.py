@@ -369,3 +369,17 @@ def test_multi_region_keys_and_replicate_key_policy(kms: LocalKMS) -> None:
                                                                           deny_replica))
     kms.for_principal(APP).describe_key(KeyId=key)
     _denied(lambda: kms.for_principal(APP).for_region("eu-west-1").describe_key(KeyId=key))
+
+
+def test_lockout_check_sees_the_request(kms: LocalKMS) -> None:
+    # https://docs.aws.amazon.com/kms/latest/APIReference/API_PutKeyPolicy.html
+    # (BypassPolicyLockoutSafetyCheck): the new policy must let the principal making this request
+    # call PutKeyPolicy again, conditions evaluated with this request's context.
+    key = str(kms.create_key()["KeyMetadata"]["KeyId"])
+    only_from_10 = _policy({**ROOT_ALL, "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}})
+    assert _code(lambda: kms.put_key_policy(KeyId=key, PolicyName="default", Policy=only_from_10)) == \
+        "MalformedPolicyDocumentException"
+    from_10 = kms.for_principal(ROOT, source_ip="10.9.9.9")
+    from_10.put_key_policy(KeyId=key, PolicyName="default", Policy=only_from_10)
+    _denied(lambda: kms.describe_key(KeyId=key))
+    from_10.describe_key(KeyId=key)

@@ -14,7 +14,7 @@ from ..model.access import Decision, Grant
 from .conditions import RequestValues
 from .document import ACCOUNT_RE, CompiledPolicy, Statement, compiled_policy, default_key_policy, parse_policy
 from .grantrules import grant_allows, names
-from .request import AuthorizationRequest, Caller
+from .request import AuthorizationRequest, Caller, RequestFacts
 
 __all__ = [
     "AuthorizationRequest",
@@ -182,17 +182,19 @@ def authorize_retire(request: AuthorizationRequest, grant: Grant,
 
 def would_lock_out(policy: Mapping[str, object], principal: str,
                    identity_policies: Sequence[Mapping[str, object]], *,
-                   key_arn: str | None = None, key_account: str | None = None) -> bool:
+                   key_arn: str | None = None, key_account: str | None = None,
+                   facts: RequestFacts | None = None) -> bool:
     """Return True if ``policy`` would stop ``principal`` from calling PutKeyPolicy again.
 
     This is KMS's lockout safety check. Without ``key_arn`` every Resource element is taken to
-    name the key. Conditions are evaluated against a bare request (no encryption context, no
-    via-service), so a policy that allows PutKeyPolicy only under such conditions counts as a
-    lockout. ``key_account`` defaults to the principal's account.
+    name the key. Conditions see ``facts`` (those of the request that sets the policy: its
+    transport, its caller; no encryption context), or without them a bare request, so a policy
+    that allows PutKeyPolicy only under other conditions counts as a lockout. ``key_account``
+    defaults to the principal's account.
     """
     account = key_account if key_account is not None else _caller(principal).account
     request = AuthorizationRequest(principal, "kms:PutKeyPolicy", _ANY_KEY if key_arn is None else key_arn,
-                                   account)
+                                   account, facts=facts)
     return not authorize(request, policy, identity_policies, ()).allowed
 
 

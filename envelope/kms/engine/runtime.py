@@ -20,6 +20,7 @@ from ..authz.policy import (
     authorize_retire,
     parse_policy,
     request_independent,
+    would_lock_out,
 )
 from ..authz.request import KeyFacts, RequestFacts
 from ..model.access import Grant, check_grant_tokens, load_grants
@@ -245,14 +246,25 @@ class Call:
         if not decision.allowed:
             raise AccessDeniedError(str(access_denied(request, decision)))
 
-    def _request(self, action: str, entry: KeyEntry | None, context: Mapping[str, str] | None,
-                 grant_tokens: tuple[str, ...]) -> AuthorizationRequest:
+    def would_lock_out(self, policy: Mapping[str, object], key_arn: str, key_account: str,
+                       entry: KeyEntry | None = None) -> bool:
+        """KMS's lockout safety check for a policy this call sets (`policy.would_lock_out`), with
+        this call's facts: its caller, transport and parameters, and the key if it exists."""
+        return would_lock_out(policy, self.session.principal, self.identity_policies(), key_arn=key_arn,
+                              key_account=key_account, facts=self._facts("kms:PutKeyPolicy", entry))
+
+    def _facts(self, action: str, entry: KeyEntry | None) -> RequestFacts:
         s = self.session
-        facts = RequestFacts(
+        return RequestFacts(
             self.args.raw, None if entry is None else self._key_facts(entry),
             None if entry is None else self.aliases_used.get(entry.record.key_id), self.region.name,
             self.now, s.source_ip, s.user_agent, s.secure_transport,
             None if entry is None or not action.startswith("kms:ReEncrypt") else lambda: self._same_key(entry))
+
+    def _request(self, action: str, entry: KeyEntry | None, context: Mapping[str, str] | None,
+                 grant_tokens: tuple[str, ...]) -> AuthorizationRequest:
+        s = self.session
+        facts = self._facts(action, entry)
         if entry is None:
             return AuthorizationRequest(s.principal, action, "*", s.account, context, grant_tokens,
                                         s.via_service, facts=facts)
