@@ -350,6 +350,6 @@ class RequestValues:
         if key in self._cache:
             return self._cache[key]
         found = lookup(key)
-        values = None if found is None else found[0].values(self._request, self._caller, found[1]) or None
+        values = None if found is None else found[0].values(self._request, self._caller, key, found[1])
         self._cache[key] = values
         return values

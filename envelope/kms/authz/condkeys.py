@@ -1,4 +1,4 @@
-"""The condition keys a policy may name: their types, when each is present, and its request values.
+"""The condition keys a policy may name: which are multivalued, when each is present, its values.
 
 A key is present in a request only where AWS puts it in the request context:
 https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html (the ``kms:`` keys) and
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from .request import AuthorizationRequest, Caller, KeyFacts, RequestFacts
 
-__all__ = ["ConditionKey", "Values", "as_text", "lookup", "user_id"]
+__all__ = ["ConditionKey", "Getter", "Values", "as_text", "lookup", "user_id"]
 
 Values = tuple[str, ...] | None  # a key's values in one request; None: the key is absent
 
@@ -28,25 +28,45 @@ def as_text(value: object) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+Getter = Callable[[AuthorizationRequest, Caller, RequestFacts, str], Values]  # (..., key family suffix)
+_NO_FACTS = RequestFacts(params={})
+
+
 @dataclass(frozen=True, slots=True)
 class ConditionKey:
-    """One condition key (or key family): its IAM type, whether it is multivalued, its values."""
+    """One condition key (or key family ending in ``:`` or ``/``): multivalued or not, and how to
+    read its values from a request."""
 
     name: str
-    type: str                            # String, Numeric, Date, Bool, IPAddress, ARN
     multi: bool
-    values: Callable[[AuthorizationRequest, Caller, str], Values]  # (request, caller, suffix)
+    # Read from what only the service knows (parameters, the key, the transport). A request
+    # built without facts (the pure engine's callers) gives these in ``extra_conditions``.
+    from_facts: bool
+    read: Getter
+
+    def values(self, request: AuthorizationRequest, caller: Caller, key: str, suffix: str) -> Values:
+        """The key's values in this request (None: absent)."""
+        facts = request.facts
+        if facts is None:
+            if self.from_facts:
+                return _given(request, key)
+            facts = _NO_FACTS
+        return self.read(request, caller, facts, suffix) or None
 
 
-# --- helpers ---------------------------------------------------------------------------------
+def _given(request: AuthorizationRequest, key: str) -> Values:
+    for name, value in request.extra_conditions.items():
+        if name.lower() == key:
+            if isinstance(value, (list, tuple, set, frozenset)):
+                return tuple(as_text(v) for v in value) or None
+            return _one(value)
+    return None
+
+
+# --- readers -----------------------------------------------------------------------------------
 
 def _action(request: AuthorizationRequest) -> str:
     return request.action.split(":", 1)[-1].lower()
-
-
-def _param(request: AuthorizationRequest, name: str) -> object:
-    facts = request.facts
-    return None if facts is None else facts.params.get(name)
 
 
 def _one(value: object) -> Values:
@@ -63,123 +83,87 @@ def _many(value: object) -> Values:
     return tuple(as_text(v) for v in value)
 
 
-def _legacy(request: AuthorizationRequest, key: str) -> Values:
-    """A value a caller put in ``extra_conditions`` (unit tests and requests without facts)."""
-    for name, value in request.extra_conditions.items():
-        if name.lower() == key:
-            if isinstance(value, (list, tuple, set, frozenset)):
-                return tuple(as_text(v) for v in value) or None
-            return _one(value)
-    return None
-
-
-def _from_params(table: Mapping[str, tuple[tuple[str, ...], object]], key: str, *,
-                 multi: bool = False) -> Callable[[AuthorizationRequest, Caller, str], Values]:
+def _from_params(table: Mapping[str, tuple[tuple[str, ...], object]], *, multi: bool = False) -> Getter:
     """A parameter key: on each listed action, the first parameter given, else the default."""
-    def values(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-        if request.facts is None:
-            return _legacy(request, key)
+    def read(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
         found = table.get(_action(request))
         if found is None:
             return None
         names, default = found
         for name in names:
-            value = _param(request, name)
+            value = facts.params.get(name)
             if value is not None:
                 return _many(value) if multi else _one(value)
         return _one(default)
-    return values
+    return read
 
 
-def _key_attribute(create_params: tuple[str, ...], default: object, attribute: Callable[[KeyFacts], Values],
-                   key: str) -> Callable[[AuthorizationRequest, Caller, str], Values]:
+def _key_attribute(create_params: tuple[str, ...], default: object,
+                   attribute: Callable[[KeyFacts], object]) -> Getter:
     """A key-attribute key: CreateKey's parameter (or its default), else the key's own attribute."""
-    def values(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-        facts = request.facts
-        if facts is None:
-            return _legacy(request, key)
+    def read(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
         if _action(request) == "createkey":
             for name in create_params:
                 value = facts.params.get(name)
                 if value is not None:
                     return _one(value)
             return _one(default)
-        return None if facts.key is None else attribute(facts.key)
-    return values
+        return None if facts.key is None else _one(attribute(facts.key))
+    return read
 
 
-def _region_type(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    facts = request.facts
-    if facts is None:
-        return _legacy(request, "kms:multiregionkeytype")
+def _region_type(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
     if _action(request) == "createkey":
         return ("PRIMARY",) if facts.params.get("MultiRegion") is True else None
-    return None if facts.key is None or facts.key.region_type is None else (facts.key.region_type,)
+    return None if facts.key is None else _one(facts.key.region_type)
 
 
-def _context(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
+def _context(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
     # The context key in the condition key is matched without case; values exactly.
-    found = tuple(v for k, v in (request.encryption_context or {}).items() if k.lower() == suffix)
-    return found or None
+    return tuple(v for k, v in (request.encryption_context or {}).items() if k.lower() == suffix)
 
 
-def _context_keys(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    return tuple(request.encryption_context or ()) or None
+def _context_keys(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
+    return tuple(request.encryption_context or ())
 
 
-def _request_alias(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    facts = request.facts
-    if facts is None:
-        return _legacy(request, "kms:requestalias")
-    if facts.request_alias is None or _action(request) not in _ALIAS_ACTIONS:
-        return None
-    return (facts.request_alias,)
+def _request_alias(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
+    return _one(facts.request_alias) if _action(request) in _ALIAS_ACTIONS else None
 
 
-def _resource_aliases(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    facts = request.facts
-    if facts is None:
-        return _legacy(request, "kms:resourcealiases")
-    return None if facts.key is None else (facts.key.aliases() or None)
+def _resource_aliases(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
+    return None if facts.key is None else facts.key.aliases()
 
 
-def _same_key(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    facts = request.facts
-    if facts is None:
-        return _legacy(request, "kms:reencryptonsamekey")
+def _same_key(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
     if _action(request) not in ("reencryptfrom", "reencryptto") or facts.same_key is None:
         return None
-    return (as_text(facts.same_key()),)
+    return _one(facts.same_key())
 
 
-def _expiration_model(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
+def _expiration_model(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
     # Without ExpirationModel, ImportKeyMaterial's model follows ValidTo (API_ImportKeyMaterial).
-    if request.facts is None:
-        return _legacy(request, "kms:expirationmodel")
     if _action(request) != "importkeymaterial":
         return None
-    model = _param(request, "ExpirationModel")
+    model = facts.params.get("ExpirationModel")
     if model is None:
-        expires = _param(request, "ValidTo") is not None
+        expires = facts.params.get("ValidTo") is not None
         model = "KEY_MATERIAL_EXPIRES" if expires else "KEY_MATERIAL_DOES_NOT_EXPIRE"
     return _one(model)
 
 
-def _grant_constraint_type(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    if request.facts is None:
-        return _legacy(request, "kms:grantconstrainttype")
-    constraints = _param(request, "Constraints")
+def _grant_constraint_type(request: AuthorizationRequest, caller: Caller, facts: RequestFacts,
+                           suffix: str) -> Values:
+    constraints = facts.params.get("Constraints")
     if _action(request) != "creategrant" or not isinstance(constraints, Mapping):
         return None
-    return tuple(sorted(name for name, value in constraints.items() if value)) or None
+    return tuple(sorted(name for name, value in constraints.items() if value))
 
 
-def _grant_for_service(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    if request.facts is None:
-        return _legacy(request, "kms:grantisforawsresource")
+def _grant_for_service(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
     if _action(request) not in ("creategrant", "listgrants", "revokegrant"):
         return None
-    return (as_text(request.via_service is not None),)
+    return _one(request.via_service is not None)
 
 
 def _tags(pairs: object) -> tuple[tuple[str, str], ...]:
@@ -188,56 +172,43 @@ def _tags(pairs: object) -> tuple[tuple[str, str], ...]:
     return tuple((str(t.get("TagKey")), str(t.get("TagValue"))) for t in pairs if isinstance(t, Mapping))
 
 
-def _resource_tag(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    facts = request.facts
-    if facts is None:
-        return _legacy(request, "aws:resourcetag/" + suffix)
-    if facts.key is None:
-        return None
-    return tuple(v for k, v in facts.key.tags() if k.lower() == suffix) or None
+def _resource_tag(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
+    # The tag key in the condition key is matched without case (condition key names are not
+    # case sensitive); values exactly.
+    return None if facts.key is None else tuple(v for k, v in facts.key.tags() if k.lower() == suffix)
 
 
-def _request_tag(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    if request.facts is None:
-        return _legacy(request, "aws:requesttag/" + suffix)
+def _request_tag(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
     if _action(request) not in ("createkey", "tagresource"):
         return None
-    return tuple(v for k, v in _tags(_param(request, "Tags")) if k.lower() == suffix) or None
+    return tuple(v for k, v in _tags(facts.params.get("Tags")) if k.lower() == suffix)
 
 
-def _tag_keys(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    if request.facts is None:
-        return _legacy(request, "aws:tagkeys")
+def _tag_keys(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
     action = _action(request)
     if action in ("createkey", "tagresource"):
-        return tuple(k for k, _ in _tags(_param(request, "Tags"))) or None
-    if action == "untagresource":
-        return _many(_param(request, "TagKeys"))
+        return tuple(k for k, _ in _tags(facts.params.get("Tags")))
+    return _many(facts.params.get("TagKeys")) if action == "untagresource" else None
+
+
+def _current_time(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
+    return (datetime.fromtimestamp(facts.now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),)
+
+
+def _absent(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
     return None
 
 
-def _fact(read: Callable[[RequestFacts], object], key: str) -> Callable[[AuthorizationRequest, Caller, str], Values]:
-    def values(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-        facts = request.facts
-        return _legacy(request, key) if facts is None else _one(read(facts))
-    return values
+def _of_facts(read: Callable[[RequestFacts], object]) -> Getter:
+    return lambda request, caller, facts, suffix: _one(read(facts))
 
 
-def _current_time(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    if request.facts is None:
-        return _legacy(request, "aws:currenttime")
-    moment = datetime.fromtimestamp(request.facts.now, UTC)
-    return (moment.strftime("%Y-%m-%dT%H:%M:%SZ"),)
+def _of_request(read: Callable[[AuthorizationRequest], object]) -> Getter:
+    return lambda request, caller, facts, suffix: _one(read(request))
 
 
-def _absent(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-    return None
-
-
-def _caller_value(read: Callable[[Caller], str | None]) -> Callable[[AuthorizationRequest, Caller, str], Values]:
-    def values(request: AuthorizationRequest, caller: Caller, suffix: str) -> Values:
-        return _one(read(caller))
-    return values
+def _of_caller(read: Callable[[Caller], object]) -> Getter:
+    return lambda request, caller, facts, suffix: _one(read(caller))
 
 
 def user_id(principal: str) -> str:
@@ -299,114 +270,99 @@ _ENCRYPTION_ALGORITHM: dict[str, tuple[tuple[str, ...], object]] = {
     **{op: ((), _SYMMETRIC_DEFAULT) for op in ("generatedatakey", "generatedatakeywithoutplaintext",
                                                "generatedatakeypair", "generatedatakeypairwithoutplaintext")},
 }
-# Parameter keys: condition key -> (type, multivalued, {action: (parameters, default)}).
-_PARAMETER_KEYS: dict[str, tuple[str, bool, dict[str, tuple[tuple[str, ...], object]]]] = {
-    "kms:bypasspolicylockoutsafetycheck": ("Bool", False, {
-        "createkey": (("BypassPolicyLockoutSafetyCheck",), False),
-        "putkeypolicy": (("BypassPolicyLockoutSafetyCheck",), False)}),
-    "kms:datakeypairspec": ("String", False, {
-        "generatedatakeypair": (("KeyPairSpec",), None),
-        "generatedatakeypairwithoutplaintext": (("KeyPairSpec",), None)}),
-    "kms:encryptionalgorithm": ("String", False, _ENCRYPTION_ALGORITHM),
-    "kms:grantoperations": ("String", True, {"creategrant": (("Operations",), None)}),
-    "kms:granteeprincipal": ("String", False, {"creategrant": (("GranteePrincipal",), None)}),
-    "kms:keyagreementalgorithm": ("String", False, {"derivesharedsecret": (("KeyAgreementAlgorithm",), None)}),
-    "kms:macalgorithm": ("String", False, {"generatemac": (("MacAlgorithm",), None),
-                                           "verifymac": (("MacAlgorithm",), None)}),
-    "kms:messagetype": ("String", False, {"sign": (("MessageType",), "RAW"), "verify": (("MessageType",), "RAW")}),
-    "kms:primaryregion": ("String", False, {"updateprimaryregion": (("PrimaryRegion",), None)}),
-    "kms:replicaregion": ("String", False, {"replicatekey": (("ReplicaRegion",), None)}),
-    "kms:retiringprincipal": ("String", False, {"creategrant": (("RetiringPrincipal",), None)}),
-    "kms:rotationperiodindays": ("Numeric", False, {"enablekeyrotation": (("RotationPeriodInDays",), 365)}),
-    "kms:schedulekeydeletionpendingwindowindays": ("Numeric", False, {
-        "schedulekeydeletion": (("PendingWindowInDays",), 30)}),
-    "kms:signingalgorithm": ("String", False, {"sign": (("SigningAlgorithm",), None),
-                                               "verify": (("SigningAlgorithm",), None)}),
-    "kms:validto": ("Date", False, {"importkeymaterial": (("ValidTo",), None)}),
-    "kms:wrappingalgorithm": ("String", False, {"getparametersforimport": (("WrappingAlgorithm",), None)}),
-    "kms:wrappingkeyspec": ("String", False, {"getparametersforimport": (("WrappingKeySpec",), None)}),
+# Parameter keys: condition key -> {action: (parameters, default)} (conditions-kms.html, each key's
+# "API operations" and, where AWS documents one, the parameter's default).
+_PARAMETER_KEYS: dict[str, dict[str, tuple[tuple[str, ...], object]]] = {
+    "kms:bypasspolicylockoutsafetycheck": {"createkey": (("BypassPolicyLockoutSafetyCheck",), False),
+                                           "putkeypolicy": (("BypassPolicyLockoutSafetyCheck",), False)},
+    "kms:datakeypairspec": {"generatedatakeypair": (("KeyPairSpec",), None),
+                            "generatedatakeypairwithoutplaintext": (("KeyPairSpec",), None)},
+    "kms:encryptionalgorithm": _ENCRYPTION_ALGORITHM,
+    "kms:grantoperations": {"creategrant": (("Operations",), None)},
+    "kms:granteeprincipal": {"creategrant": (("GranteePrincipal",), None)},
+    "kms:keyagreementalgorithm": {"derivesharedsecret": (("KeyAgreementAlgorithm",), None)},
+    "kms:macalgorithm": {"generatemac": (("MacAlgorithm",), None), "verifymac": (("MacAlgorithm",), None)},
+    "kms:messagetype": {"sign": (("MessageType",), "RAW"), "verify": (("MessageType",), "RAW")},
+    "kms:primaryregion": {"updateprimaryregion": (("PrimaryRegion",), None)},
+    "kms:replicaregion": {"replicatekey": (("ReplicaRegion",), None)},
+    "kms:retiringprincipal": {"creategrant": (("RetiringPrincipal",), None)},
+    "kms:rotationperiodindays": {"enablekeyrotation": (("RotationPeriodInDays",), 365)},
+    "kms:schedulekeydeletionpendingwindowindays": {"schedulekeydeletion": (("PendingWindowInDays",), 30)},
+    "kms:signingalgorithm": {"sign": (("SigningAlgorithm",), None), "verify": (("SigningAlgorithm",), None)},
+    "kms:validto": {"importkeymaterial": (("ValidTo",), None)},
+    "kms:wrappingalgorithm": {"getparametersforimport": (("WrappingAlgorithm",), None)},
+    "kms:wrappingkeyspec": {"getparametersforimport": (("WrappingKeySpec",), None)},
+}
+_MULTIVALUED_PARAMETERS = frozenset({"kms:grantoperations"})
+# Key-attribute keys: condition key -> (CreateKey parameters, their default, the key's attribute).
+_KEY_ATTRIBUTES: dict[str, tuple[tuple[str, ...], object, Callable[[KeyFacts], object]]] = {
+    "kms:keyspec": (("KeySpec", "CustomerMasterKeySpec"), _SYMMETRIC_DEFAULT, lambda k: k.spec),
+    "kms:customermasterkeyspec": (("KeySpec", "CustomerMasterKeySpec"), _SYMMETRIC_DEFAULT, lambda k: k.spec),
+    "kms:keyusage": (("KeyUsage",), "ENCRYPT_DECRYPT", lambda k: k.usage),
+    "kms:customermasterkeyusage": (("KeyUsage",), "ENCRYPT_DECRYPT", lambda k: k.usage),
+    "kms:keyorigin": (("Origin",), "AWS_KMS", lambda k: k.origin),
+    "kms:multiregion": (("MultiRegion",), False, lambda k: k.multi_region),
+}
+# Keys a local service knows to be absent from every request it serves: its principals have no
+# tags, no organization, no MFA and no federation; requests come from no VPC and from no service
+# principal acting for a resource (IAM User Guide, each key's "Availability"); no Nitro enclave
+# attestation document reaches it. Name -> multivalued.
+_ALWAYS_ABSENT: dict[str, bool] = {
+    "aws:principaltag/": False, "aws:principalorgid": False, "aws:principalorgpaths": True,
+    "aws:resourceorgid": False, "aws:resourceorgpaths": True, "aws:multifactorauthpresent": False,
+    "aws:multifactorauthage": False, "aws:federatedprovider": False, "aws:sourceidentity": False,
+    "aws:sourcevpc": False, "aws:sourcevpce": False, "aws:sourcevpcarn": False, "aws:vpcsourceip": False,
+    "aws:sourcearn": False, "aws:sourceaccount": False, "aws:sourceorgid": False, "aws:sourceorgpaths": True,
+    "aws:calledvia": True, "aws:calledviafirst": False, "aws:calledvialast": False,
+    "aws:principalservicenameslist": True, "aws:ec2instancesourcevpc": False,
+    "aws:ec2instancesourceprivateipv4": False, "aws:referer": False, "aws:assumedroot": False,
+    "kms:recipientattestation:": False,
 }
 
 
-def _spec(key: KeyFacts) -> Values:
-    return (key.spec,)
-
-
-def _usage(key: KeyFacts) -> Values:
-    return (key.usage,)
-
-
 def _build() -> dict[str, ConditionKey]:
-    table: list[ConditionKey] = [ConditionKey(name, kind, multi, _from_params(actions, name, multi=multi))
-                            for name, (kind, multi, actions) in _PARAMETER_KEYS.items()]
-
-    def key_attr(name: str, kind: str, params: tuple[str, ...], default: object,
-                 attribute: Callable[[KeyFacts], Values]) -> None:
-        table.append(ConditionKey(name, kind, False, _key_attribute(params, default, attribute, name)))
-
-    key_attr("kms:keyspec", "String", ("KeySpec", "CustomerMasterKeySpec"), _SYMMETRIC_DEFAULT, _spec)
-    key_attr("kms:customermasterkeyspec", "String", ("KeySpec", "CustomerMasterKeySpec"), _SYMMETRIC_DEFAULT,
-             _spec)
-    key_attr("kms:keyusage", "String", ("KeyUsage",), "ENCRYPT_DECRYPT", _usage)
-    key_attr("kms:customermasterkeyusage", "String", ("KeyUsage",), "ENCRYPT_DECRYPT", _usage)
-    key_attr("kms:keyorigin", "String", ("Origin",), "AWS_KMS", lambda k: (k.origin,))
-    key_attr("kms:multiregion", "Bool", ("MultiRegion",), False, lambda k: (as_text(k.multi_region),))
+    table = [ConditionKey(name, name in _MULTIVALUED_PARAMETERS, True,
+                          _from_params(actions, multi=name in _MULTIVALUED_PARAMETERS))
+             for name, actions in _PARAMETER_KEYS.items()]
+    table += [ConditionKey(name, False, True, _key_attribute(params, default, attribute))
+              for name, (params, default, attribute) in _KEY_ATTRIBUTES.items()]
+    table += [ConditionKey(name, multi, False, _absent) for name, multi in _ALWAYS_ABSENT.items()]
     table += [
-        ConditionKey("kms:multiregionkeytype", "String", False, _region_type),
-        ConditionKey("kms:encryptioncontext:", "String", False, _context),
-        ConditionKey("kms:encryptioncontextkeys", "String", True, _context_keys),
-        ConditionKey("kms:calleraccount", "String", False, _caller_value(lambda c: c.account or None)),
-        ConditionKey("kms:viaservice", "String", False, lambda r, c, s: _one(r.via_service)),
-        ConditionKey("kms:requestalias", "String", False, _request_alias),
-        ConditionKey("kms:resourcealiases", "String", True, _resource_aliases),
-        ConditionKey("kms:reencryptonsamekey", "Bool", False, _same_key),
-        ConditionKey("kms:expirationmodel", "String", False, _expiration_model),
-        ConditionKey("kms:grantconstrainttype", "String", False, _grant_constraint_type),
-        ConditionKey("kms:grantisforawsresource", "Bool", False, _grant_for_service),
-        # Nitro Enclaves attestation documents never reach a local service: always absent.
-        ConditionKey("kms:recipientattestation:", "String", False, _absent),
-        # Global keys (IAM User Guide, AWS global condition context keys).
-        # A service principal has no ARN: aws:PrincipalServiceName names it instead.
-        ConditionKey("aws:principalarn", "ARN", False, _caller_value(lambda c: c.arn if c.account else None)),
-        ConditionKey("aws:principalaccount", "String", False, _caller_value(lambda c: c.account or None)),
-        ConditionKey("aws:principaltype", "String", False, _caller_value(_principal_type)),
-        ConditionKey("aws:userid", "String", False,
-                _caller_value(lambda c: user_id(c.forms[0]) if c.account else None)),
-        ConditionKey("aws:username", "String", False, _caller_value(lambda c: _resource_name(c, "user"))),
-        ConditionKey("aws:rolesessionname", "String", False,
-                _caller_value(lambda c: _resource_name(c, "assumed-role"))),
-        ConditionKey("aws:principalisawsservice", "Bool", False, _caller_value(lambda c: as_text(not c.account))),
-        ConditionKey("aws:principalservicename", "String", False,
-                _caller_value(lambda c: None if c.account else c.forms[0])),
-        ConditionKey("aws:viaawsservice", "Bool", False, lambda r, c, s: (as_text(r.via_service is not None),)),
-        ConditionKey("aws:resourceaccount", "String", False, lambda r, c, s: _one(r.key_account or None)),
-        ConditionKey("aws:resourcetag/", "String", False, _resource_tag),
-        ConditionKey("aws:requesttag/", "String", False, _request_tag),
-        ConditionKey("aws:tagkeys", "String", True, _tag_keys),
-        ConditionKey("aws:sourceip", "IPAddress", False, _fact(lambda f: f.source_ip, "aws:sourceip")),
-        ConditionKey("aws:securetransport", "Bool", False,
-                _fact(lambda f: f.secure_transport, "aws:securetransport")),
-        ConditionKey("aws:useragent", "String", False, _fact(lambda f: f.user_agent, "aws:useragent")),
-        ConditionKey("aws:requestedregion", "String", False, _fact(lambda f: f.region or None, "aws:requestedregion")),
-        ConditionKey("aws:currenttime", "Date", False, _current_time),
-        ConditionKey("aws:epochtime", "Date", False, _fact(lambda f: int(f.now), "aws:epochtime")),
+        # What the service knows about the request and the key.
+        ConditionKey("kms:multiregionkeytype", False, True, _region_type),
+        ConditionKey("kms:requestalias", False, True, _request_alias),
+        ConditionKey("kms:resourcealiases", True, True, _resource_aliases),
+        ConditionKey("kms:reencryptonsamekey", False, True, _same_key),
+        ConditionKey("kms:expirationmodel", False, True, _expiration_model),
+        ConditionKey("kms:grantconstrainttype", False, True, _grant_constraint_type),
+        ConditionKey("kms:grantisforawsresource", False, True, _grant_for_service),
+        ConditionKey("aws:resourcetag/", False, True, _resource_tag),
+        ConditionKey("aws:requesttag/", False, True, _request_tag),
+        ConditionKey("aws:tagkeys", True, True, _tag_keys),
+        ConditionKey("aws:sourceip", False, True, _of_facts(lambda f: f.source_ip)),
+        ConditionKey("aws:securetransport", False, True, _of_facts(lambda f: f.secure_transport)),
+        ConditionKey("aws:useragent", False, True, _of_facts(lambda f: f.user_agent)),
+        ConditionKey("aws:requestedregion", False, True, _of_facts(lambda f: f.region or None)),
+        ConditionKey("aws:currenttime", False, True, _current_time),
+        ConditionKey("aws:epochtime", False, True, _of_facts(lambda f: int(f.now))),
+        # What every request carries: its encryption context, via-service and key account.
+        ConditionKey("kms:encryptioncontext:", False, False, _context),
+        ConditionKey("kms:encryptioncontextkeys", True, False, _context_keys),
+        ConditionKey("kms:viaservice", False, False, _of_request(lambda r: r.via_service)),
+        ConditionKey("aws:viaawsservice", False, False, _of_request(lambda r: r.via_service is not None)),
+        ConditionKey("aws:resourceaccount", False, False, _of_request(lambda r: r.key_account or None)),
+        # Who calls (a service principal has no ARN or account: aws:PrincipalServiceName names it).
+        ConditionKey("kms:calleraccount", False, False, _of_caller(lambda c: c.account or None)),
+        ConditionKey("aws:principalaccount", False, False, _of_caller(lambda c: c.account or None)),
+        ConditionKey("aws:principalarn", False, False, _of_caller(lambda c: c.arn if c.account else None)),
+        ConditionKey("aws:principaltype", False, False, _of_caller(_principal_type)),
+        ConditionKey("aws:userid", False, False, _of_caller(lambda c: user_id(c.forms[0]) if c.account else None)),
+        ConditionKey("aws:username", False, False, _of_caller(lambda c: _resource_name(c, "user"))),
+        ConditionKey("aws:rolesessionname", False, False, _of_caller(lambda c: _resource_name(c, "assumed-role"))),
+        ConditionKey("aws:principalisawsservice", False, False, _of_caller(lambda c: not c.account)),
+        ConditionKey("aws:principalservicename", False, False, _of_caller(lambda c: None if c.account else c.forms[0])),
     ]
-    # Keys a local service knows to be absent from every request it serves: its principals have
-    # no tags, no organization, no MFA and no federation; requests come from no VPC and from no
-    # service principal acting for a resource (IAM User Guide, each key's "Availability").
-    for name in ("aws:principaltag/", "aws:principalorgid", "aws:principalorgpaths", "aws:resourceorgid",
-                 "aws:resourceorgpaths", "aws:multifactorauthpresent", "aws:multifactorauthage",
-                 "aws:federatedprovider", "aws:sourceidentity", "aws:sourcevpc", "aws:sourcevpce",
-                 "aws:sourcevpcarn", "aws:vpcsourceip", "aws:sourcearn", "aws:sourceaccount",
-                 "aws:sourceorgid", "aws:sourceorgpaths", "aws:calledvia", "aws:calledviafirst",
-                 "aws:calledvialast", "aws:principalservicenameslist", "aws:ec2instancesourcevpc",
-                 "aws:ec2instancesourceprivateipv4", "aws:referer", "aws:assumedroot"):
-        multi = name in ("aws:principalorgpaths", "aws:resourceorgpaths", "aws:calledvia",
-                         "aws:principalservicenameslist", "aws:sourceorgpaths")
-        kind = ("Numeric" if name == "aws:multifactorauthage" else
-                "Bool" if name in ("aws:multifactorauthpresent",) else "String")
-        table.append(ConditionKey(name, kind, multi, _absent))
-    return {spec.name: spec for spec in table}
+    return {key.name: key for key in table}
 
 
 _TABLE = _build()
