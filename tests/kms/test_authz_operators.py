@@ -159,3 +159,9 @@ def test_bad_variables_are_refused(document: Mapping[str, Any]) -> None:
     with pytest.raises(KMSError) as exc:
         parse_policy(text, identity=True)
     assert exc.value.code == "MalformedPolicyDocumentException"
+
+
+def test_binary_equals_compares_bytes() -> None:
+    # BinaryEquals takes base64 in the policy and compares the key's value byte for byte.
+    assert _allowed({"BinaryEquals": {"aws:RequestedRegion": "dXMtZWFzdC0x"}})   # b"us-east-1"
+    assert not _allowed({"BinaryEquals": {"aws:RequestedRegion": "dXMtZWFzdC0y"}})

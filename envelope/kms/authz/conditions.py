@@ -254,8 +254,7 @@ class Condition:
             address = _address(value)
             return address is not None and any(address.version == n.version and address in n
                                                for n in self.networks)
-        blob = _binary(value)  # binary
-        return blob is not None and blob in self.blobs
+        return value.encode() in self.blobs  # binary: the key's value as bytes
 
 
 def _unescape(source: str) -> str:
