@@ -131,3 +131,17 @@ def test_transport_and_identity_keys_come_from_the_request(endpoint: Endpoint) -
         "Condition": {"Bool": {"aws:SecureTransport": "false"}}}))["KeyMetadata"]["KeyId"]
     app.describe_key(KeyId=key)
     _denied(lambda: app.encrypt(KeyId=key, Plaintext=b"x"))
+
+
+def test_not_principal_account_exempts_only_its_root(endpoint: Endpoint) -> None:
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html
+    bob = f"arn:aws:iam::{ACCOUNT}:user/authz-bob"
+    alice = f"arn:aws:iam::{ACCOUNT}:user/authz-alice"
+    root = endpoint.client()
+    key = root.create_key(Policy=_policy(
+        {"Effect": "Allow", "Principal": {"AWS": [bob, alice]}, "Action": "kms:DescribeKey", "Resource": "*"},
+        {"Effect": "Deny", "NotPrincipal": {"AWS": [bob, ROOT]}, "Action": "kms:DescribeKey", "Resource": "*"}),
+        BypassPolicyLockoutSafetyCheck=True)["KeyMetadata"]["KeyId"]
+    root.describe_key(KeyId=key)
+    _caller(endpoint, bob).describe_key(KeyId=key)
+    _denied(lambda: _caller(endpoint, alice).describe_key(KeyId=key))
