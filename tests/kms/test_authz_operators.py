@@ -165,3 +165,11 @@ def test_binary_equals_compares_bytes() -> None:
     # BinaryEquals takes base64 in the policy and compares the key's value byte for byte.
     assert _allowed({"BinaryEquals": {"aws:RequestedRegion": "dXMtZWFzdC0x"}})   # b"us-east-1"
     assert not _allowed({"BinaryEquals": {"aws:RequestedRegion": "dXMtZWFzdC0y"}})
+
+
+def test_variables_in_arn_values() -> None:
+    # An ARN value with a variable is still six parts, each matched on its own.
+    assert _allowed({"ArnLike": {"aws:PrincipalArn": "arn:aws:i*::${aws:PrincipalAccount}:role/*"}})
+    assert not _allowed({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::${aws:PrincipalAccount}:user/*"}})
+    with pytest.raises(KMSError):
+        _allowed({"ArnLike": {"aws:PrincipalArn": "arn:aws:*${aws:PrincipalAccount}:role/App"}})

@@ -59,6 +59,10 @@ def _arn_source(pattern: str) -> str:
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 _VARIABLE_BODY = re.compile(r"^\s*([^\s,']+)\s*(?:,\s*'([^']*)'\s*)?$")
 _LITERAL_VARIABLES = {"*": "*", "?": "?", "$": "$"}
+# While a resolved value is turned into a regex, the wildcard characters a variable brought in
+# are held as private-use characters (which regex escaping leaves alone), then put back escaped.
+_HIDE = str.maketrans({"*": "\ue000", "?": "\ue001"})
+_SHOW = str.maketrans({"\ue000": "\\*", "\ue001": "\\?"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,23 +72,24 @@ class Template:
     parts: tuple[str | tuple[str, str | None], ...]
 
     def resolve(self, values: RequestValues, source: Callable[[str], str]) -> str | None:
-        """The value as a regex source (literal parts through ``source``, variables escaped), or
-        None when a variable is absent and has no default (the value then matches nothing)."""
+        """The value as a regex source, or None when a variable is absent and has no default
+        (the value then matches nothing).
+
+        ``source`` turns the whole value into a regex source (a plain, wildcard or ARN match);
+        the ``*`` and ``?`` a variable brings in (``${*}`` included) stay literal characters.
+        """
         out = []
         for part in self.parts:
             if isinstance(part, str):
-                out.append(source(part))
+                out.append(part)
                 continue
             key, default = part
-            if not key:  # ${*}, ${?}, ${$}: the character itself, never a wildcard
-                out.append(re.escape(str(default)))
-                continue
-            found = values.get(key)
+            found = values.get(key) if key else None  # no key: ${*}, ${?}, ${$} give the character
             text = found[0] if found else default
             if text is None:
                 return None
-            out.append(re.escape(text))
-        return "".join(out)
+            out.append(text.translate(_HIDE))
+        return source("".join(out)).translate(_SHOW)
 
 
 def compile_template(text: str, where: str) -> Template | None:
@@ -272,9 +277,6 @@ def _check_values(operator: str, key: str, kind: str, texts: list[str]) -> None:
         malformed_policy(f"{what} needs ISO 8601 dates or epoch seconds")
     if kind == "binary" and any(_binary(t) is None for t in texts):
         malformed_policy(f"{what} needs base64 values")
-    if kind == "arn" and any(t != "*" and t.count(":") < 5 for t in texts):
-        # Each of an ARN's six parts is matched on its own: a value with fewer cannot be compared.
-        malformed_policy(f"{what} needs ARNs (six colon-separated parts) or \"*\"")
     if kind == "ip":
         for text in texts:
             try:
@@ -308,6 +310,9 @@ def compile_condition(operator: str, key: str, raw: object, *, variables: bool =
         malformed_policy(f"condition {operator} {key!r} needs string, number or boolean values")
     texts = [as_text(v) for v in items]
     templates: list[Template] = []
+    if kind == "arn" and any(t != "*" and _VARIABLE.sub("", t).count(":") < 5 for t in texts):
+        # Each of an ARN's six parts is matched on its own: a value with fewer cannot be compared.
+        malformed_policy(f"condition {operator} {key!r} needs ARNs (six colon-separated parts) or \"*\"")
     if variables and kind in _TEXT_KINDS:
         static = []
         for text in texts:
