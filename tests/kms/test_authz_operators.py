@@ -173,3 +173,23 @@ def test_variables_in_arn_values() -> None:
     assert not _allowed({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::${aws:PrincipalAccount}:user/*"}})
     with pytest.raises(KMSError):
         _allowed({"ArnLike": {"aws:PrincipalArn": "arn:aws:*${aws:PrincipalAccount}:role/App"}})
+
+
+def test_create_grant_parameter_keys() -> None:
+    # kms:GrantConstraintSourceArn, kms:GranteeServicePrincipal, kms:GrantConstraintType read
+    # CreateGrant's parameters (https://docs.aws.amazon.com/kms/latest/developerguide/grant-authorization.html).
+    policy = parse_policy(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": "*", "Condition": {
+            "StringEquals": {"kms:GranteeServicePrincipal": "logs.amazonaws.com",
+                             "kms:GrantConstraintType": "SourceArn"},
+            "ArnLike": {"kms:GrantConstraintSourceArn": "arn:aws:logs:*:111122223333:log-group:*"}}}]}),
+        identity=True)
+
+    def allowed(params: dict[str, Any]) -> bool:
+        request = AuthorizationRequest(APP, "kms:CreateGrant", KEY, A, facts=_facts(params=params))
+        return authorize(request, None, (policy,), ()).allowed
+
+    source = {"SourceArn": f"arn:aws:logs:us-east-1:{A}:log-group:app"}
+    assert allowed({"GranteeServicePrincipal": "logs.amazonaws.com", "Constraints": source})
+    assert not allowed({"GranteeServicePrincipal": "s3.amazonaws.com", "Constraints": source})
+    assert not allowed({"GranteeServicePrincipal": "logs.amazonaws.com"})

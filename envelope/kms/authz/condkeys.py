@@ -160,6 +160,13 @@ def _grant_constraint_type(request: AuthorizationRequest, caller: Caller, facts:
     return tuple(sorted(name for name, value in constraints.items() if value))
 
 
+def _grant_source_arn(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
+    constraints = facts.params.get("Constraints")
+    if _action(request) != "creategrant" or not isinstance(constraints, Mapping):
+        return None
+    return _one(constraints.get("SourceArn"))
+
+
 def _grant_for_service(request: AuthorizationRequest, caller: Caller, facts: RequestFacts, suffix: str) -> Values:
     if _action(request) not in ("creategrant", "listgrants", "revokegrant"):
         return None
@@ -280,6 +287,8 @@ _PARAMETER_KEYS: dict[str, dict[str, tuple[tuple[str, ...], object]]] = {
     "kms:encryptionalgorithm": _ENCRYPTION_ALGORITHM,
     "kms:grantoperations": {"creategrant": (("Operations",), None)},
     "kms:granteeprincipal": {"creategrant": (("GranteePrincipal",), None)},
+    "kms:granteeserviceprincipal": {"creategrant": (("GranteeServicePrincipal",), None)},
+    "kms:retiringserviceprincipal": {"creategrant": (("RetiringServicePrincipal",), None)},
     "kms:keyagreementalgorithm": {"derivesharedsecret": (("KeyAgreementAlgorithm",), None)},
     "kms:macalgorithm": {"generatemac": (("MacAlgorithm",), None), "verifymac": (("MacAlgorithm",), None)},
     "kms:messagetype": {"sign": (("MessageType",), "RAW"), "verify": (("MessageType",), "RAW")},
@@ -335,6 +344,7 @@ def _build() -> dict[str, ConditionKey]:
         ConditionKey("kms:reencryptonsamekey", False, True, _same_key),
         ConditionKey("kms:expirationmodel", False, True, _expiration_model),
         ConditionKey("kms:grantconstrainttype", False, True, _grant_constraint_type),
+        ConditionKey("kms:grantconstraintsourcearn", False, True, _grant_source_arn),
         ConditionKey("kms:grantisforawsresource", False, True, _grant_for_service),
         ConditionKey("aws:resourcetag/", False, True, _resource_tag),
         ConditionKey("aws:requesttag/", False, True, _request_tag),
