@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from envelope.errors import KMSError
 from envelope.kms.authz.policy import authorize, parse_policy
-from envelope.kms.authz.request import AuthorizationRequest, KeyFacts, RequestFacts
+from envelope.kms.authz.request import AuthorizationRequest, RequestFacts
 
 A = "111122223333"
 APP = f"arn:aws:iam::{A}:role/App"
@@ -25,9 +26,26 @@ KEY = f"arn:aws:kms:us-east-1:{A}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC).timestamp()
 
 
+@dataclass(frozen=True)
+class _Key:
+    """A symmetric encryption key with some aliases (a `KeyFacts`)."""
+
+    alias_names: tuple[str, ...] = ()
+    spec: str = "SYMMETRIC_DEFAULT"
+    usage: str = "ENCRYPT_DECRYPT"
+    origin: str = "AWS_KMS"
+    multi_region: bool = False
+    region_type: str | None = None
+
+    def aliases(self) -> tuple[str, ...]:
+        return self.alias_names
+
+    def tags(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+
 def _facts(**kwargs: Any) -> RequestFacts:
-    aliases = tuple(kwargs.pop("aliases", ()))
-    key = KeyFacts("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", "AWS_KMS", False, None, lambda: aliases, lambda: ())
+    key = _Key(tuple(kwargs.pop("aliases", ())))
     base: dict[str, Any] = {"params": {}, "key": key, "region": "us-east-1", "now": NOW,
                             "source_ip": "192.0.2.10", "user_agent": "Boto3/1.0 test"}
     base.update(kwargs)

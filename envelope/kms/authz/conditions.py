@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import NoReturn
 
 from ...errors import KMSError
-from .condkeys import Values, as_text, lookup
+from .condkeys import ConditionKey, Values, as_text, lookup
 from .request import AuthorizationRequest, Caller
 
 __all__ = ["Condition", "RequestValues", "Template", "as_text", "compile_condition", "compile_template",
@@ -204,12 +204,14 @@ class Condition:
     patterns: tuple[re.Pattern[str], ...]
     numbers: tuple[float, ...]  # numbers, or dates as epoch seconds
     cmp: str
+    spec: ConditionKey          # the key's reader, found once when the policy is compiled
+    suffix: str                 # a key family's suffix (the tag key, the context key), lower-cased
     networks: tuple[_Network, ...] = ()
     blobs: frozenset[bytes] = frozenset()
     templates: tuple[Template, ...] = ()  # values with policy variables (resolved per request)
 
     def test(self, request_values: RequestValues) -> bool:
-        present = request_values.get(self.key)
+        present = request_values.read(self.key, self.spec, self.suffix)
         if self.kind == "null":
             absent = not present
             return absent if "true" in self.values else not absent
@@ -303,7 +305,8 @@ def compile_condition(operator: str, key: str, raw: object, *, variables: bool =
         malformed_policy(f"unsupported condition operator {operator!r}")
     kind, negate, cmp = _OPERATORS[base]
     lowered = key.lower() if isinstance(key, str) else ""
-    if lookup(lowered) is None:
+    found = lookup(lowered)
+    if found is None:
         malformed_policy(f"condition key {key!r} is not one this service can evaluate")
     items = raw if isinstance(raw, (list, tuple)) else (raw,)
     if not items or not all(isinstance(v, (str, bool, int, float)) for v in items):
@@ -336,7 +339,7 @@ def compile_condition(operator: str, key: str, raw: object, *, variables: bool =
         patterns = tuple(re.compile(_arn_source(t), re.DOTALL) for t in texts)
     networks = tuple(ipaddress.ip_network(t, strict=False) for t in texts) if kind == "ip" else ()
     blobs = frozenset(b for b in (_binary(t) for t in texts) if b is not None) if kind == "binary" else frozenset()
-    return Condition(lowered, kind, negate, set_op, if_exists, frozenset(texts), patterns, numbers, cmp,
+    return Condition(lowered, kind, negate, set_op, if_exists, frozenset(texts), patterns, numbers, cmp, *found,
                      networks, blobs, tuple(templates))
 
 
@@ -351,9 +354,16 @@ class RequestValues:
         self._cache: dict[str, Values] = {}
 
     def get(self, key: str) -> Values:
+        """The values of a (lower-cased) condition key in this request; None: absent."""
         if key in self._cache:
             return self._cache[key]
         found = lookup(key)
-        values = None if found is None else found[0].values(self._request, self._caller, key, found[1])
-        self._cache[key] = values
+        return None if found is None else self.read(key, *found)
+
+    def read(self, key: str, spec: ConditionKey, suffix: str) -> Values:
+        """`get` for a key already looked up (compiled conditions hold their key's spec)."""
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        values = cache[key] = spec.values(self._request, self._caller, key, suffix)
         return values

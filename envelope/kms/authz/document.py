@@ -105,7 +105,7 @@ class _Matcher:
         return self.anything or value in self.exact or any(p.fullmatch(value) for p in self.patterns)
 
     def match(self, value: str, values: RequestValues) -> bool:
-        if self(value):
+        if self.anything or value in self.exact or any(p.fullmatch(value) for p in self.patterns):
             return True
         for template in self.templates:
             source = template.resolve(values, lambda part: wildcard(part).pattern)

@@ -7,21 +7,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 __all__ = ["AuthorizationRequest", "Caller", "KeyFacts", "RequestFacts"]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyFacts:
-    """The KMS key a request acts on, as its condition keys see it (aliases and tags load lazily)."""
+class KeyFacts(Protocol):
+    """The KMS key a request acts on, as its condition keys see it (the engine reads aliases and
+    tags only if a policy asks for them)."""
 
-    spec: str
-    usage: str
-    origin: str
-    multi_region: bool
-    region_type: str | None              # PRIMARY or REPLICA for a multi-Region key
-    aliases: Callable[[], tuple[str, ...]]
-    tags: Callable[[], tuple[tuple[str, str], ...]]
+    @property
+    def spec(self) -> str: ...
+    @property
+    def usage(self) -> str: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def multi_region(self) -> bool: ...
+    @property
+    def region_type(self) -> str | None: ...   # PRIMARY or REPLICA for a multi-Region key
+
+    def aliases(self) -> tuple[str, ...]: ...
+    def tags(self) -> tuple[tuple[str, str], ...]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,10 @@ from ..authz.policy import (
     request_independent,
     would_lock_out,
 )
-from ..authz.request import KeyFacts, RequestFacts
+from ..authz.request import RequestFacts
 from ..model.access import Grant, check_grant_tokens, load_grants
 from ..model.errors import AccessDeniedError, InvalidCiphertextError
-from ..model.keys import load_key, parse_key_ref
+from ..model.keys import KeyRecord, load_key, parse_key_ref
 from ..model.params import Args
 from ..store.audit import AuditLog, encode_event
 from ..store.database import bump_counter
@@ -256,7 +256,7 @@ class Call:
     def _facts(self, action: str, entry: KeyEntry | None) -> RequestFacts:
         s = self.session
         return RequestFacts(
-            self.args.raw, None if entry is None else self._key_facts(entry),
+            self.args.raw, None if entry is None else _KeyView(entry.record, self.conn, self.region.name),
             None if entry is None else self.aliases_used.get(entry.record.key_id), self.region.name,
             self.now, s.source_ip, s.user_agent, s.secure_transport,
             None if entry is None or not action.startswith("kms:ReEncrypt") else lambda: self._same_key(entry))
@@ -270,25 +270,6 @@ class Call:
                                         s.via_service, facts=facts)
         return AuthorizationRequest(s.principal, action, entry.arn, entry.record.account, context,
                                     grant_tokens, s.via_service, facts=facts)
-
-    def _key_facts(self, entry: KeyEntry) -> KeyFacts:
-        """The key's attributes for condition keys; its aliases and tags are read only if asked for."""
-        rec, conn = entry.record, self.conn
-        region_type = None
-        if rec.multi_region:
-            region_type = "PRIMARY" if rec.primary_region in (None, self.region.name) else "REPLICA"
-
-        def aliases() -> tuple[str, ...]:
-            rows = conn.execute("SELECT alias_name FROM aliases WHERE account = ? AND key_id = ? "
-                                "ORDER BY alias_name", (rec.account, rec.key_id)).fetchall()
-            return tuple(str(name) for (name,) in rows)
-
-        def tags() -> tuple[tuple[str, str], ...]:
-            rows = conn.execute("SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key",
-                                (rec.key_id,)).fetchall()
-            return tuple((str(k), str(v)) for k, v in rows)
-
-        return KeyFacts(rec.key_spec, rec.key_usage, rec.origin, rec.multi_region, region_type, aliases, tags)
 
     def _same_key(self, entry: KeyEntry) -> bool:
         """kms:ReEncryptOnSameKey: whether ReEncrypt's source and destination are one key.
@@ -307,6 +288,48 @@ class Call:
         account = ref.account or self.session.account
         dest_id = self.alias_target(account, ref.name) if ref.kind == "alias" else ref.name
         return dest_id is not None and self.region.arn(account, dest_id) == source
+
+
+class _KeyView:
+    """A key as policy condition keys see it (`KeyFacts`): its record's attributes, and its
+    aliases and tags read from this call's transaction only if a policy asks for them."""
+
+    __slots__ = ("_conn", "_rec", "_region")
+
+    def __init__(self, rec: KeyRecord, conn: sqlite3.Connection, region: str) -> None:
+        self._rec, self._conn, self._region = rec, conn, region
+
+    @property
+    def spec(self) -> str:
+        return self._rec.key_spec
+
+    @property
+    def usage(self) -> str:
+        return self._rec.key_usage
+
+    @property
+    def origin(self) -> str:
+        return self._rec.origin
+
+    @property
+    def multi_region(self) -> bool:
+        return self._rec.multi_region
+
+    @property
+    def region_type(self) -> str | None:
+        if not self._rec.multi_region:
+            return None
+        return "PRIMARY" if self._rec.primary_region in (None, self._region) else "REPLICA"
+
+    def aliases(self) -> tuple[str, ...]:
+        rows = self._conn.execute("SELECT alias_name FROM aliases WHERE account = ? AND key_id = ? "
+                                  "ORDER BY alias_name", (self._rec.account, self._rec.key_id)).fetchall()
+        return tuple(str(name) for (name,) in rows)
+
+    def tags(self) -> tuple[tuple[str, str], ...]:
+        rows = self._conn.execute("SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key",
+                                  (self._rec.key_id,)).fetchall()
+        return tuple((str(k), str(v)) for k, v in rows)
 
 
 def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Call], dict[str, Any]],
