@@ -127,6 +127,8 @@ def test_key_policy_grant_conditions_see_the_request(kms: LocalKMS) -> None:
     ("RSA_2048", "ENCRYPT_DECRYPT", ["GenerateDataKey"], False),
     ("ECC_NIST_P256", "SIGN_VERIFY", ["Sign", "Verify", "GetPublicKey"], True),
     ("ECC_NIST_P256", "SIGN_VERIFY", ["Decrypt"], False),
+    ("ECC_NIST_P256", "KEY_AGREEMENT", ["DeriveSharedSecret", "GetPublicKey", "DescribeKey"], True),
+    ("ECC_NIST_P256", "KEY_AGREEMENT", ["Sign"], False),
 ])
 def test_grant_operations_must_suit_the_key(kms: LocalKMS, spec: str, usage: str, ops: list[str], ok: bool) -> None:
     # https://docs.aws.amazon.com/kms/latest/developerguide/grants.html#terms-grant-operations: "If
@@ -251,3 +253,17 @@ def test_retiring_principal_in_another_account(kms: LocalKMS, key_id: str) -> No
     _denied(lambda: outsider.retire_grant(GrantToken=grant["GrantToken"]))
     kms.for_principal(other_root).retire_grant(GrantToken=grant["GrantToken"])
     assert kms.list_grants(KeyId=key_id)["Grants"] == []
+
+
+def test_key_agreement_through_a_grant(kms: LocalKMS) -> None:
+    # DeriveSharedSecret is a grant operation of key agreement keys (grants.html#terms-grant-operations).
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]["KeyId"]
+    peer = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    app = kms.for_principal(APP)
+    _denied(lambda: app.derive_shared_secret(KeyId=key, KeyAgreementAlgorithm="ECDH", PublicKey=peer))
+    _grant(kms, key, APP, ["DeriveSharedSecret"])
+    assert app.derive_shared_secret(KeyId=key, KeyAgreementAlgorithm="ECDH", PublicKey=peer)["SharedSecret"]
