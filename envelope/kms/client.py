@@ -79,19 +79,25 @@ class LocalKMS(ClientAPI):
         return client
 
     def for_principal(self, principal: str, *, account: str | None = None, via_service: str | None = None,
-                      source_ip: str | None = None, user_agent: str | None = None) -> LocalKMS:
+                      source_ip: str | None = None, user_agent: str | None = None,
+                      secure_transport: bool | None = None) -> LocalKMS:
         """A client for another caller over the same store, region and clock.
 
         :param account: the caller's account; default: the account in ``principal``'s ARN.
-        :param source_ip: recorded in audit events (``sourceIPAddress``), e.g. by a local endpoint.
-        :param user_agent: recorded in audit events (``userAgent``).
+        :param source_ip: recorded in audit events (``sourceIPAddress``), e.g. by a local endpoint;
+            policies see it as ``aws:SourceIp``.
+        :param user_agent: recorded in audit events (``userAgent``); policies see ``aws:UserAgent``.
+        :param secure_transport: ``aws:SecureTransport`` (whether the call came over TLS); default
+            as this client's (in-process calls count as secure).
         """
         validate_principal(principal)
         s = self._session
         own = account or principal.split(":")[4]
         return self._from_session(replace(s, account=own, principal=principal, via_service=via_service,
                                           source_ip=source_ip or s.source_ip,
-                                          user_agent=user_agent or s.user_agent))
+                                          user_agent=user_agent or s.user_agent,
+                                          secure_transport=(s.secure_transport if secure_transport is None
+                                                            else secure_transport)))
 
     def for_region(self, region: str) -> LocalKMS:
         """A client for the same caller in another region of the same store."""

@@ -135,8 +135,7 @@ def _sign_args(call: Call, with_signature: bool) -> tuple[KeyEntry, bytes, str, 
     if algorithm is None:
         raise TypeError(f"{a.op}: missing required parameter SigningAlgorithm")
     entry = call.key(key_ref)
-    call.authorize("kms:Verify" if with_signature else "kms:Sign", entry, grant_tokens=tokens,
-                   extra={"kms:SigningAlgorithm": algorithm, "kms:MessageType": message_type})
+    call.authorize("kms:Verify" if with_signature else "kms:Sign", entry, grant_tokens=tokens)
     require_enabled(entry)
     _asymmetric(entry, "SIGN_VERIFY", "signing", a.op)
     if algorithm not in KEY_SPECS[entry.record.key_spec].signing:

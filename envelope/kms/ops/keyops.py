@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...errors import KeyNotFoundError
-from ..authz.policy import default_key_policy, parse_policy, would_lock_out
+from ..authz.policy import default_key_policy, parse_policy
 from ..engine.due import any_due, apply_due
 from ..engine.runtime import Retry
 from ..engine.servicekeys import insert_new_key
@@ -54,8 +54,7 @@ def _check_tags(tags: list[tuple[str, str]], existing: set[str] | frozenset[str]
 
 def _check_policy(call: Call, text: str, arn: str, account: str, bypass: bool) -> None:
     parsed = parse_policy(text)
-    if not bypass and would_lock_out(parsed, call.session.principal, call.identity_policies(),
-                                     key_arn=arn, key_account=account):
+    if not bypass and call.would_lock_out(parsed, arn, account):
         raise MalformedPolicyDocumentError("The new key policy will not allow you to update the key "
                                            "policy in the future.")
 

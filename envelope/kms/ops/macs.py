@@ -33,7 +33,7 @@ def _mac(call: Call, action: str, with_mac: bool) -> tuple[str, str, bytes, byte
     if algorithm is None:
         raise TypeError(f"{a.op}: missing required parameter MacAlgorithm")
     entry = call.key(key_ref)
-    call.authorize(action, entry, grant_tokens=tokens, extra={"kms:MacAlgorithm": algorithm})
+    call.authorize(action, entry, grant_tokens=tokens)
     require_enabled(entry)
     rec = entry.record
     if rec.key_usage != "GENERATE_VERIFY_MAC":

@@ -53,8 +53,7 @@ def open_from(call: Call, blob: bytes, context: Mapping[str, str], key_ref: str 
         if named.record.key_id != entry.record.key_id:
             raise IncorrectKeyError("The key ID in the request does not identify a CMK that can perform "
                                     "this operation.")
-    call.authorize(action, entry, context=context, grant_tokens=tokens,
-                   extra={"kms:EncryptionAlgorithm": algorithm})
+    call.authorize(action, entry, context=context, grant_tokens=tokens)
     require_enabled(entry)
     if entry.record.key_spec != "SYMMETRIC_DEFAULT":
         raise InvalidCiphertextError("the ciphertext was not produced by a symmetric key")
@@ -72,8 +71,7 @@ def encrypt(call: Call) -> dict[str, Any]:
     a.finish()
     call.response_elements = False
     entry = call.key(key_ref)
-    call.authorize("kms:Encrypt", entry, context=context, grant_tokens=tokens,
-                   extra={"kms:EncryptionAlgorithm": algorithm})
+    call.authorize("kms:Encrypt", entry, context=context, grant_tokens=tokens)
     require_enabled(entry)
     dry_run_stop(dry)
     if entry.record.key_usage != "ENCRYPT_DECRYPT":
@@ -103,8 +101,7 @@ def decrypt(call: Call) -> dict[str, Any]:
         if key_ref is None:
             raise ValidationError("KeyId is required to decrypt with an asymmetric key.")
         entry = call.key(key_ref)
-        call.authorize("kms:Decrypt", entry, context=context, grant_tokens=tokens,
-                       extra={"kms:EncryptionAlgorithm": algorithm})
+        call.authorize("kms:Decrypt", entry, context=context, grant_tokens=tokens)
         require_enabled(entry)
         dry_run_stop(dry)
         plaintext = _asym.rsa_decrypt(call, entry, blob, algorithm, context)

@@ -7,7 +7,6 @@ the access key's principal. Bodies, blobs and secrets never reach the access log
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import IO, Any
 from urllib.parse import parse_qs
 
 from ...errors import KMSError
+from ..authz.condkeys import user_id
 from ..client import LocalKMS
 from ..model.operations import OPERATIONS as MODEL
 from ..model.validation import REQUIRED_MEMBERS, validate
@@ -108,17 +108,6 @@ def _log_time() -> str:
     return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
-def _user_id(principal: str) -> str:
-    """An opaque, stable IAM unique id for a principal, as STS GetCallerIdentity shows it."""
-    account, resource = principal.split(":", 5)[4:]
-    if resource == "root":
-        return account
-    digest = hashlib.sha256(principal.encode()).hexdigest().upper()[:17]
-    if resource.startswith("assumed-role/"):
-        return f"AROA{digest}:{resource.rsplit('/', 1)[1]}"
-    return ("AIDA" if resource.startswith("user/") else "AROA") + digest
-
-
 class KMSApp:
     """An ASGI 3 application serving LocalKMS over the KMS JSON 1.1 protocol, plus STS and /health.
 
@@ -148,7 +137,7 @@ class KMSApp:
             raise ValueError("max_body must be positive")
         self.access_keys = AccessKeys(data_dir)
         self._bases = {r: LocalKMS(data_dir, region=r, account=account) for r in regions}
-        self._clients: dict[tuple[str, str, str, str], LocalKMS] = {}
+        self._clients: dict[tuple[str, str, str, str, bool], LocalKMS] = {}
         self.verifier = Verifier(self.access_keys.lookup, list(regions), clock=clock)
         self.max_body = max_body
         self.log = AccessLog(access_log)
@@ -156,16 +145,19 @@ class KMSApp:
         lock_fd = None if call_lock is None else os.open(call_lock, os.O_RDWR | os.O_CREAT, 0o600)
         self._group = GroupCommit([kms._region_state() for kms in self._bases.values()], lock_fd)
 
-    def client(self, region: str, principal: str, source_ip: str, user_agent: str) -> LocalKMS:
+    def client(self, region: str, principal: str, source_ip: str, user_agent: str,
+               secure: bool = False) -> LocalKMS:
         """The LocalKMS client of one region calling as ``principal``; its audit events carry the
-        caller's address and user agent (clients are reused: a busy caller keeps both stable)."""
-        slot = (region, principal, source_ip, user_agent)
+        caller's address and user agent, and policies see them and whether the request came over
+        TLS (clients are reused: a busy caller keeps all three stable)."""
+        slot = (region, principal, source_ip, user_agent, secure)
         found = self._clients.get(slot)
         if found is None:
             if len(self._clients) > 10_000:
                 self._clients.clear()
             found = self._bases[region].for_principal(principal, source_ip=source_ip or "unknown",
-                                                      user_agent=user_agent or "unknown")
+                                                      user_agent=user_agent or "unknown",
+                                                      secure_transport=secure)
             self._clients[slot] = found
         return found
 
@@ -315,7 +307,8 @@ class KMSApp:
         record["operation"] = operation[:_MAX_OPERATION]
         principal, region = self._authenticate(scope, headers, body, "kms", record)
         client = scope.get("client")
-        kms = self.client(region, principal, client[0] if client else "", str(record["user_agent"]))
+        secure = scope.get("scheme") == "https"
+        kms = self.client(region, principal, client[0] if client else "", str(record["user_agent"]), secure)
         if operation not in OPERATIONS:
             unknown = f"Unknown operation {operation[:_MAX_OPERATION]}."
             return kms, "", {}, ProtocolError("UnknownOperationException", unknown)
@@ -366,4 +359,4 @@ class KMSApp:
         if action != "GetCallerIdentity":
             raise ProtocolError("InvalidAction", f"Could not find operation {action} for version "
                                 f"{form.get('Version', [''])[0]}.")
-        return 200, sts_identity(principal, _user_id(principal), request_id), "text/xml"
+        return 200, sts_identity(principal, user_id(principal), request_id), "text/xml"
