@@ -25,8 +25,8 @@ _TYPES: Mapping[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "timestamp": (datetime, int, float),
     "list": (list, tuple),
-    "map": (Mapping,),
-    "structure": (Mapping,),
+    "map": (dict, Mapping),  # dict first: an exact type is checked without the ABC machinery
+    "structure": (dict, Mapping),
 }
 _NAMES = {"string": "a str", "blob": "bytes", "integer": "an int", "long": "an int", "boolean": "a bool",
           "timestamp": "a datetime or epoch seconds", "list": "a list", "map": "a dict", "structure": "a dict"}
@@ -40,14 +40,14 @@ def python_types(member: Member) -> tuple[type, ...]:
 class ParamCheck:
     """The names and Python types one operation takes (its members in the table)."""
 
-    __slots__ = ("names", "operation", "types")
+    __slots__ = ("integers", "names", "operation", "texts", "types")
 
     def __init__(self, operation: Operation) -> None:
         self.operation = operation.name
         self.names = frozenset(m.name for m in operation.members)
-        self.types: dict[str, tuple[tuple[type, ...], str, bool]] = {
-            m.name: (python_types(m), _NAMES.get(m.type, m.type), m.type in ("integer", "long"))
-            for m in operation.members}
+        self.types: dict[str, tuple[type, ...]] = {m.name: python_types(m) for m in operation.members}
+        self.texts = {m.name: _NAMES.get(m.type, m.type) for m in operation.members}
+        self.integers = tuple(m.name for m in operation.members if m.type in ("integer", "long"))
 
     def __call__(self, raw: Mapping[str, Any]) -> None:
         """Check one call's arguments; ``None`` stands for an absent member (as the handlers read it).
@@ -56,12 +56,12 @@ class ParamCheck:
         """
         types = self.types
         for name, value in raw.items():
-            found = types.get(name)
-            if found is None:
+            allowed = types.get(name)
+            if allowed is None:
                 unknown = sorted(set(raw) - self.names)
                 raise TypeError(f"{self.operation}: unknown parameter(s) {', '.join(unknown)}")
-            if value is None:
-                continue
-            allowed, text, integer = found
-            if not isinstance(value, allowed) or (integer and isinstance(value, bool)):
-                raise TypeError(f"{self.operation}: {name} must be {text}")
+            if not isinstance(value, allowed) and value is not None:
+                raise TypeError(f"{self.operation}: {name} must be {self.texts[name]}")
+        for name in self.integers:  # bool is an int subclass; botocore refuses it for integers
+            if type(raw.get(name)) is bool:
+                raise TypeError(f"{self.operation}: {name} must be {self.texts[name]}")
