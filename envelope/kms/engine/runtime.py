@@ -37,7 +37,7 @@ from .principals import load_identity_policies
 from .servicekeys import create_service_key
 from .session import Session
 
-__all__ = ["Call", "Retry", "execute"]
+__all__ = ["Call", "Retry", "execute", "record_rejected"]
 
 _MAX_ATTEMPTS = 4
 _DECISIONS_PER_KEY = 256  # cached authorization decisions per key entry
@@ -405,6 +405,13 @@ def _refuse_aliases(call: Call, names: tuple[str, ...], raw: Mapping[str, Any]) 
             # Only the caller's own aliases are looked up: another account's would leak its key id.
             own = ref.account in (None, account)
             raise key_only_error(value, call.alias_target(account, ref.name) if own else None)
+
+
+def record_rejected(session: Session, op: str, error: KMSError) -> None:
+    """Audit a request refused before it reached an operation (unknown operation, a body that
+    is not JSON): CloudTrail records such failed calls with their error code too."""
+    region = session.partition.region(session.region)
+    _audit_failure(session, region, op, {}, error, session.clock(), [], False)
 
 
 def _audit_failure(session: Session, region: Region, op: str, raw: Mapping[str, Any],

@@ -160,8 +160,8 @@ def generate(service: Mapping[str, Any], paginators: Mapping[str, Any], version:
 
 
 def _installed() -> str:
-    import botocore  # the test/boto3 extra: only this script needs it
-    from botocore.loaders import Loader
+    import botocore  # type: ignore[import-untyped]  # the test/boto3 extra: only this script needs it
+    from botocore.loaders import Loader  # type: ignore[import-untyped]
 
     loader = Loader()
     return generate(loader.load_service_model("kms", "service-2"),

@@ -41,6 +41,9 @@ from .sigv4 import SignatureError, Verifier
 __all__ = ["AccessLog", "DEFAULT_MAX_BODY", "KMSApp"]
 
 DEFAULT_MAX_BODY = 256 * 1024  # KMS requests are small: a 4 KiB plaintext, a 32 KiB policy
+_MAX_OPERATION = 128  # characters of an X-Amz-Target operation kept in logs and audit events
+# Headers a request must sign when it carries them: a KMS request's target names its operation.
+_MUST_SIGN = {"kms": ("x-amz-target",)}
 _CONTENT_TYPES = {t: t.encode() for t in (JSON_CONTENT_TYPE, "application/json", "text/xml", "text/plain")}
 _log = logging.getLogger("envelope.kms.server")
 
@@ -252,6 +255,13 @@ class KMSApp:
             turn = self._group.turn()
             if turn is not None:  # a group just committed: the store is other writers' for a moment
                 await turn
+            if isinstance(params, ProtocolError):
+                # Authenticated but refused before dispatch: audited with its error code, as
+                # CloudTrail records failed calls; answered once that event is committed.
+                committed = self._group.join()
+                kms._audit_rejected(str(record["operation"]), params.code, params.message)
+                await committed
+                raise params
             status, payload, committed = self._kms_call(kms, name, params, record)
             # Durable audit: answer only once the call and its audit event are committed.
             await committed
@@ -277,28 +287,32 @@ class KMSApp:
                       record: dict[str, object]) -> tuple[str, str]:
         query = scope.get("query_string", b"").decode("latin-1")
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
-        verified = self.verifier.verify(scope["method"], raw_path, query, headers, body, service)
+        verified = self.verifier.verify(scope["method"], raw_path, query, headers, body, service,
+                                        _MUST_SIGN.get(service, ()))
         record["access_key_id"] = verified.access_key_id
         record["principal"] = verified.principal
         record["region"] = verified.region
         return verified.principal, verified.region
 
     def _kms_request(self, scope: Scope, headers: dict[str, list[str]], body: bytes, target: str,
-                     record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any]]:
-        """Authenticate and decode a KMS request: the caller's client, its method and the arguments."""
+                     record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any] | ProtocolError]:
+        """Authenticate and decode a KMS request: the caller's client, its method and the arguments,
+        or the ProtocolError that refuses an authenticated request (the caller audits it)."""
         if not target.startswith(TARGET_PREFIX):
             raise ProtocolError("UnknownOperationException", "Missing or unknown X-Amz-Target.")
         operation = target[len(TARGET_PREFIX):]
-        record["operation"] = operation
+        record["operation"] = operation[:_MAX_OPERATION]
         principal, region = self._authenticate(scope, headers, body, "kms", record)
-        method = OPERATIONS.get(operation)
-        if method is None:
-            raise ProtocolError("UnknownOperationException", f"Unknown operation {operation}.")
-        params = decode_request(body)
         client = scope.get("client")
         secure = scope.get("scheme") == "https"
-        return (self.client(region, principal, client[0] if client else "", str(record["user_agent"]), secure),
-                method, params)
+        kms = self.client(region, principal, client[0] if client else "", str(record["user_agent"]), secure)
+        method = OPERATIONS.get(operation)
+        if method is None:
+            return kms, "", ProtocolError("UnknownOperationException", f"Unknown operation {operation[:_MAX_OPERATION]}.")
+        try:
+            return kms, method, decode_request(body)
+        except ProtocolError as exc:
+            return kms, method, exc
 
     def _kms_call(self, kms: LocalKMS, method: str, params: dict[str, Any],
                   record: dict[str, object]) -> tuple[int, bytes, asyncio.Future[None]]:
