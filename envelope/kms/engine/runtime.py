@@ -417,7 +417,7 @@ def record_rejected(session: Session, op: str, error: KMSError) -> None:
 def _audit_failure(session: Session, region: Region, op: str, raw: Mapping[str, Any],
                    exc: BaseException, now: float, key_arns: list[str], read_only: bool) -> None:
     if isinstance(exc, KMSError):
-        code, message = exc.code, str(exc)
+        code, message = exc.code, exc.response["Error"]["Message"]  # AWS's message, without our hint
     elif isinstance(exc, (TypeError, ValueError)):
         code, message = "ValidationException", str(exc)
     else:

@@ -323,7 +323,7 @@ class KMSApp:
         except KMSError as exc:
             code = exc.code or "KMSInternalException"
             record["error"] = code
-            return error_status(code), error_body(code, str(exc)), committed
+            return error_status(code), error_body(code, exc.response["Error"]["Message"]), committed
         except (TypeError, ValueError) as exc:
             # LocalKMS's audit log records these as ValidationException too.
             record["error"] = "ValidationException"
