@@ -254,3 +254,79 @@ def test_wrong_key_usage(kms: Any) -> None:
     mac = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
     assert _error(lambda: kms.generate_data_key(KeyId=mac, KeySpec="AES_256")) == (
         "InvalidKeyUsageException", f"{mac} key usage is GENERATE_VERIFY_MAC which is not valid for GenerateDataKey.")
+
+
+# -- the endpoint ---------------------------------------------------------------------------------
+
+def _post(endpoint: Any, body: bytes, *, target: str = "TrentService.ListKeys", payload_hash: str | None = None,
+          sign_target: bool = True) -> tuple[int, dict[str, Any]]:
+    """POST a KMS request signed by hand (SigV4 over the given payload hash and signed headers)."""
+    import hashlib
+    import hmac
+    import http.client
+    import json
+    import time
+    from urllib.parse import urlsplit
+
+    from envelope.kms.server.sigv4 import signing_key
+
+    url = urlsplit(endpoint.url)
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    digest = payload_hash or hashlib.sha256(body).hexdigest()
+    headers = {"host": url.netloc, "x-amz-date": amz_date, "x-amz-target": target,
+               "content-type": "application/x-amz-json-1.1", "x-amz-content-sha256": digest}
+    signed = sorted(name for name in headers if sign_target or name != "x-amz-target")
+    canonical = "\n".join(["POST", "/", "", "".join(f"{n}:{headers[n]}\n" for n in signed), ";".join(signed), digest])
+    scope = f"{amz_date[:8]}/us-east-1/kms/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    signature = hmac.new(signing_key(endpoint.secret, amz_date[:8], "us-east-1", "kms"), to_sign.encode(),
+                         "sha256").hexdigest()
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={endpoint.access_key_id}/{scope}, "
+                                f"SignedHeaders={';'.join(signed)}, Signature={signature}")
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("POST", "/", body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_hand_signed_requests_are_accepted(endpoint: Any) -> None:
+    # The control for the refusals below: the same signing, done right, lists keys.
+    status, body = _post(endpoint, b"{}")
+    assert status == 200 and "Keys" in body
+
+
+def test_unsigned_payload_is_refused(endpoint: Any) -> None:
+    # UNSIGNED-PAYLOAD is an Amazon S3 option (https://docs.aws.amazon.com/AmazonS3/latest/API/
+    # sig-v4-header-based-auth.html); KMS signs the payload's hash, so the signature does not match.
+    status, body = _post(endpoint, b"{}", payload_hash="UNSIGNED-PAYLOAD")
+    assert status == 400 and body["__type"] == "InvalidSignatureException"
+    assert body["message"].startswith("The request signature we calculated does not match")
+
+
+def test_unsigned_target_is_refused(endpoint: Any) -> None:
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html: the signed headers
+    # must cover what the request means; an unsigned X-Amz-Target could be changed in transit.
+    status, body = _post(endpoint, b"{}", sign_target=False)
+    assert (status, body["__type"]) == (400, "IncompleteSignatureException")
+    assert body["message"] == "X-Amz-Target must be a signed header."
+
+
+@pytest.mark.parametrize(("target", "body", "code"), [
+    ("TrentService.ListKeys", b"{not json", "SerializationException"),
+    ("TrentService.NoSuchOperation", b"{}", "UnknownOperationException"),
+    ("TrentService.Encrypt", b'{"KeyId": "k", "Plaintext": "not base64!"}', "SerializationException"),
+], ids=["bad-json", "unknown-operation", "bad-blob"])
+def test_refusals_before_dispatch_are_audited(endpoint: Any, target: str, body: bytes, code: str) -> None:
+    # CloudTrail records failed calls with their errorCode
+    # (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html).
+    audit = LocalKMS(endpoint.data_dir).audit
+    before = audit.head()[0]
+    status, answer = _post(endpoint, body, target=target)
+    assert (status, answer["__type"]) == (400, code)
+    events = [e for e in audit.lookup(limit=50) if int(str(e["sequenceNumber"])) > before]
+    mine = [e for e in events if e.get("errorCode") == code and e["eventName"] == target.split(".", 1)[1]]
+    assert mine and mine[0]["userIdentity"]["arn"] == f"arn:aws:iam::{ACCOUNT}:root"  # type: ignore[index]
+    assert audit.verify().ok
