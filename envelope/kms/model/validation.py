@@ -93,20 +93,69 @@ def _check(member: Member, value: object, path: str, errors: list[str]) -> None:
                 _check(field, found, f"{path}.{field.wire_name}", errors)
 
 
+def _constrained(member: Member) -> bool:
+    """Whether a member (or anything inside it) has a constraint to check."""
+    return (member.min_length is not None or member.max_length is not None or member.min_value is not None
+            or member.max_value is not None or member.pattern is not None or bool(member.enum)
+            or any(_constrained(inner) for inner in (member.item, member.key, member.value) if inner is not None)
+            or any(_constrained(field) for field in member.members))
+
+
+class _Step:
+    """One member worth checking, with what the common case (a valid scalar) needs at hand."""
+
+    __slots__ = ("enum", "hi", "index", "lo", "member", "pattern", "sized")
+
+    def __init__(self, index: int, member: Member) -> None:
+        self.index = index
+        self.member = member
+        # Strings and blobs are checked inline when valid; anything else goes to _check.
+        self.sized = (str, bytes) if member.type in ("string", "blob") else ()
+        self.lo = member.min_length if member.min_length is not None else 0
+        self.hi = member.max_length if member.max_length is not None else 1 << 62
+        self.pattern = None if member.pattern is None else _pattern(member.pattern)
+        self.enum = frozenset(member.enum)
+
+
+# Per operation: the members worth checking, by name.
+_PLANS: dict[str, dict[str, _Step]] = {}
+
+
+def _plan(operation: Operation) -> dict[str, _Step]:
+    found = _PLANS.get(operation.name)
+    if found is None:
+        found = _PLANS[operation.name] = {m.name: _Step(i, m) for i, m in enumerate(operation.members)
+                                          if _constrained(m)}
+    return found
+
+
 def validate(operation: Operation, raw: Mapping[str, Any]) -> None:
     """Check the members present in ``raw`` against the operation's model constraints.
 
-    :raises ValidationError: AWS's ValidationException text, counting every failure.
+    :raises ValidationError: AWS's ValidationException text, counting every failure (listed in
+        the model's member order).
     """
-    errors: list[str] = []
-    for member in operation.members:
-        value = raw.get(member.name)
-        if value is not None:
-            _check(member, value, member.wire_name, errors)
-    if errors:
-        count = len(errors)
+    plan = _PLANS.get(operation.name) or _plan(operation)
+    failed: list[tuple[int, list[str]]] | None = None
+    for name, value in raw.items():
+        step = plan.get(name)
+        if step is None or value is None:
+            continue
+        if (type(value) in step.sized and step.lo <= len(value) <= step.hi
+                and (step.pattern is None or step.pattern.search(value) is not None)
+                and (not step.enum or value in step.enum)):
+            continue  # the common case: a valid string or blob
+        errors: list[str] = []
+        _check(step.member, value, step.member.wire_name, errors)
+        if errors:
+            failed = failed or []
+            failed.append((step.index, errors))
+    if failed:
+        failed.sort(key=lambda item: item[0])
+        texts = [text for _, errors in failed for text in errors]
+        count = len(texts)
         raise ValidationError(f"{count} validation error{'' if count == 1 else 's'} detected: "
-                              + "; ".join(errors))
+                              + "; ".join(texts))
 
 
 # Operation name -> its KeyId members that take only a key ID or key ARN (see generate_operations).
