@@ -330,3 +330,17 @@ def test_refusals_before_dispatch_are_audited(endpoint: Any, target: str, body: 
     mine = [e for e in events if e.get("errorCode") == code and e["eventName"] == target.split(".", 1)[1]]
     assert mine and mine[0]["userIdentity"]["arn"] == f"arn:aws:iam::{ACCOUNT}:root"  # type: ignore[index]
     assert audit.verify().ok
+
+
+def test_missing_members_of_a_raw_request(endpoint: Any) -> None:
+    # SDKs refuse a missing required member before sending; the service, given such a request, answers
+    # with the model's "must not be null" (https://docs.aws.amazon.com/kms/latest/APIReference/API_CreateAlias.html:
+    # AliasName and TargetKeyId are required), counted with the other failures, and audits it.
+    status, answer = _post(endpoint, b'{"AliasName": "alias/x y"}', target="TrentService.CreateAlias")
+    assert (status, answer["__type"]) == (400, "ValidationException")
+    assert answer["message"] == (
+        "2 validation errors detected: Value 'alias/x y' at 'aliasName' failed to satisfy constraint: Member must "
+        "satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$; Value null at 'targetKeyId' failed to satisfy "
+        "constraint: Member must not be null")
+    event = LocalKMS(endpoint.data_dir).audit.lookup(event_name="CreateAlias", limit=1)[0]
+    assert event.get("errorCode") == "ValidationException"

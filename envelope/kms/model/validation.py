@@ -129,14 +129,23 @@ def _plan(operation: Operation) -> dict[str, _Step]:
     return found
 
 
-def validate(operation: Operation, raw: Mapping[str, Any]) -> None:
+def validate(operation: Operation, raw: Mapping[str, Any], *, require: bool = False) -> None:
     """Check the members present in ``raw`` against the operation's model constraints.
 
+    :param require: also refuse missing required members, as the service does for a raw request
+        (``Value null at 'keyId' failed to satisfy constraint: Member must not be null``); SDKs
+        (and LocalKMS, with TypeError) refuse those before sending.
     :raises ValidationError: AWS's ValidationException text, counting every failure (listed in
         the model's member order).
     """
     plan = _PLANS.get(operation.name) or _plan(operation)
     failed: list[tuple[int, list[str]]] | None = None
+    if require:
+        for index, member in enumerate(operation.members):
+            if member.required and raw.get(member.name) is None:
+                failed = failed or []
+                text = f"Value null at '{member.wire_name}' failed to satisfy constraint: Member must not be null"
+                failed.append((index, [text]))
     for name, value in raw.items():
         step = plan.get(name)
         if step is None or value is None:

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs
 from ...errors import KMSError
 from ..authz.condkeys import user_id
 from ..client import LocalKMS
+from ..model.operations import OPERATIONS as MODEL
+from ..model.validation import validate
 from .accesskeys import AccessKeys
 from .group import GroupCommit
 from .protocol import (
@@ -310,9 +312,13 @@ class KMSApp:
         if method is None:
             return kms, "", ProtocolError("UnknownOperationException", f"Unknown operation {operation[:_MAX_OPERATION]}.")
         try:
-            return kms, method, decode_request(body)
+            params = decode_request(body)
+            validate(MODEL[operation], params, require=True)
         except ProtocolError as exc:
             return kms, method, exc
+        except KMSError as exc:  # the model's constraints, missing members included
+            return kms, method, ProtocolError(exc.code, exc.response["Error"]["Message"])
+        return kms, method, params
 
     def _kms_call(self, kms: LocalKMS, method: str, params: dict[str, Any],
                   record: dict[str, object]) -> tuple[int, bytes, asyncio.Future[None]]:
