@@ -135,9 +135,9 @@ class LocalKMS:
         """The partition's principals and their identity policies."""
         return PrincipalStore(self._session.partition, self._session.clock)
 
-    def _audit_rejected(self, operation: str, code: str, message: str) -> None:
+    def _audit_rejected(self, operation: str, code: str, message: str, params: Mapping[str, Any]) -> None:
         """Audit a request the endpoint refused before dispatch (its caller is authenticated)."""
-        record_rejected(self._session, operation, KMSError(message, code=code))
+        record_rejected(self._session, operation, params, KMSError(message, code=code))
 
     def _run(self, op: str, kwargs: Mapping[str, Any], fn: _Op, read_only: bool = False) -> dict[str, Any]:
         return execute(self._session, op, kwargs, fn, read_only=read_only)

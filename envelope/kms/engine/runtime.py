@@ -407,11 +407,12 @@ def _refuse_aliases(call: Call, names: tuple[str, ...], raw: Mapping[str, Any]) 
             raise key_only_error(value, call.alias_target(account, ref.name) if own else None)
 
 
-def record_rejected(session: Session, op: str, error: KMSError) -> None:
+def record_rejected(session: Session, op: str, raw: Mapping[str, Any], error: KMSError) -> None:
     """Audit a request refused before it reached an operation (unknown operation, a body that
-    is not JSON): CloudTrail records such failed calls with their error code too."""
+    is not JSON, invalid members): CloudTrail records such failed calls with their error code too.
+    ``raw``: its parameters, as far as they were read (secrets are left out as for any event)."""
     region = session.partition.region(session.region)
-    _audit_failure(session, region, op, {}, error, session.clock(), [], False)
+    _audit_failure(session, region, op, raw, error, session.clock(), [], False)
 
 
 def _audit_failure(session: Session, region: Region, op: str, raw: Mapping[str, Any],

@@ -253,17 +253,17 @@ class KMSApp:
             record["bytes_in"] = len(body)
             if is_query:
                 return self._sts(scope, headers, body, record, request_id)
-            kms, name, params = self._kms_request(scope, headers, body, target, record)
+            kms, name, params, refused = self._kms_request(scope, headers, body, target, record)
             turn = self._group.turn()
             if turn is not None:  # a group just committed: the store is other writers' for a moment
                 await turn
-            if isinstance(params, ProtocolError):
+            if refused is not None:
                 # Authenticated but refused before dispatch: audited with its error code, as
                 # CloudTrail records failed calls; answered once that event is committed.
                 committed = self._group.join()
-                kms._audit_rejected(str(record["operation"]), params.code, params.message)
+                kms._audit_rejected(str(record["operation"]), refused.code, refused.message, params)
                 await committed
-                raise params
+                raise refused
             status, payload, committed = self._kms_call(kms, name, params, record)
             # Durable audit: answer only once the call and its audit event are committed.
             await committed
@@ -297,9 +297,10 @@ class KMSApp:
         return verified.principal, verified.region
 
     def _kms_request(self, scope: Scope, headers: dict[str, list[str]], body: bytes, target: str,
-                     record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any] | ProtocolError]:
-        """Authenticate and decode a KMS request: the caller's client, its method and the arguments,
-        or the ProtocolError that refuses an authenticated request (the caller audits it)."""
+                     record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any], ProtocolError | None]:
+        """Authenticate, decode and validate a KMS request: the caller's client, its method, the
+        arguments, and the ProtocolError that refuses the (authenticated) request, if any: the
+        caller audits it."""
         if not target.startswith(TARGET_PREFIX):
             raise ProtocolError("UnknownOperationException", "Missing or unknown X-Amz-Target.")
         operation = target[len(TARGET_PREFIX):]
@@ -310,15 +311,17 @@ class KMSApp:
         kms = self.client(region, principal, client[0] if client else "", str(record["user_agent"]), secure)
         method = OPERATIONS.get(operation)
         if method is None:
-            return kms, "", ProtocolError("UnknownOperationException", f"Unknown operation {operation[:_MAX_OPERATION]}.")
+            unknown = f"Unknown operation {operation[:_MAX_OPERATION]}."
+            return kms, "", {}, ProtocolError("UnknownOperationException", unknown)
         try:
             params = decode_request(body)
-            validate(MODEL[operation], params, require=True)
         except ProtocolError as exc:
-            return kms, method, exc
+            return kms, method, {}, exc
+        try:
+            validate(MODEL[operation], params, require=True)
         except KMSError as exc:  # the model's constraints, missing members included
-            return kms, method, ProtocolError(exc.code, exc.response["Error"]["Message"])
-        return kms, method, params
+            return kms, method, params, ProtocolError(exc.code, exc.response["Error"]["Message"])
+        return kms, method, params, None
 
     def _kms_call(self, kms: LocalKMS, method: str, params: dict[str, Any],
                   record: dict[str, object]) -> tuple[int, bytes, asyncio.Future[None]]:
