@@ -4,9 +4,9 @@ Checks the model's length, range, pattern and enum constraints of every member p
 raises one ValidationException counting every failure, in AWS's words:
 ``1 validation error detected: Value 'x y' at 'aliasName' failed to satisfy constraint: Member
 must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$`` (several joined by ``; ``).
-Missing members and wrong Python types are not judged here: the handlers raise TypeError for
-those, as botocore does before sending. Values of blobs, collections and sensitive members are
-never echoed.
+Missing members (unless ``require``: the endpoint's raw requests) and wrong Python types are not
+judged here: the handlers raise TypeError for those, as botocore does before sending. Values of
+blobs, collections and sensitive members are never echoed.
 """
 
 from __future__ import annotations
