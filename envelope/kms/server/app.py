@@ -318,7 +318,7 @@ class KMSApp:
         except ProtocolError as exc:
             return kms, method, {}, exc
         try:
-            validate(MODEL[operation], params, require=True)
+            validate(MODEL[operation], params, require=True)  # every served operation is in the model (tested)
         except KMSError as exc:  # the model's constraints, missing members included
             return kms, method, params, ProtocolError(exc.code, exc.response["Error"]["Message"])
         return kms, method, params, None
