@@ -19,7 +19,7 @@ from .errors import KeyNotFoundError, ValidationError
 from .operations import OPERATIONS
 from .shapes import Member, Operation
 
-__all__ = ["KEY_ONLY_MEMBERS", "is_alias", "key_only_error", "validate"]
+__all__ = ["KEY_ONLY_MEMBERS", "REQUIRED_MEMBERS", "is_alias", "key_only_error", "validate"]
 
 # Member paths in messages are AWS's: camelCase, list items as ``tags.1.member.tagKey``.
 _PATTERNS: dict[str, re.Pattern[str]] = {}
@@ -166,6 +166,11 @@ def validate(operation: Operation, raw: Mapping[str, Any], *, require: bool = Fa
         raise ValidationError(f"{count} validation error{'' if count == 1 else 's'} detected: "
                               + "; ".join(texts))
 
+
+# Operation name -> its required members (a raw request may leave them out; see validate).
+REQUIRED_MEMBERS: Mapping[str, tuple[str, ...]] = {
+    op.name: tuple(m.name for m in op.members if m.required) for op in OPERATIONS.values()
+}
 
 # Operation name -> its KeyId members that take only a key ID or key ARN (see generate_operations).
 KEY_ONLY_MEMBERS: Mapping[str, tuple[str, ...]] = {
