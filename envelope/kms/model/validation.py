@@ -104,17 +104,17 @@ def _constrained(member: Member) -> bool:
 class _Step:
     """One member worth checking, with what the common case (a valid scalar) needs at hand."""
 
-    __slots__ = ("enum", "hi", "index", "lo", "member", "pattern", "sized")
+    __slots__ = ("enum", "hi", "index", "kind", "lo", "member", "search")
 
     def __init__(self, index: int, member: Member) -> None:
         self.index = index
         self.member = member
-        # Strings and blobs are checked inline when valid; anything else goes to _check.
-        self.sized = (str, bytes) if member.type in ("string", "blob") else ()
+        # Strings and blobs are accepted inline when valid; anything else goes to _check.
+        self.kind: Any = {"string": str, "blob": bytes}.get(member.type)  # str, bytes or None
         self.lo = member.min_length if member.min_length is not None else 0
         self.hi = member.max_length if member.max_length is not None else 1 << 62
-        self.pattern = None if member.pattern is None else _pattern(member.pattern)
-        self.enum = frozenset(member.enum)
+        self.search = None if member.pattern is None else _pattern(member.pattern).search
+        self.enum = frozenset(member.enum) if member.enum else None
 
 
 # Per operation: the members worth checking, by name.
@@ -148,12 +148,14 @@ def validate(operation: Operation, raw: Mapping[str, Any], *, require: bool = Fa
                 failed.append((index, [text]))
     for name, value in raw.items():
         step = plan.get(name)
-        if step is None or value is None:
+        if step is None:
             continue
-        if (type(value) in step.sized and step.lo <= len(value) <= step.hi
-                and (step.pattern is None or step.pattern.search(value) is not None)
-                and (not step.enum or value in step.enum)):
-            continue  # the common case: a valid string or blob
+        if type(value) is step.kind and step.lo <= len(value) <= step.hi:
+            search, enum = step.search, step.enum
+            if (search is None or search(value) is not None) and (enum is None or value in enum):
+                continue  # the common case: a valid string or blob
+        if value is None:
+            continue
         errors: list[str] = []
         _check(step.member, value, step.member.wire_name, errors)
         if errors:
