@@ -14,9 +14,10 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+from ..errors import KMSError
 from .engine.principals import PrincipalStore, validate_principal
 from .engine.ratelimit import RateLimiter
-from .engine.runtime import Call, execute
+from .engine.runtime import Call, execute, record_rejected
 from .engine.session import Session
 from .model.clock import as_clock
 from .model.errors import _BY_CODE
@@ -133,6 +134,10 @@ class LocalKMS:
     def principals(self) -> PrincipalStore:
         """The partition's principals and their identity policies."""
         return PrincipalStore(self._session.partition, self._session.clock)
+
+    def _audit_rejected(self, operation: str, code: str, message: str, params: Mapping[str, Any]) -> None:
+        """Audit a request the endpoint refused before dispatch (its caller is authenticated)."""
+        record_rejected(self._session, operation, params, KMSError(message, code=code))
 
     def _run(self, op: str, kwargs: Mapping[str, Any], fn: _Op, read_only: bool = False) -> dict[str, Any]:
         return execute(self._session, op, kwargs, fn, read_only=read_only)

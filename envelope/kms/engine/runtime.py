@@ -26,7 +26,9 @@ from ..authz.request import RequestFacts
 from ..model.access import Grant, check_grant_tokens, load_grants
 from ..model.errors import AccessDeniedError, InvalidCiphertextError
 from ..model.keys import KeyRecord, load_key, parse_key_ref
+from ..model.operations import OPERATIONS
 from ..model.params import Args
+from ..model.validation import KEY_ONLY_MEMBERS, is_alias, key_only_error, validate
 from ..store.audit import AuditLog, encode_event
 from ..store.database import bump_counter
 from ..store.partition import KeyEntry, Region
@@ -35,7 +37,7 @@ from .principals import load_identity_policies
 from .servicekeys import create_service_key
 from .session import Session
 
-__all__ = ["Call", "Retry", "execute"]
+__all__ = ["Call", "Retry", "execute", "record_rejected"]
 
 _MAX_ATTEMPTS = 4
 _DECISIONS_PER_KEY = 256  # cached authorization decisions per key entry
@@ -342,9 +344,13 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
     try:
         if session.limiter is not None:
             session.limiter.acquire(session.region, op, now)
+        # The model's constraints are checked before anything else, authorization included, as
+        # AWS does (https://docs.aws.amazon.com/kms/latest/APIReference/CommonErrors.html).
+        validate(OPERATIONS[op], raw)
     except KMSError as exc:
         _audit_failure(session, region, op, raw, exc, now, key_arns, read_only)
         raise
+    key_only = KEY_ONLY_MEMBERS.get(op, ())
     for attempt in range(_MAX_ATTEMPTS):
         conn = region.db.begin()
         call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1)
@@ -353,6 +359,8 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
             if counter != region.counter:
                 region.reset_cache(counter)
             args.reset()
+            if key_only:
+                _refuse_aliases(call, key_only, raw)
             result = fn(call)
             AuditLog.append_encoded(conn, encode_event(
                 event_name=op, region=session.region, account=session.account,
@@ -383,10 +391,34 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
     raise RuntimeError("envelope: internal error: lifecycle retries did not settle")
 
 
+def _refuse_aliases(call: Call, names: tuple[str, ...], raw: Mapping[str, Any]) -> None:
+    """Refuse an alias where the operation takes only a key ID or key ARN, as AWS does
+    (e.g. https://docs.aws.amazon.com/kms/latest/APIReference/API_EnableKeyRotation.html)."""
+    for name in names:
+        value = raw.get(name)
+        if isinstance(value, str) and is_alias(value):
+            try:
+                ref = parse_key_ref(value, call.region.name)
+            except KMSError:
+                raise key_only_error(value, None) from None
+            account = call.session.account
+            # Only the caller's own aliases are looked up: another account's would leak its key id.
+            own = ref.account in (None, account)
+            raise key_only_error(value, call.alias_target(account, ref.name) if own else None)
+
+
+def record_rejected(session: Session, op: str, raw: Mapping[str, Any], error: KMSError) -> None:
+    """Audit a request refused before it reached an operation (unknown operation, a body that
+    is not JSON, invalid members): CloudTrail records such failed calls with their error code too.
+    ``raw``: its parameters, as far as they were read (secrets are left out as for any event)."""
+    region = session.partition.region(session.region)
+    _audit_failure(session, region, op, raw, error, session.clock(), [], False)
+
+
 def _audit_failure(session: Session, region: Region, op: str, raw: Mapping[str, Any],
                    exc: BaseException, now: float, key_arns: list[str], read_only: bool) -> None:
     if isinstance(exc, KMSError):
-        code, message = exc.code, str(exc)
+        code, message = exc.code, exc.response["Error"]["Message"]  # AWS's message, without our hint
     elif isinstance(exc, (TypeError, ValueError)):
         code, message = "ValidationException", str(exc)
     else:

@@ -36,7 +36,9 @@ ALGORITHMS = ("SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM
 
 def _symmetric(entry: KeyEntry, op: str) -> None:
     rec = entry.record
-    if rec.key_spec != "SYMMETRIC_DEFAULT" or rec.key_usage != "ENCRYPT_DECRYPT":
+    if rec.key_usage != "ENCRYPT_DECRYPT":
+        raise InvalidKeyUsageError.for_usage(entry.arn, rec.key_usage, op)
+    if rec.key_spec != "SYMMETRIC_DEFAULT":
         raise InvalidKeyUsageError(f"{entry.arn} key usage is {rec.key_usage} with spec {rec.key_spec}, "
                                    f"which is not valid for {op}.")
 

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs
 from ...errors import KMSError
 from ..authz.condkeys import user_id
 from ..client import LocalKMS
+from ..model.operations import OPERATIONS as MODEL
+from ..model.validation import REQUIRED_MEMBERS, validate
 from .accesskeys import AccessKeys
 from .group import GroupCommit
 from .protocol import (
@@ -41,6 +43,9 @@ from .sigv4 import SignatureError, Verifier
 __all__ = ["AccessLog", "DEFAULT_MAX_BODY", "KMSApp"]
 
 DEFAULT_MAX_BODY = 256 * 1024  # KMS requests are small: a 4 KiB plaintext, a 32 KiB policy
+_MAX_OPERATION = 128  # characters of an X-Amz-Target operation kept in logs and audit events
+# Headers a request must sign when it carries them: a KMS request's target names its operation.
+_MUST_SIGN = {"kms": ("x-amz-target",)}
 _CONTENT_TYPES = {t: t.encode() for t in (JSON_CONTENT_TYPE, "application/json", "text/xml", "text/plain")}
 _log = logging.getLogger("envelope.kms.server")
 
@@ -248,10 +253,17 @@ class KMSApp:
             record["bytes_in"] = len(body)
             if is_query:
                 return self._sts(scope, headers, body, record, request_id)
-            kms, name, params = self._kms_request(scope, headers, body, target, record)
+            kms, name, params, refused = self._kms_request(scope, headers, body, target, record)
             turn = self._group.turn()
             if turn is not None:  # a group just committed: the store is other writers' for a moment
                 await turn
+            if refused is not None:
+                # Authenticated but refused before dispatch: audited with its error code, as
+                # CloudTrail records failed calls; answered once that event is committed.
+                committed = self._group.join()
+                kms._audit_rejected(str(record["operation"]), refused.code, refused.message, params)
+                await committed
+                raise refused
             status, payload, committed = self._kms_call(kms, name, params, record)
             # Durable audit: answer only once the call and its audit event are committed.
             await committed
@@ -277,28 +289,44 @@ class KMSApp:
                       record: dict[str, object]) -> tuple[str, str]:
         query = scope.get("query_string", b"").decode("latin-1")
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
-        verified = self.verifier.verify(scope["method"], raw_path, query, headers, body, service)
+        verified = self.verifier.verify(scope["method"], raw_path, query, headers, body, service,
+                                        _MUST_SIGN.get(service, ()))
         record["access_key_id"] = verified.access_key_id
         record["principal"] = verified.principal
         record["region"] = verified.region
         return verified.principal, verified.region
 
     def _kms_request(self, scope: Scope, headers: dict[str, list[str]], body: bytes, target: str,
-                     record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any]]:
-        """Authenticate and decode a KMS request: the caller's client, its method and the arguments."""
+                     record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any], ProtocolError | None]:
+        """Authenticate, decode and validate a KMS request: the caller's client, its method, the
+        arguments, and the ProtocolError that refuses the (authenticated) request, if any: the
+        caller audits it."""
         if not target.startswith(TARGET_PREFIX):
             raise ProtocolError("UnknownOperationException", "Missing or unknown X-Amz-Target.")
         operation = target[len(TARGET_PREFIX):]
-        record["operation"] = operation
+        record["operation"] = operation[:_MAX_OPERATION]
         principal, region = self._authenticate(scope, headers, body, "kms", record)
-        method = OPERATIONS.get(operation)
-        if method is None:
-            raise ProtocolError("UnknownOperationException", f"Unknown operation {operation}.")
-        params = decode_request(body)
         client = scope.get("client")
         secure = scope.get("scheme") == "https"
-        return (self.client(region, principal, client[0] if client else "", str(record["user_agent"]), secure),
-                method, params)
+        kms = self.client(region, principal, client[0] if client else "", str(record["user_agent"]), secure)
+        method = OPERATIONS.get(operation)
+        if method is None:
+            unknown = f"Unknown operation {operation[:_MAX_OPERATION]}."
+            return kms, "", {}, ProtocolError("UnknownOperationException", unknown)
+        try:
+            params = decode_request(body)
+        except ProtocolError as exc:
+            return kms, method, {}, exc
+        for name in REQUIRED_MEMBERS[operation]:  # every served operation is in the model (tested)
+            if params.get(name) is None:
+                # A raw request without a required member: the service's ValidationException
+                # counts it with the other failures. (The constraints of complete requests are
+                # checked by LocalKMS, before authorization, like every caller's.)
+                try:
+                    validate(MODEL[operation], params, require=True)
+                except KMSError as exc:
+                    return kms, method, params, ProtocolError(exc.code, exc.response["Error"]["Message"])
+        return kms, method, params, None
 
     def _kms_call(self, kms: LocalKMS, method: str, params: dict[str, Any],
                   record: dict[str, object]) -> tuple[int, bytes, asyncio.Future[None]]:
@@ -309,7 +337,7 @@ class KMSApp:
         except KMSError as exc:
             code = exc.code or "KMSInternalException"
             record["error"] = code
-            return error_status(code), error_body(code, str(exc)), committed
+            return error_status(code), error_body(code, exc.response["Error"]["Message"]), committed
         except (TypeError, ValueError) as exc:
             # LocalKMS's audit log records these as ValidationException too.
             record["error"] = "ValidationException"
