@@ -69,3 +69,18 @@ def test_blob_members_accept_any_bytes_like_value() -> None:
     key = kms.create_key()["KeyMetadata"]["KeyId"]
     blob = kms.encrypt(KeyId=key, Plaintext=bytearray(b"abc"))["CiphertextBlob"]
     assert kms.decrypt(CiphertextBlob=memoryview(blob))["Plaintext"] == b"abc"
+
+
+def test_the_engine_reads_the_subject_key_for_single_key_operations() -> None:
+    # Call.subject: KeyId from the table, the table's IAM action; the handler never names either.
+    plan = PLANS["EnableKeyRotation"]
+    assert plan.subject == "KeyId" and plan.claimed == frozenset({"KeyId"})
+    assert PLANS["ListKeys"].subject is None and PLANS["CreateKey"].subject is None
+    assert PLANS["Decrypt"].subject is None  # Decrypt's KeyId is optional: the ciphertext names the key
+
+
+def test_a_missing_required_member_is_a_type_error_before_anything_else() -> None:
+    kms = LocalKMS(":memory:")
+    # botocore refuses it before sending, whatever else is wrong with the call
+    with pytest.raises(TypeError, match="^ScheduleKeyDeletion: missing required parameter KeyId$"):
+        kms.schedule_key_deletion(PendingWindowInDays=3)  # type: ignore[call-arg]

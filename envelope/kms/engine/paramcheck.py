@@ -1,7 +1,7 @@
 """The parameter check of every call, built once per operation from the operation table.
 
-Refuses unknown parameter names and values of the wrong Python type, as botocore's
-ParamValidator does before sending (both TypeError here). Precomputed per operation, so a call
+Refuses unknown parameter names, values of the wrong Python type and missing required members,
+as botocore's ParamValidator does before sending (all TypeError here). Precomputed per operation, so a call
 costs one ``isinstance`` per argument.
 """
 
@@ -40,7 +40,7 @@ def python_types(member: Member) -> tuple[type, ...]:
 class ParamCheck:
     """The names and Python types one operation takes (its members in the table)."""
 
-    __slots__ = ("integers", "names", "operation", "texts", "types")
+    __slots__ = ("integers", "names", "operation", "required", "texts", "types")
 
     def __init__(self, operation: Operation) -> None:
         self.operation = operation.name
@@ -48,6 +48,7 @@ class ParamCheck:
         self.types: dict[str, tuple[type, ...]] = {m.name: python_types(m) for m in operation.members}
         self.texts = {m.name: _NAMES.get(m.type, m.type) for m in operation.members}
         self.integers = tuple(m.name for m in operation.members if m.type in ("integer", "long"))
+        self.required = tuple(m.name for m in operation.members if m.required)
 
     def __call__(self, raw: Mapping[str, Any]) -> None:
         """Check one call's arguments; ``None`` stands for an absent member (as the handlers read it).
@@ -62,6 +63,9 @@ class ParamCheck:
                 raise TypeError(f"{self.operation}: unknown parameter(s) {', '.join(unknown)}")
             if not isinstance(value, allowed) and value is not None:
                 raise TypeError(f"{self.operation}: {name} must be {self.texts[name]}")
+        for name in self.required:
+            if raw.get(name) is None:
+                raise TypeError(f"{self.operation}: missing required parameter {name}")
         for name in self.integers:  # bool is an int subclass; botocore refuses it for integers
             if type(raw.get(name)) is bool:
                 raise TypeError(f"{self.operation}: {name} must be {self.texts[name]}")

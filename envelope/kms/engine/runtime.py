@@ -71,13 +71,15 @@ class Call:
         "key_arns",
         "may_retry",
         "now",
+        "plan",
         "region",
         "response_elements",
         "session",
     )
 
     def __init__(self, session: Session, region: Region, conn: sqlite3.Connection, now: float,
-                 args: Args, may_retry: bool) -> None:
+                 args: Args, may_retry: bool, plan: Plan) -> None:
+        self.plan = plan
         self.session = session
         self.region = region
         self.conn = conn
@@ -147,6 +149,20 @@ class Call:
             raise Retry(lambda: _due.apply_due(session, region, now))
         self.key_arns.append(found.arn)
         return found
+
+    def subject(self, *, service_keys: bool = True, grant_tokens: tuple[str, ...] = ()) -> KeyEntry:
+        """The key the operation acts on (its ``KeyId``, per the operation table), resolved and
+        authorized for the table's IAM action: the prologue every single-key operation shares.
+
+        Call it after reading the other arguments (their errors come first, as before).
+        :param service_keys: whether ``alias/aws/...`` creates the AWS managed key on first use.
+        """
+        name = self.plan.subject
+        if name is None:
+            raise RuntimeError(f"envelope: internal error: {self.plan.operation.name} names no key")
+        entry = self.key(self.args.key_id(name), service_keys=service_keys)
+        self.authorize(self.plan.operation.iam_action, entry, grant_tokens=grant_tokens)
+        return entry
 
     def reload(self, entry: KeyEntry) -> KeyEntry:
         """A fresh view of a key changed in this call (the cache is reset at commit)."""
@@ -342,13 +358,18 @@ class Plan:
     """One operation ready to run, built once from its row of the operation table: the row, the
     handler, the parameter check and the members that refuse aliases."""
 
-    __slots__ = ("check", "handler", "key_only", "operation")
+    __slots__ = ("check", "claimed", "handler", "key_only", "operation", "subject")
 
     def __init__(self, operation: Operation, handler: Handler) -> None:
         self.operation = operation
         self.handler = handler
         self.check = ParamCheck(operation)
         self.key_only = KEY_ONLY_MEMBERS.get(operation.name, ())
+        # The key the operation acts on: its required ``KeyId`` member, which `Call.subject`
+        # resolves and authorizes for the handler (the engine reads it: `Args.finish` knows).
+        self.subject = next((m.name for m in operation.members
+                             if m.name == "KeyId" and m.shape == "KeyIdType" and m.required), None)
+        self.claimed = frozenset(() if self.subject is None else (self.subject,))
 
 
 def execute(session: Session, plan: Plan, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -357,7 +378,7 @@ def execute(session: Session, plan: Plan, raw: Mapping[str, Any]) -> dict[str, A
     now = session.clock()
     operation = plan.operation
     op, read_only, fn = operation.name, operation.read_only, plan.handler
-    args = Args(op, raw)
+    args = Args(op, raw, plan.claimed)
     key_arns: list[str] = []
     try:
         if session.limiter is not None:
@@ -373,7 +394,7 @@ def execute(session: Session, plan: Plan, raw: Mapping[str, Any]) -> dict[str, A
     key_only = plan.key_only
     for attempt in range(_MAX_ATTEMPTS):
         conn = region.db.begin()
-        call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1)
+        call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1, plan)
         try:
             counter, head_seq, head_hash = conn.execute(_STATE).fetchone()
             if counter != region.counter:

@@ -102,7 +102,6 @@ def _unwrap(call: Call, entry: KeyEntry, token: bytes, wrapped: bytes) -> bytes:
 
 def import_key_material(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     token = a.blob("ImportToken", hi=6144)
     wrapped = a.blob("EncryptedKeyMaterial", hi=6144)
     valid_to = a.timestamp("ValidTo")
@@ -111,8 +110,7 @@ def import_key_material(call: Call) -> dict[str, Any]:
     a.opt_string("KeyMaterialDescription")
     a.opt_string("KeyMaterialId")
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:ImportKeyMaterial", entry)
+    entry = call.subject(service_keys=False)
     _external(entry)
     if model is None:
         model = "KEY_MATERIAL_EXPIRES" if valid_to is not None else "KEY_MATERIAL_DOES_NOT_EXPIRE"
@@ -140,11 +138,9 @@ def import_key_material(call: Call) -> dict[str, Any]:
 
 def delete_imported_key_material(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     a.opt_string("KeyMaterialId")
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:DeleteImportedKeyMaterial", entry)
+    entry = call.subject(service_keys=False)
     _external(entry)
     call.conn.execute("DELETE FROM key_versions WHERE key_id = ?", (entry.record.key_id,))
     update_key(call.conn, entry.record.key_id, key_state="PendingImport", current_version=0, valid_to=None)
