@@ -1,4 +1,4 @@
-"""The audit log: one CloudTrail-shaped event per KMS call, hash-chained in the region's SQLite file.
+"""The audit log: one CloudTrail-shaped event per KMS call, chained by HMAC in the region's SQLite file.
 
 Events never hold plaintext, ciphertext, key material, tokens, MACs, messages or signatures.
 """
@@ -20,11 +20,11 @@ from json.encoder import encode_basestring as _json_str
 from typing import IO, NamedTuple
 
 from ...errors import KMSError
+from .auditchain import CHECKPOINT_SCHEMA, GENESIS_HASH, Checkpoint, chain_hash, read_checkpoint, write_checkpoint
 
 __all__ = ["GENESIS_HASH", "AuditLog", "AuditVerification", "EncodedEvent", "build_event", "encode_event"]
 
 EVENT_VERSION = "1.11"
-GENESIS_HASH = "0" * 64  # the "previous hash" of the first record
 HEAD_QUERY = "SELECT seq, hash FROM audit_head WHERE id = 1"
 
 _SCHEMA = (
@@ -303,10 +303,6 @@ def encode_event(*, event_name: str, region: str, account: str, principal: str,
                         " " + " ".join(arns) + " ")
 
 
-def _chain_hash(seq: int, previous: str, body: str) -> str:
-    return hashlib.sha256(f"{seq}\n{previous}\n{body}".encode()).hexdigest()
-
-
 def _record(seq: int, body: str, previous: str, digest: str) -> dict[str, object]:
     record: dict[str, object] = json.loads(body)
     record["sequenceNumber"] = seq
@@ -319,32 +315,35 @@ class AuditLog:
     """Query, export and verify the audit events of one region's database.
 
     Writers call the static `append` inside their own write transaction. Each record's hash is
-    SHA-256 over its sequence number, the previous record's hash and the canonical JSON of the
-    event; a separate head row holds the newest sequence number and hash.
+    an HMAC-SHA256 under the chain key (`envelope.kms.auditchain`) over its sequence number, the
+    previous record's hash and the canonical JSON of the event; a separate head row holds the
+    newest sequence number and hash. Without a key (a log outside a key store) it is SHA-256.
 
     `verify` detects an edited, inserted, reordered or deleted record, the loss of the newest
-    records, and a missing head. The chain has no secret key, so it cannot detect someone with
-    write access who rewrites every later record and the head consistently, or who deletes all
-    records and the head together; to catch that, keep `head` somewhere else and pass it back to
-    `verify` as ``anchor``.
+    records, and a missing head. Without the key, nobody can rewrite records consistently. Deleting
+    the newest records and setting the head back to an older record is only caught with an anchor:
+    keep `head` somewhere else and pass it back to `verify` as ``anchor``.
 
     :param connect: returns a connection to the region's database; it is not closed here (it may
         be shared with the store).
+    :param key: the chain key (from the region's sealed store keys); None: an unkeyed log.
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], key: bytes | None = None) -> None:
         if not callable(connect):
             raise TypeError("connect must be a callable returning a sqlite3.Connection")
         self._connect = connect
+        self._key = key
 
     @staticmethod
     def create_schema(conn: sqlite3.Connection) -> None:
         """Create the audit tables if they do not exist (idempotent)."""
         for statement in _SCHEMA:
             conn.execute(statement)
+        conn.execute(CHECKPOINT_SCHEMA)
 
     @staticmethod
-    def append(conn: sqlite3.Connection, event: Mapping[str, object]) -> dict[str, object]:
+    def append(conn: sqlite3.Connection, event: Mapping[str, object], key: bytes | None = None) -> dict[str, object]:
         """Chain one event onto the log and return it with ``sequenceNumber``, ``previousHash``, ``hash``.
 
         Call it inside the caller's write transaction (``BEGIN IMMEDIATE``) so the event commits
@@ -363,14 +362,15 @@ class AuditLog:
             raise ValueError("eventTime must be an ISO 8601 time with a zone") from None
         principal, arns = _index_fields(event)
         seq, previous, digest = AuditLog.append_encoded(
-            conn, EncodedEvent(_canonical(event), ts, name, principal, arns))
+            conn, EncodedEvent(_canonical(event), ts, name, principal, arns), key=key)
         record = dict(event)
         record.update(sequenceNumber=seq, previousHash=previous, hash=digest)
         return record
 
     @staticmethod
     def append_encoded(conn: sqlite3.Connection, event: EncodedEvent,
-                       head: tuple[int | None, str | None] | None = None) -> tuple[int, str, str]:
+                       head: tuple[int | None, str | None] | None = None,
+                       key: bytes | None = None) -> tuple[int, str, str]:
         """Chain an event made by `encode_event`; return its sequence number, previous hash and hash.
 
         The same contract as `append` (which calls it), minus the dict: the service's own calls
@@ -378,6 +378,7 @@ class AuditLog:
 
         :param head: the head row's ``(seq, hash)`` (``(None, None)``: no row) as read by the
             caller earlier in this same write transaction, to save a query; None: read it here.
+        :param key: the chain key (None: an unkeyed log).
         :raises KMSError: the chain head is missing while events remain (a damaged log).
         """
         own = not conn.in_transaction
@@ -397,7 +398,7 @@ class AuditLog:
                 seq, previous = 1, GENESIS_HASH
             else:
                 seq = last + 1
-            digest = _chain_hash(seq, previous, event.body)
+            digest = chain_hash(key, seq, previous, event.body)
             conn.execute("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (seq, event.ts, event.event_name, event.principal, event.key_arns, event.body,
                           previous, digest))
@@ -452,10 +453,24 @@ class AuditLog:
         yield from self._connect().execute(
             "SELECT seq, ts, event_name, principal, key_arns, body, prev_hash, hash FROM audit_events ORDER BY seq")
 
-    def export_jsonl(self, fp: IO[str]) -> int:
-        """Write every event, oldest first, one JSON object per line (with its chain fields)."""
+    def export_jsonl(self, fp: IO[str], *, since: datetime | None = None, until: datetime | None = None) -> int:
+        """Write the events, oldest first, one JSON object per line (with its chain fields).
+
+        ``since`` and ``until`` are inclusive bounds on ``eventTime`` (whole seconds, as in
+        `lookup`). Returns the number written.
+        """
+        where: list[str] = ["1"]
+        args: list[float] = []
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(math.floor(_utc(since).timestamp()))
+        if until is not None:
+            where.append("ts <= ?")
+            args.append(_utc(until).timestamp())
+        rows = self._connect().execute(
+            f"SELECT seq, body, prev_hash, hash FROM audit_events WHERE {' AND '.join(where)} ORDER BY seq", args)
         count = 0
-        for seq, _ts, _name, _principal, _arns, body, prev, digest in self._rows():
+        for seq, body, prev, digest in rows:
             fp.write(_canonical(_record(seq, body, prev, digest)) + "\n")
             count += 1
         return count
@@ -465,15 +480,38 @@ class AuditLog:
         row = self._connect().execute(HEAD_QUERY).fetchone()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
+    def checkpoint(self) -> Checkpoint | None:
+        """The chain's checkpoint (keyed logs); None for an unkeyed log or a damaged checkpoint."""
+        return None if self._key is None else read_checkpoint(self._connect(), self._key)
+
     def verify(self, *, anchor: tuple[int, str] | None = None) -> AuditVerification:
-        """Recompute the chain and compare it with the head row (and ``anchor``, from `head`)."""
-        expected_seq, previous, count = 1, GENESIS_HASH, 0
+        """Recompute the chain and compare it with the head row (and ``anchor``, from `head`).
+
+        A keyed log starts from its checkpoint: after a prune, from the last pruned record's hash.
+        An anchor inside the pruned part is accepted if it names the checkpoint's record.
+        """
+        checkpoint = Checkpoint(0, GENESIS_HASH)
+        key = self._key
+        if key is not None:
+            found = read_checkpoint(self._connect(), key)
+            if found is None:
+                return AuditVerification(False, 0, None, "the chain's checkpoint is missing or was altered")
+            checkpoint = found
+        expected_seq, previous, count = checkpoint.pruned_through + 1, checkpoint.pruned_hash, 0
         anchor_seen = anchor is None or anchor[0] == 0
+        if anchor is not None and 0 < anchor[0] <= checkpoint.pruned_through:
+            # Pruned: only the last pruned record's hash is still known.
+            if anchor[0] == checkpoint.pruned_through and anchor[1] != checkpoint.pruned_hash:
+                return AuditVerification(False, 0, anchor[0], f"record {anchor[0]} differs from the anchor")
+            anchor_seen = True
         for seq, ts, name, principal, arns, body, prev, digest in self._rows():
             if seq != expected_seq:
                 bad = min(seq, expected_seq)
                 return AuditVerification(False, count, bad, f"sequence {expected_seq} is missing or out of place")
-            if prev != previous or _chain_hash(seq, prev, body) != digest:
+            if seq == checkpoint.keyed_after and digest != checkpoint.keyed_hash:
+                return AuditVerification(False, count, seq, f"record {seq} differs from the keyed checkpoint")
+            record_key = None if key is None else checkpoint.hash_key(key, seq)
+            if prev != previous or chain_hash(record_key, seq, prev, body) != digest:
                 return AuditVerification(False, count, seq, f"record {seq} does not match its hash chain")
             problem = _columns_problem(ts, name, principal, arns, body)
             if problem:
@@ -483,17 +521,60 @@ class AuditLog:
                     return AuditVerification(False, count, seq, f"record {seq} differs from the anchor")
                 anchor_seen = True
             previous, expected_seq, count = digest, seq + 1, count + 1
+        last = expected_seq - 1
         head = self.head()
         stored_head = self._connect().execute("SELECT count(*) FROM audit_head").fetchone()[0]
-        if count and not stored_head:
+        if last and not stored_head:
             return AuditVerification(False, count, None, "the chain head is missing")
-        if head != (count, previous):
-            first_bad = min(head[0], count) + 1
+        if head != (last, previous):
+            first_bad = min(head[0], last) + 1
             return AuditVerification(False, count, first_bad,
-                                     f"the head names record {head[0]}, the chain ends at {count}")
+                                     f"the head names record {head[0]}, the chain ends at {last}")
         if not anchor_seen:
-            return AuditVerification(False, count, count + 1, "records up to the anchor are missing")
+            return AuditVerification(False, count, last + 1, "records up to the anchor are missing")
+        if checkpoint.pruned_through:
+            return AuditVerification(True, count, None, f"ok ({checkpoint.pruned_count} older records pruned, "
+                                                        f"up to record {checkpoint.pruned_through})")
         return AuditVerification(True, count, None, "ok")
+
+    def prune(self, before: datetime, *, now: float) -> int:
+        """Delete the oldest records, those before ``before``, and return how many went.
+
+        The records deleted are the longest prefix of the chain with ``eventTime`` before
+        ``before``. The whole chain is verified first, in the same write transaction (a damaged
+        log is refused, not laundered); the checkpoint then records the last pruned record's
+        sequence number and hash and the running count, so `verify` still checks what remains.
+
+        :raises KMSError: the log is unkeyed or does not verify.
+        """
+        key = self._key
+        if key is None:
+            raise KMSError("only a keyed audit log (a key store's region) can be pruned", code="KMSInternalException")
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = self.verify()
+            checkpoint = read_checkpoint(conn, key)
+            if not result.ok or checkpoint is None:
+                raise KMSError(f"the audit log does not verify ({result.reason}); nothing was pruned",
+                               code="KMSInternalException")
+            row = conn.execute("SELECT min(seq) FROM audit_events WHERE ts >= ?",
+                               (_utc(before).timestamp(),)).fetchone()
+            head_seq, _ = self.head()
+            through = (head_seq + 1 if row[0] is None else int(row[0])) - 1
+            pruned = 0
+            if through > checkpoint.pruned_through:
+                digest = conn.execute("SELECT hash FROM audit_events WHERE seq = ?", (through,)).fetchone()[0]
+                pruned = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (through,)).rowcount
+                write_checkpoint(conn, key, Checkpoint(
+                    checkpoint.keyed_after, checkpoint.keyed_hash, through, str(digest),
+                    checkpoint.pruned_count + pruned, now))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return pruned
 
 
 def _principal_column(identity: Mapping[str, object]) -> str:
