@@ -142,7 +142,10 @@ def _check_file(path: Path, root: RootKey | None) -> None:
     """Integrity, schema version, root key and audit chain of one backed-up file (read-only)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     try:
-        result = conn.execute("PRAGMA integrity_check").fetchall()
+        try:
+            result = conn.execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.DatabaseError as exc:  # not a database, or a schema SQLite cannot read
+            result = [(str(exc),)]
         if result != [("ok",)]:
             raise StoreError(f"{path} fails SQLite's integrity check: {result[0][0]}")
         refuse_newer(schema_version(conn), path)
@@ -189,6 +192,8 @@ def _backup_root_key(src: Path, manifest: dict[str, Any], directory: Path) -> tu
 def verify_backup(src: Path, directory: Path) -> tuple[dict[str, Any], RootKey | None, bool]:
     """Check a backup without changing anything: manifest, checksums, integrity, root key, audit chains.
 
+    Returns the manifest, the root key the restored store will use, and whether it is the backup's.
+
     :raises StoreError: naming the first problem found.
     """
     manifest = _read_manifest(src)
@@ -197,9 +202,12 @@ def verify_backup(src: Path, directory: Path) -> tuple[dict[str, Any], RootKey |
         path = src / name
         if not (region_of(name) or name in ("iam.sqlite3", "access-keys.sqlite3")) or not path.is_file():
             raise StoreError(f"{src}: {name} is listed in the manifest but is not a store file here")
-        if _sha256(path) != entry.get("sha256"):
+        if not isinstance(entry, dict) or _sha256(path) != entry.get("sha256"):
             raise StoreError(f"{path} does not match its checksum in the manifest (damaged or altered)")
-        _check_file(path, root)
+        try:
+            _check_file(path, root)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path} cannot be read as a store file: {exc}") from None
     return manifest, root, from_backup
 
 
