@@ -11,7 +11,9 @@ checks this on the source)::
 
     model   values and validation: errors, clock, keys (records, specs, ARNs), blobs, params
             (request arguments), access (grants, grant tokens, decisions)
-    store   persistence: database (SQLite), sealing (root key), audit, partition (regions, caches)
+    store   persistence: database (SQLite), migrations (schema versions), datadir (files, lock),
+            rootkey, sealing, audit (auditevents, auditchain), partition (regions, caches),
+            opening, rotation (root key), backup (and restore)
     authz   pure authorization: request, conditions, policy; imports model only
     engine  one service call: session, runtime (Call, execute), due (lazy lifecycle work, replica
             sync), servicekeys (AWS managed keys), principals (IAM store), ratelimit
