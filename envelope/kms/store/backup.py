@@ -74,6 +74,7 @@ def backup(directory: Path, dest: Path, *, include_root_key: bool = False, pages
     """
     if dest.exists():
         raise StoreError(f"{dest} already exists; a backup is written to a new directory")
+    _remove_stale_partials(dest)
     lock = StoreLock(directory, exclusive=False, wait=False)
     try:
         files = store_files(directory)
@@ -110,6 +111,24 @@ def backup(directory: Path, dest: Path, *, include_root_key: bool = False, pages
     if progress is not None:
         progress(f"backed up {len(files)} files to {dest}")
     return manifest
+
+
+def _remove_stale_partials(dest: Path) -> None:
+    """Remove what a killed backup to ``dest`` left (``.DEST.partial-PID`` of a process now gone)."""
+    for stale in dest.parent.glob(f".{dest.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but is another user's
+        return True
+    return True
 
 
 def _copy(src: sqlite3.Connection, target_path: Path, pages: int, pause: float) -> dict[str, Any]:
