@@ -107,3 +107,32 @@ def test_verify_after_prune_and_rotation(tmp_path: Path) -> None:
     kms.list_keys()
     verdict = kms.audit.verify(anchor=anchor)
     assert verdict.ok and verdict.count == 5
+
+
+def test_the_unkeyed_prefix_of_a_migrated_log_is_sealed_by_the_checkpoint(tmp_path: Path) -> None:
+    # A schema-1 log keeps its SHA-256 records; the checkpoint written at migration MACs their
+    # head, so rewriting them consistently (possible without any key) is still detected.
+    from _kms_store_helpers import store_from_fixture
+
+    directory = tmp_path / "store"
+    store_from_fixture(1, directory)
+    kms = LocalKMS(directory)
+    kms.list_keys()
+    checkpoint = kms.audit.checkpoint()
+    assert checkpoint is not None and checkpoint.keyed_after > 2 and kms.audit.verify().ok
+    conn = sqlite3.connect(directory / "kms-us-east-1.sqlite3", isolation_level=None)
+    rows = conn.execute("SELECT seq, body FROM audit_events WHERE seq <= ? ORDER BY seq",
+                        (checkpoint.keyed_after,)).fetchall()
+    previous = "0" * 64
+    conn.execute("BEGIN")
+    for seq, body in rows:
+        if seq == 2:
+            body = body.replace('"111122223333"', '"999999999999"')
+        digest = hashlib.sha256(f"{seq}\n{previous}\n{body}".encode()).hexdigest()
+        conn.execute("UPDATE audit_events SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                     (body, previous, digest, seq))
+        previous = digest
+    conn.execute("COMMIT")
+    conn.close()
+    verdict = kms.audit.verify()
+    assert not verdict.ok and verdict.first_bad_sequence == checkpoint.keyed_after
