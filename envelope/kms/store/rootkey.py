@@ -106,7 +106,8 @@ def load_root_key(directory: Path | None) -> RootKey:
         return _read(path, source)
     if not path.exists():
         existing = store_files(directory)
-        if existing:
+        # Re-checked: another process may have created the key, then its first database, since.
+        if existing and not path.exists():
             names = ", ".join(p.name for p in existing)
             raise StoreError(
                 f"the key store in {directory} ({names}) has no root key: {path} is missing. "
@@ -114,7 +115,8 @@ def load_root_key(directory: Path | None) -> RootKey:
                 "the sealed key material",
                 hint=f"restore {ROOT_KEY_FILE} from your backup into {directory} (mode 0600), or set "
                      f"{ROOT_KEY_ENV} or {ROOT_KEY_FILE_ENV}")
-        write_key_file(path, os.urandom(32))
+        if not existing:
+            write_key_file(path, os.urandom(32))
     return _read(path, str(path))
 
 
