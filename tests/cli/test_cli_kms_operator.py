@@ -37,10 +37,10 @@ def test_operator_commands(tmp_path: Path, data_dir: Path) -> None:
     rotated = json.loads(_run("kms", "rotate-root-key", env=env).stdout)["RootKeyId"]
     assert json.loads(_run("kms", "audit", "verify", env=env).stdout)["Valid"] is True
 
-    refused = _run("kms", "restore", str(tmp_path / "bk-key"), env=env, code=5)
+    refused = _run("kms", "restore", str(tmp_path / "bk-key"), env=env, code=254)
     assert "already holds a key store" in refused.stderr and "--force" in refused.stderr
     # bk was made under the old root key, which the rotation replaced: refused, nothing changed.
-    wrong = _run("kms", "restore", str(tmp_path / "bk"), "--force", env=env, code=5)
+    wrong = _run("kms", "restore", str(tmp_path / "bk"), "--force", env=env, code=254)
     assert "was sealed under root key id" in wrong.stderr
     restored = json.loads(_run("kms", "restore", str(tmp_path / "bk-key"), "--force", env=env).stdout)
     assert restored["RootKeyId"] != rotated
