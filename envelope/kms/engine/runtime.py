@@ -150,18 +150,21 @@ class Call:
         self.key_arns.append(found.arn)
         return found
 
-    def subject(self, *, service_keys: bool = True, grant_tokens: tuple[str, ...] = ()) -> KeyEntry:
+    def subject(self, *, service_keys: bool = True, context: Mapping[str, str] | None = None,
+                grant_tokens: tuple[str, ...] = ()) -> KeyEntry:
         """The key the operation acts on (its ``KeyId``, per the operation table), resolved and
         authorized for the table's IAM action: the prologue every single-key operation shares.
 
         Call it after reading the other arguments (their errors come first, as before).
         :param service_keys: whether ``alias/aws/...`` creates the AWS managed key on first use.
+        :param context: the request's encryption context; ``grant_tokens``: its grant tokens
+            (both for the authorization, as `authorize` takes them).
         """
         name = self.plan.subject
         if name is None:
             raise RuntimeError(f"envelope: internal error: {self.plan.operation.name} names no key")
         entry = self.key(self.args.key_id(name), service_keys=service_keys)
-        self.authorize(self.plan.operation.iam_action, entry, grant_tokens=grant_tokens)
+        self.authorize(self.plan.operation.iam_action, entry, context=context, grant_tokens=grant_tokens)
         return entry
 
     def reload(self, entry: KeyEntry) -> KeyEntry:

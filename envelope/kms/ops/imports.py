@@ -47,15 +47,13 @@ def _external(entry: KeyEntry) -> None:
 
 def get_parameters_for_import(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     algorithm = a.choice("WrappingAlgorithm", WRAPPING_ALGORITHMS)
     spec = a.choice("WrappingKeySpec", tuple(_WRAPPING_SPECS))
     a.finish()
     call.response_elements = False
     if algorithm is None or spec is None:
         raise TypeError("GetParametersForImport: WrappingAlgorithm and WrappingKeySpec are required")
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:GetParametersForImport", entry)
+    entry = call.subject(service_keys=False)
     _external(entry)
     private = rsa.generate_private_key(public_exponent=65537, key_size=_WRAPPING_SPECS[spec])
     token_id = os.urandom(16).hex()
