@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..streaming.compression import COMPRESSION_KEY
 from ..streaming.decryptor import MessageDecryptor
+from ..streaming.options import ENCRYPT_STREAM_OPTION_NAMES, DecryptOptions, EncryptStreamOptions, check_options
 from ..streaming.session import EncryptSession, new_decryptor, plaintext_writer
 from .adapters import Buffer, Sink, Source, reader, sender
 from .materials import resolve, start_encryptor, supply_materials
@@ -37,7 +38,8 @@ class AsyncEncryptor:
 
     def __init__(self, sink: Sink, *, keyring: AsyncKeyring | Keyring | None = None,
                  materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                 **options: Any) -> None:
+                 **options: Unpack[EncryptStreamOptions]) -> None:
+        check_options(ENCRYPT_STREAM_OPTION_NAMES, options, "AsyncEncryptor")  # used at the first write
         self._send, _ = sender(sink)
         self._manager = resolve(keyring, materials_manager)
         self._options = options
@@ -108,7 +110,7 @@ class AsyncDecryptor:
 
     def __init__(self, source: Source, *, keyring: AsyncKeyring | Keyring | None = None,
                  materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                 **options: Any) -> None:
+                 **options: Unpack[DecryptOptions]) -> None:
         self._reader = reader(source)
         self._manager = resolve(keyring, materials_manager)
         self._core: MessageDecryptor

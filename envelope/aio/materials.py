@@ -3,8 +3,7 @@ manager (sync or async) is called from the event loop or from a worker thread.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import anyio
 import anyio.from_thread
@@ -17,6 +16,7 @@ from ..materials.base import MaterialsManager
 from ..materials.default import DefaultMaterialsManager
 from ..materials.materials import DecryptionMaterials, DecryptionRequest, EncryptionMaterials, EncryptionRequest
 from ..streaming.decryptor import MessageDecryptor
+from ..streaming.options import EncryptStreamOptions
 from ..streaming.session import (
     EncryptSession,
     authenticate_header,
@@ -166,15 +166,12 @@ def resolve(keyring: AsyncKeyring | Keyring | None,
     return ResolvedManager(sync=DefaultMaterialsManager(keyring))  # type: ignore[arg-type]
 
 
-async def start_encryptor(manager: ResolvedManager, options: Mapping[str, Any],
-                          plaintext_length: int | None = None) -> EncryptSession:
+async def start_encryptor(manager: ResolvedManager, options: EncryptStreamOptions) -> EncryptSession:
     """`new_encryptor` with the materials call awaited.
 
     :raises TypeError, ValueError: the options are misused (checked before the manager is called).
     """
-    # A stream's options may declare plaintext_length themselves (as for the sync driver).
-    plan = plan_encryption(**options) if plaintext_length is None else \
-        plan_encryption(plaintext_length=plaintext_length, **options)
+    plan = plan_encryption(**options)
     return start_encryption(plan, await manager.aget_encryption_materials(plan.request))
 
 

@@ -129,7 +129,7 @@ async def test_cancel_file_leaves_destination_untouched(direction: str, tmp_path
     keyring = CancellingKeyring()
     with anyio.CancelScope() as scope:
         keyring.scope = scope
-        await run(tmp_path / "in", tmp_path / "out", keyring=keyring, **options)
+        await run(tmp_path / "in", tmp_path / "out", keyring=keyring, overwrite=True, **options)
     assert scope.cancelled_caught
     assert keyring.threads == [threading.get_ident()]  # called from the worker, back on the loop
     assert (tmp_path / "out").read_bytes() == b"previous contents"
