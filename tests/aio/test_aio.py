@@ -220,9 +220,9 @@ async def test_options_are_validated_like_sync() -> None:
         await aio.encrypt_stream(agen(b"x", 1), ListSink(), keyring=KEYRING,
                                  encryption_context={"envelope:mine": "1"})
     with pytest.raises(TypeError, match="frame_length"):
-        await aio.encrypt(b"x", keyring=KEYRING, frame_length="big")
+        await aio.encrypt(b"x", keyring=KEYRING, frame_length="big")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        await aio.encrypt(b"x", keyring=KEYRING, no_such_option=1)
+        await aio.encrypt(b"x", keyring=KEYRING, no_such_option=1)  # type: ignore[call-arg]
     two_keys = envelope.MultiKeyring(generator=KEYRING, children=[KEYRING])
     with pytest.raises(envelope.PolicyError):
         await aio.encrypt(b"x", keyring=two_keys, max_encrypted_data_keys=1)
