@@ -42,7 +42,7 @@ def _query(data: Any, expression: str | None) -> Any:
         import jmespath  # type: ignore[import-untyped]
         from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - jmespath is in the cli extra
-        raise ValueError("--query needs the jmespath package (pip install 'envelope[cli]')") from None
+        raise ValueError("--query needs the jmespath package (pip install 'envelope-crypto[cli]')") from None
     try:
         return jmespath.search(expression, data)
     except JMESPathError as exc:

@@ -41,7 +41,7 @@ def _uvicorn() -> Any:
     try:
         import uvicorn
     except ImportError:
-        raise ImportError("`envelope kms serve` needs uvicorn: pip install 'envelope[serve]'") from None
+        raise ImportError("`envelope kms serve` needs uvicorn: pip install 'envelope-crypto[serve]'") from None
     return uvicorn
 
 
