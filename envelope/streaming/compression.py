@@ -8,11 +8,16 @@ only ever sees authenticated bytes. Peers without this extension decrypt to the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-
-import zstandard
+from typing import TYPE_CHECKING
 
 from ..errors import FormatError, PolicyError
 from ..format.context import ENVELOPE_PREFIX
+
+if TYPE_CHECKING:
+    import zstandard
+
+# zstandard is imported by the classes and functions that use it, not here: `import envelope`
+# (and any message without compression) never loads it (python -X importtime: 2-4 ms).
 
 __all__ = [
     "COMPRESSION_KEY",
@@ -72,6 +77,8 @@ class Compressor:
             raise TypeError("compression_level must be an int")
         if not -7 <= level <= 22:
             raise ValueError("compression_level must be between -7 and 22")
+        import zstandard  # deferred: see the module's imports
+
         params = zstandard.ZstdCompressionParameters.from_level(level)
         if params.window_log > _MAX_WINDOW_LOG:
             # §8.2: windows of at most 8 MiB, which every decoder supports; levels 20-22 would
@@ -289,6 +296,9 @@ class Decompressor:
         self._max_output = max_output
         self._max_ratio = max_ratio
         self._frames = _FrameTracker()
+        import zstandard  # deferred: see the module's imports
+
+        self._corrupt: type[Exception] = zstandard.ZstdError
         self._writer = zstandard.ZstdDecompressor().stream_writer(
             _LimitedSink(sink, self), write_size=piece_size, write_return_read=True)  # type: ignore[arg-type]
 
@@ -306,14 +316,14 @@ class Decompressor:
         self._frames.feed(data)
         try:
             self._writer.write(data)
-        except zstandard.ZstdError as exc:
+        except self._corrupt as exc:
             raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
 
     def finish(self) -> None:
         """Check the zstd stream ended cleanly."""
         try:
             self._writer.flush()  # type: ignore[no-untyped-call]
-        except zstandard.ZstdError as exc:
+        except self._corrupt as exc:
             raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
         if not self._frames.complete:
             # The ciphertext was authentic, so the writer stopped mid-frame: refuse rather than
@@ -338,6 +348,8 @@ def _limit_error(produced: int, consumed: int, max_output: int | None,
 def _decode_frames(data: bytes, view: memoryview, frames: list[Frame]) -> bytes | None:
     """Each frame decoded by zstd's one-shot call into a buffer of its output size; None if zstd
     refuses any of them (the caller then takes the streaming path and its error)."""
+    import zstandard  # deferred: see the module's imports
+
     dctx = zstandard.ZstdDecompressor()  # per call: a decompressor is not safe to share across threads
     parts: list[bytes] = []
     try:
