@@ -56,13 +56,13 @@ from .materials.materials import DecryptionRequest as DecryptionRequest
 from .materials.materials import EncryptionMaterials as EncryptionMaterials
 from .materials.materials import EncryptionRequest as EncryptionRequest
 from .materials.required_context import RequiredEncryptionContextManager as RequiredEncryptionContextManager
-from .streaming.ranged import decrypt_range as decrypt_range
-from .streaming.rewrap import rewrap as rewrap
 from .streaming.files import decrypt_file as decrypt_file
 from .streaming.files import encrypt_file as encrypt_file
 from .streaming.options import DecryptOptions as DecryptOptions
 from .streaming.options import EncryptOptions as EncryptOptions
 from .streaming.options import EncryptStreamOptions as EncryptStreamOptions
+from .streaming.ranged import decrypt_range as decrypt_range
+from .streaming.rewrap import rewrap as rewrap
 from .streaming.sync import Decryptor as Decryptor
 from .streaming.sync import Encryptor as Encryptor
 from .streaming.sync import decrypt_stream as decrypt_stream
