@@ -88,10 +88,12 @@ def commit(out: IO[bytes], temp: str, dst: str, overwrite: bool) -> None:
                 raise _exists_error(dst) from None
             os.replace(temp, dst)
             return
-        os.unlink(temp)
     except BaseException:
         discard(out, temp)
         raise
+    # The destination is complete and in place: a leftover temporary name is only untidy.
+    with suppress(OSError):
+        os.unlink(temp)
 
 
 def discard(out: IO[bytes], temp: str) -> None:
