@@ -11,7 +11,7 @@ import anyio.to_thread
 
 from ..errors import KeyringError
 from ..format.header import EncryptedDataKey, Header
-from ..keyrings.base import Keyring
+from ..keyrings.base import Keyring, keyring_label
 from ..materials.base import MaterialsManager
 from ..materials.default import DefaultMaterialsManager
 from ..materials.materials import DecryptionMaterials, DecryptionRequest, EncryptionMaterials, EncryptionRequest
@@ -84,9 +84,9 @@ class AsyncDefaultMaterialsManager:
             materials = await anyio.to_thread.run_sync(self._sync.on_encrypt, materials)
         # The checks DefaultMaterialsManager makes after its keyring call.
         if materials.plaintext_data_key is None or not materials.encrypted_data_keys:
-            raise KeyringError(f"{self.keyring!r} returned no data key or no encrypted data key")
+            raise KeyringError(f"{keyring_label(self.keyring)} returned no data key or no encrypted data key")
         if materials.algorithm is not suite:
-            raise KeyringError(f"{self.keyring!r} changed the algorithm suite")
+            raise KeyringError(f"{keyring_label(self.keyring)} changed the algorithm suite")
         return materials
 
     async def adecrypt_materials(self, request: DecryptionRequest) -> DecryptionMaterials:
@@ -102,7 +102,7 @@ class AsyncDefaultMaterialsManager:
         elif self._sync is not None:
             materials = await anyio.to_thread.run_sync(self._sync.on_decrypt, materials, edks)
         if materials.plaintext_data_key is None:
-            raise KeyringError(f"{self.keyring!r} returned no data key")
+            raise KeyringError(f"{keyring_label(self.keyring)} returned no data key")
         return materials
 
 
