@@ -44,6 +44,6 @@ def test_cli_region_typo_leaves_no_database(tmp_path: Path, monkeypatch: pytest.
     from envelope_cli.main import main
 
     monkeypatch.setenv("ENVELOPE_DATA_DIR", str(tmp_path / "data"))
-    assert main(["kms", "list-keys", "--region", "eu-wset-1"]) == 2
+    assert main(["kms", "list-keys", "--region", "eu-wset-1"]) == 252  # usage error, numbered as aws does
     assert not (tmp_path / "data").exists()
     assert "unknown region 'eu-wset-1'; did you mean 'eu-west-1'?" in capsys.readouterr().err

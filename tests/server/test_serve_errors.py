@@ -24,7 +24,7 @@ def test_port_in_use_names_the_address(capsys: pytest.CaptureFixture[str], tmp_p
         taken.listen(1)
         port = taken.getsockname()[1]
         code, out, err = _serve(capsys, tmp_path, "--port", str(port))
-    assert code == 4
+    assert code == 255  # the aws CLI's "command failed" (envelope kms exits as aws does)
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
     assert "listening" not in out
 
@@ -38,7 +38,7 @@ def test_missing_tls_file_is_named(capsys: pytest.CaptureFixture[str], tmp_path:
     code, out, err = _serve(capsys, tmp_path, "--port", "0", "--certfile", str(files["certfile"]),
                             "--keyfile", str(files["keyfile"]))
     what = "certificate" if which == "certfile" else "key"
-    assert code == 4
+    assert code == 255  # the aws CLI's "command failed" (envelope kms exits as aws does)
     assert f"cannot read the TLS {what} file {missing}: No such file or directory" in err
     assert "listening" not in out
 
@@ -47,6 +47,6 @@ def test_unloadable_certificate_is_named(capsys: pytest.CaptureFixture[str], tmp
     junk = tmp_path / "junk.pem"
     junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     code, out, err = _serve(capsys, tmp_path, "--port", "0", "--certfile", str(junk), "--keyfile", str(junk))
-    assert code == 2
+    assert code == 252  # a usage error, as the aws CLI numbers it
     assert f"the TLS certificate file {junk} and key file {junk} do not load" in err
     assert "listening" not in out
