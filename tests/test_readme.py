@@ -12,15 +12,18 @@ does not have. Each block is one test (ids name its README line), run in a proce
   install ...`` prefix is dropped (the package under test is already installed, which is what the
   prefix does) and the rest of the line runs; its test-suite block (``pytest``) is the suite this
   test belongs to, so it is skipped.
-- A block that needs ``envelope kms serve`` starts it on loopback itself and stops it.
+- A block that needs ``envelope kms serve`` starts it on loopback itself and stops it; each block
+  runs in a session of its own, killed when the block ends, so nothing outlives it.
 
 No network but loopback: the environment names no AWS endpoint or credentials.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -116,24 +119,37 @@ def _failing_line(block: Block, stderr: str) -> str:
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_readme_block_runs(block: Block, sandbox: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    code = _prepare(block)
-    if code is None:
+    source = _prepare(block)
+    if source is None:
         pytest.skip("the README's test-suite command: this test is part of that suite")
     work, env = sandbox
     script = tmp_path / ("block.py" if block.lang == "python" else "block.sh")
     if block.lang == "python":
-        script.write_text(code, encoding="utf-8")
+        script.write_text(source, encoding="utf-8")
         argv = [sys.executable, str(script)]
     else:
-        script.write_text("PS4='+ README:${LINENO}: '\n" + code, encoding="utf-8")
+        script.write_text("PS4='+ README:${LINENO}: '\n" + source, encoding="utf-8")
         argv = ["bash", "-e", "-o", "pipefail", "-x", str(script)]
-    result = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT,
-                            stdin=subprocess.DEVNULL, check=False)
-    if result.returncode != 0:
-        where = _failing_line(block, result.stderr)
-        pytest.fail(f"README.md {where} (section {block.section!r}) exited {result.returncode}\n"
-                    f"--- stdout ---\n{result.stdout[-3000:]}\n--- stderr ---\n{result.stderr[-3000:]}",
-                    pytrace=False)
+    out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        # A session of its own, so whatever the block leaves running in the background (a server
+        # it forgot to stop, or one a failing block never reached `kill` for) is stopped with it.
+        proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            code: int | None = proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stdout, stderr = out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
+    if code != 0:
+        where = _failing_line(block, stderr)
+        outcome = f"timed out after {TIMEOUT} s" if code is None else f"exited {code}"
+        pytest.fail(f"README.md {where} (section {block.section!r}) {outcome}\n"
+                    f"--- stdout ---\n{stdout[-3000:]}\n--- stderr ---\n{stderr[-3000:]}", pytrace=False)
 
 
 def test_the_blocks_are_found() -> None:
