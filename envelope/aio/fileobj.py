@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import anyio
 
@@ -13,6 +13,7 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..streaming.compression import COMPRESSION_KEY
 from ..streaming.decryptor import MessageDecryptor
+from ..streaming.options import ENCRYPT_STREAM_OPTION_NAMES, DecryptOptions, EncryptStreamOptions, check_options
 from ..streaming.session import EncryptSession, new_decryptor, plaintext_writer
 from .adapters import Buffer, Sink, Source, reader, sender
 from .materials import resolve, start_encryptor, supply_materials
@@ -39,7 +40,8 @@ class AsyncEncryptor:
 
     def __init__(self, sink: Sink, *, keyring: AsyncKeyring | Keyring | None = None,
                  materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                 **options: Any) -> None:
+                 **options: Unpack[EncryptStreamOptions]) -> None:
+        check_options(ENCRYPT_STREAM_OPTION_NAMES, options, "AsyncEncryptor")  # used at the first write
         self._send, _ = sender(sink)
         self._manager = resolve(keyring, materials_manager)
         self._options = options
@@ -111,7 +113,7 @@ class AsyncDecryptor:
 
     def __init__(self, source: Source, *, keyring: AsyncKeyring | Keyring | None = None,
                  materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                 **options: Any) -> None:
+                 **options: Unpack[DecryptOptions]) -> None:
         self._reader = reader(source)
         self._manager = resolve(keyring, materials_manager)
         self._core: MessageDecryptor

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 from ..format.body import FRAME_OVERHEAD
 from ..format.header import Header
@@ -18,6 +18,7 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..streaming.compression import compression_of
 from ..streaming.decryptor import MessageDecryptor
+from ..streaming.options import DecryptOptions, EncryptStreamOptions
 from ..streaming.session import EncryptSession, OutputOptions, new_decryptor, plaintext_writer
 from .adapters import Buffer, Reader, Send, Sink, Source, chunks, reader, sender, sync_file
 from .buffers import Outputs
@@ -239,7 +240,7 @@ def _endpoints(source: Source, sink: Sink) -> tuple[Reader | None, Send | None, 
 
 async def encrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | Keyring | None = None,
                          materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                         **options: Any) -> Header:
+                         **options: Unpack[EncryptStreamOptions]) -> Header:
     """Encrypt everything ``source`` yields into one message sent to ``sink``.
 
     The message is complete only when this returns: if it raises or is cancelled, ``sink`` holds
@@ -278,7 +279,7 @@ async def encrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | 
 
 async def decrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | Keyring | None = None,
                          materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                         **options: Any) -> Header:
+                         **options: Unpack[DecryptOptions]) -> Header:
     """Decrypt one message from ``source``, sending authenticated plaintext to ``sink``.
 
     Each frame's plaintext is sent only after its tag verifies; for signed suites the final frame

@@ -8,9 +8,9 @@ frames; write to a temporary file and rename on success if the output must be al
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Unpack
 
 from ..errors import PolicyError
 from ..format.header import Header
@@ -18,6 +18,7 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from . import pipeline
 from .decryptor import MessageDecryptor
+from .options import DecryptOptions, EncryptStreamOptions
 from .ranged import FrameWindow, check_eligible, open_message, positional, run_flow
 from .session import (
     EncryptSession,
@@ -127,13 +128,15 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
 
 
 def encrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
-                   materials_manager: MaterialsManager | None = None, **options: Any) -> Header:
+                   materials_manager: MaterialsManager | None = None,
+                   **options: Unpack[EncryptStreamOptions]) -> Header:
     """Encrypt everything ``source`` yields into one message written to ``sink``.
 
     :param source: a binary file-like object (``readinto`` or ``read``) or an iterable of bytes.
     :param sink: anything with ``write(bytes)``; it is not closed.
     :param options: ``encryption_context``, ``algorithm``, ``frame_length``, ``commitment_policy``,
-        ``max_encrypted_data_keys``, ``compression``, ``compression_level`` as for `envelope.encrypt`.
+        ``max_encrypted_data_keys``, ``compression``, ``compression_level`` as for `envelope.encrypt`;
+        ``plaintext_length`` if known (`EncryptStreamOptions`).
     :returns: the message header.
     """
     session = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
@@ -207,22 +210,21 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
 
 
 def decrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
-                   materials_manager: MaterialsManager | None = None,
-                   encryption_context: Mapping[str, str] | None = None, **options: Any) -> Header:
+                   materials_manager: MaterialsManager | None = None, **options: Unpack[DecryptOptions]) -> Header:
     """Decrypt one message from ``source``, writing authenticated plaintext to ``sink``.
 
     Each frame's plaintext is written only after its tag verifies; for signed suites the final
     frame is written only after the signature verifies. If an error is raised, frames written
     before it were authentic but the message is incomplete: discard the output.
 
-    :param options: ``commitment_policy``, ``max_encrypted_data_keys``, ``allow_signed``,
+    :param options: ``encryption_context``, ``commitment_policy``, ``max_encrypted_data_keys``, ``allow_signed``,
         ``max_header_length``, ``decompress``, ``max_decompressed_size``, ``max_compression_ratio``
         as for `envelope.decrypt`.
     :returns: the authenticated header.
     :raises AuthenticationError: tampering, truncation or trailing data.
     """
     manager = resolve_materials_manager(keyring, materials_manager)
-    decryptor, output_options = new_decryptor(encryption_context=encryption_context, **options)
+    decryptor, output_options = new_decryptor(**options)
     return _pump_decrypt(decryptor, manager, source, _Output(sink.write, output_options))
 
 
@@ -235,7 +237,7 @@ class Encryptor(io.RawIOBase):
     """
 
     def __init__(self, sink: _Writable, *, keyring: Keyring | None = None,
-                 materials_manager: MaterialsManager | None = None, **options: Any) -> None:
+                 materials_manager: MaterialsManager | None = None, **options: Unpack[EncryptStreamOptions]) -> None:
         super().__init__()
         self._sink = sink
         self._session = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
@@ -287,12 +289,11 @@ class Decryptor(io.RawIOBase):
     """
 
     def __init__(self, source: Source, *, keyring: Keyring | None = None,
-                 materials_manager: MaterialsManager | None = None,
-                 encryption_context: Mapping[str, str] | None = None,
-                 allow_unverified_signature: bool = False, **options: Any) -> None:
+                 materials_manager: MaterialsManager | None = None, allow_unverified_signature: bool = False,
+                 **options: Unpack[DecryptOptions]) -> None:
         super().__init__()
         self._manager = resolve_materials_manager(keyring, materials_manager)
-        self._core, output_options = new_decryptor(encryption_context=encryption_context, **options)
+        self._core, output_options = new_decryptor(**options)
         self._source = source
         self._start = _message_start(source)  # None: the source cannot seek
         self._allow_unverified_signature = allow_unverified_signature

@@ -10,10 +10,10 @@ import contextlib
 import os
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -59,7 +59,8 @@ async def _decrypt_until_cancelled(message: bytes, after_chunks: int, **options:
 
 
 @pytest.mark.parametrize("compression", [None, "zstd"], ids=["plain", "zstd"])
-async def test_cancel_decrypt_stream_mid_message(compression: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cancel_decrypt_stream_mid_message(compression: Literal["zstd"] | None,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     data = os.urandom(4 * MIB)
     message = envelope.encrypt(data, keyring=KEYRING, algorithm=UNSIGNED, frame_length=64 * 1024,
                                compression=compression, compression_level=1 if compression else None)
@@ -119,6 +120,7 @@ class CancellingKeyring(NativeAsyncKeyring):
 async def test_cancel_file_leaves_destination_untouched(direction: str, tmp_path: Path) -> None:
     data = os.urandom(3 * MIB)
     options: dict[str, Any]
+    run: Callable[..., Awaitable[envelope.Header]]
     if direction == "encrypt":
         (tmp_path / "in").write_bytes(data)
         run, options = aio.encrypt_file, {"frame_length": 65536}
@@ -129,7 +131,7 @@ async def test_cancel_file_leaves_destination_untouched(direction: str, tmp_path
     keyring = CancellingKeyring()
     with anyio.CancelScope() as scope:
         keyring.scope = scope
-        await run(tmp_path / "in", tmp_path / "out", keyring=keyring, **options)
+        await run(tmp_path / "in", tmp_path / "out", keyring=keyring, overwrite=True, **options)
     assert scope.cancelled_caught
     assert keyring.threads == [threading.get_ident()]  # called from the worker, back on the loop
     assert (tmp_path / "out").read_bytes() == b"previous contents"
