@@ -86,7 +86,7 @@ def _check_context(encryption_context: Mapping[str, str] | None) -> dict[str, st
     return dict(encryption_context)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)  # weakref: the leak tests watch every session
 class EncryptSession:
     """A started message: the sans-IO encryptor and, if asked for, the zstd compressor before it."""
 
