@@ -267,7 +267,7 @@ class _Pieces:
     the caller's sink with everything written to it (issue 12).
     """
 
-    __slots__ = ("_owner", "__weakref__")
+    __slots__ = ("__weakref__", "_owner")
 
     def __init__(self, owner: Decompressor) -> None:
         self._owner = weakref.ref(owner)
