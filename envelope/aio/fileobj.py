@@ -178,6 +178,7 @@ class AsyncDecryptor:
             self._write(out)
 
     async def _started(self) -> None:
+        self._core.failure.check()
         while self._header is None and not self._eof:
             await self._advance()
 

@@ -179,8 +179,14 @@ async def start_encryptor(manager: ResolvedManager, options: Mapping[str, Any],
 
 
 async def supply_materials(decryptor: MessageDecryptor, manager: ResolvedManager) -> Header:
-    """`session.supply` with the materials call awaited: authenticates the header."""
+    """`session.supply` with the materials call awaited: authenticates the header. A manager's
+    error fails the decryptor too; a cancellation does not (the call can be made again)."""
     request = decryptor.request
     if request is None:  # pragma: no cover
         raise RuntimeError("envelope: internal error: materials requested before the header")
-    return authenticate_header(decryptor, await manager.adecrypt_materials(request))
+    try:
+        materials = await manager.adecrypt_materials(request)
+    except Exception as exc:
+        decryptor.failure.trip(exc)
+        raise
+    return authenticate_header(decryptor, materials)
