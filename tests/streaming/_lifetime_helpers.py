@@ -5,7 +5,7 @@ references is instrumented (so a new building block is watched without editing t
 instance made while a `Lifetimes` is active is recorded by weak reference. `Lifetimes.check`
 then drops nothing itself; the caller deletes its own references, and the check collects,
 then fails on any recorded object still alive, on uncollectable garbage, and on a thread that
-is still running envelope code or is named ``envelope-*``.
+is still running streaming code or was started meanwhile and is named ``envelope-*``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import envelope.aio
 import envelope.crypto
 import envelope.streaming
 
-_PACKAGE_DIR = os.path.dirname(envelope.__file__)
+# Code that streams a message (a KMS store's own background threads are not a message's).
+_STREAMING_DIRS = tuple(os.path.dirname(package.__file__) + os.sep
+                        for package in (envelope.streaming, envelope.aio, envelope.crypto))
 
 
 def _modules() -> Iterator[Any]:
@@ -78,12 +80,12 @@ class Lifetimes:
         for thread in threading.enumerate():
             if thread is threading.current_thread():
                 continue
-            if thread.name.startswith("envelope-") and thread.is_alive():
+            if thread.name.startswith("envelope-") and thread not in self._threads_before:
                 busy.append(thread.name)
                 continue
             frame = frames.get(thread.ident) if thread.ident is not None else None
             while frame is not None:
-                if frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+                if frame.f_code.co_filename.startswith(_STREAMING_DIRS):
                     busy.append(f"{thread.name} in {frame.f_code.co_name}")
                     break
                 frame = frame.f_back
