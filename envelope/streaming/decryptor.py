@@ -12,8 +12,7 @@ import enum
 import hmac
 import struct
 from collections.abc import Callable, Mapping
-from functools import partial, wraps
-from typing import Concatenate, ParamSpec, TypeVar
+from functools import partial
 
 from ..crypto.aead import AEAD
 from ..crypto.kdf import derive_keys
@@ -33,7 +32,7 @@ from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header, HeaderScanner, Pa
 from ..format.reader import Incomplete
 from ..format.suites import CommitmentPolicy
 from ..materials.materials import DecryptionMaterials, DecryptionRequest
-from .failure import FailureLatch
+from .failure import FailureLatch, latched
 
 __all__ = ["DEFAULT_MAX_NON_FRAMED_LENGTH", "MessageDecryptor"]
 
@@ -61,22 +60,6 @@ class _State(enum.Enum):
 # read (0.07 us on 3.11), and a small message checks the state a dozen times.
 _HEADER, _MATERIALS, _BODY, _FOOTER, _DONE = _State
 _FINAL_FRAME = BodyKind.FINAL_FRAME
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _latched(method: Callable[Concatenate[MessageDecryptor, _P], _R]) -> Callable[Concatenate[MessageDecryptor, _P], _R]:
-    """A step of the state machine: once one step failed, every later step raises that error
-    again (a caller that retries must not read on past a rejected frame, issue 12)."""
-    @wraps(method)
-    def step(self: MessageDecryptor, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        self.failure.check()
-        try:
-            return method(self, *args, **kwargs)
-        except BaseException as exc:
-            self.failure.trip(exc)
-            raise
-    return step
 
 
 class MessageDecryptor:
@@ -144,7 +127,7 @@ class MessageDecryptor:
         self._accept_header(parsed)
         del self._buf[:parsed.length]
 
-    @_latched
+    @latched
     def parse_whole_header(self, data: Buffer) -> int:
         """Parse the header from the start of ``data``, which holds the whole message; return the
         header's length (where the body starts).
@@ -183,7 +166,7 @@ class MessageDecryptor:
                                          self._policy, self._reproduced, partial(_key_fits, parsed))
         self._state = _MATERIALS
 
-    @_latched
+    @latched
     def supply_materials(self, materials: DecryptionMaterials) -> None:
         """Authenticate the header with the unwrapped data key; afterwards the body can be read.
 
@@ -263,7 +246,7 @@ class MessageDecryptor:
         del out[n:]
         return bytes(out)
 
-    @_latched
+    @latched
     def update_into(self, data: Buffer, out: bytearray | memoryview) -> int:
         """Feed message bytes; write authenticated plaintext into ``out``; return its length."""
         view = memoryview(out)
@@ -412,7 +395,7 @@ class MessageDecryptor:
             raise FormatError(f"final frame is longer ({length}) than the frame length ({frame_length})")
         return iv, length
 
-    @_latched
+    @latched
     def decrypt_rest(self, data: Buffer) -> bytes:
         """The one-shot path after `supply_materials`: ``data`` is the whole rest of the message;
         return its plaintext, having checked that the message ends exactly there.
@@ -499,7 +482,7 @@ class MessageDecryptor:
         if self._verifier is not None:
             self._verifier.update(data)
 
-    @_latched
+    @latched
     def finalize(self) -> bytes:
         """Check that the message ended exactly; raises AuthenticationError if it is truncated."""
         if self._state is not _DONE:

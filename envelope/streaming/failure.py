@@ -8,8 +8,14 @@ so a failed object holds no frames, buffers or other objects of the call that fa
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from functools import wraps
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
-__all__ = ["FailureLatch"]
+__all__ = ["FailureLatch", "latched"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class FailureLatch:
@@ -38,6 +44,27 @@ class FailureLatch:
         """Raise the recorded error again (a fresh copy), if there is one."""
         if self._template is not None:
             raise _detached(self._template)
+
+
+class _Latched(Protocol):
+    failure: FailureLatch
+
+
+_S = TypeVar("_S", bound=_Latched)
+
+
+def latched(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
+    """Make ``method`` a step of a state machine with a ``failure`` latch: once a step failed,
+    every later step raises that error again (issue 12)."""
+    @wraps(method)
+    def step(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self.failure.check()
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException as exc:
+            self.failure.trip(exc)
+            raise
+    return step
 
 
 def _detached(error: BaseException) -> BaseException:

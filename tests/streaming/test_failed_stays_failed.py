@@ -209,3 +209,19 @@ async def test_async_decryptor_stays_failed(case: str, read: str) -> None:
     for _ in range(3):
         with pytest.raises(error):
             await call()
+
+
+def test_seeking_decryptor_stays_failed() -> None:
+    """After a seek, reads open only the frames they touch: one that fails a tag fails the
+    Decryptor, so a read elsewhere (an intact frame) raises too."""
+    plaintext = PLAINTEXT * 128  # 2 MiB: the header's first read (1 MiB) stops short of the end
+    data = envelope.encrypt(plaintext, keyring=KEYRING, frame_length=FRAME, algorithm=UNSIGNED)
+    tampered = flip(data, -3 * FRAME)  # inside the third frame from the end
+    reader = envelope.Decryptor(io.BytesIO(tampered), keyring=KEYRING)
+    reader.seek(len(plaintext) - 3 * FRAME)
+    with pytest.raises(envelope.AuthenticationError):
+        reader.read(2 * FRAME)
+    reader.seek(0)  # the first frame is intact
+    for call in (lambda: reader.read(10), reader.readall, lambda: reader.readinto(bytearray(10))):
+        with pytest.raises(envelope.AuthenticationError):
+            call()

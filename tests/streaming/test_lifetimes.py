@@ -187,3 +187,51 @@ def test_compressed_stream_decrypts_do_not_grow_memory() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 1024 * 1024, f"20 decrypts kept {grown} bytes"
+
+
+OTHER = envelope.RawAESKeyring("life-ns", "other-key", bytes(range(1, 33)))
+
+
+def _decrypt_range(data: bytes) -> None:
+    assert envelope.decrypt_range(data, 1000, 50_000, keyring=KEYRING,
+                                  allow_unverified_signature=True) == PLAINTEXT[1000:51_000]
+
+
+def _decryptor_seek(data: bytes) -> None:
+    with envelope.Decryptor(io.BytesIO(data), keyring=KEYRING, allow_unverified_signature=True) as reader:
+        reader.seek(-50_000, io.SEEK_END)
+        assert reader.read() == PLAINTEXT[-50_000:]
+
+
+def _rewrap(data: bytes) -> None:
+    sink = io.BytesIO()
+    envelope.rewrap(io.BytesIO(data), sink, keyring=KEYRING, new_keyring=OTHER)
+    assert envelope.decrypt(sink.getvalue(), keyring=OTHER)[0] == PLAINTEXT
+
+
+RANGED = {"decrypt_range": _decrypt_range, "Decryptor-seek": _decryptor_seek, "rewrap": _rewrap}
+# (option, outcome, error): compressed messages cannot be read at random; rewrap copies an
+# unsigned body without opening it, so only truncation and a signed message's tampering fail it.
+RANGED_CASES = [("signed", "ok", None), ("unsigned", "ok", None),
+                ("signed", "tampered", envelope.AuthenticationError),
+                ("unsigned", "truncated", envelope.AuthenticationError)]
+
+
+@pytest.mark.parametrize("entry", list(RANGED))
+@pytest.mark.parametrize(("option", "outcome", "error"), [*RANGED_CASES, ("compressed", "ok", envelope.PolicyError)],
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_ranged_and_rewrap_leave_nothing_alive(entry: str, option: str, outcome: str,
+                                               error: type[Exception] | None) -> None:
+    if entry == "rewrap" and error is envelope.PolicyError:
+        error = None  # rewrap copies a compressed message like any other
+    data = OUTCOMES[outcome][0](message(option))
+    if entry == "decrypt_range" and outcome == "tampered":
+        data = flip(message(option), 2000)  # inside the range read
+    with watching() as lifetimes:
+        if error is None:
+            RANGED[entry](data)
+        else:
+            with pytest.raises(error):
+                RANGED[entry](data)
+    assert "MessageDecryptor" in lifetimes.made()
+    lifetimes.check()

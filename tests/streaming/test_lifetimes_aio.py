@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _lifetime_helpers import watching
+from _lifetime_helpers import flip, watching
 from test_lifetimes import FRAME, KEYRING, OPTIONS, OUTCOMES, PLAINTEXT, message
 
 import envelope
@@ -164,4 +164,31 @@ async def test_aio_encrypt_leaves_nothing_alive(entry: str, option: str, fails: 
                 await ENCRYPTS[entry](_Sink(len(PLAINTEXT) // 3), OPTIONS[option], tmp_path)
     if not (fails and entry == "encrypt_file"):  # that one fails before a message starts
         assert "MessageEncryptor" in lifetimes.made()
+    lifetimes.check()
+
+
+@pytest.mark.parametrize(("option", "outcome", "error"),
+                         [("signed", "ok", None), ("unsigned", "ok", None),
+                          ("unsigned", "tampered", envelope.AuthenticationError),
+                          ("unsigned", "truncated", envelope.AuthenticationError),
+                          ("compressed", "ok", envelope.PolicyError)], ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("source", ["bytes", "path"])
+async def test_aio_decrypt_range_leaves_nothing_alive(option: str, outcome: str, error: type[Exception] | None,
+                                                      source: str, tmp_path: Path) -> None:
+    data = message(option)
+    if outcome == "tampered":
+        data = flip(data, 2000)  # inside the range read
+    elif outcome == "truncated":
+        data = data[:-50]
+    (tmp_path / "in").write_bytes(data)
+    where: object = data if source == "bytes" else tmp_path / "in"
+    with watching() as lifetimes:
+        if error is None:
+            got = await envelope.aio.decrypt_range(where, 1000, 50_000, keyring=KEYRING, allow_unverified_signature=True)
+            assert got == PLAINTEXT[1000:51_000]
+            del got
+        else:
+            with pytest.raises(error):
+                await envelope.aio.decrypt_range(where, 1000, 50_000, keyring=KEYRING)
+    assert "MessageDecryptor" in lifetimes.made()
     lifetimes.check()
