@@ -84,7 +84,7 @@ def _expected(entry: str, option: str, outcome: str) -> set[str]:
     if outcome in ("ok", "limit") and option.startswith("compressed") and entry != "decrypt":
         made.add("Decompressor")  # the one-shot decodes a whole stream without one
     if entry == "decrypt_stream-pipeline" and not option.startswith("compressed"):
-        made.add("_Back")
+        made.add("BackThread")
     return made
 
 
