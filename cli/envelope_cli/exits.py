@@ -24,6 +24,7 @@ class ExitCode:
     KEY = 5  # no key could unwrap the data key, keyring or KMS failure
     POLICY = 6  # a rule refused: encryption context mismatch, signed message, commitment policy, limits
     INTERRUPTED = 130  # SIGINT / SIGTERM: temporary output removed
+    BROKEN_PIPE = 141  # the reader of the output went away (`| head`): 128 + SIGPIPE, as other tools
     # `envelope kms` / `envelope sts` use the aws CLI's codes instead of 2-6
     # (https://docs.aws.amazon.com/cli/latest/topic/return-codes.html):
     AWS_USAGE = 252  # bad syntax, unknown parameter, or a parameter value that prevented the call
@@ -43,7 +44,8 @@ exit codes:
   6    policy refused the operation: encryption context mismatch (-c), signed message refused,
        commitment policy, encrypted-data-key or decompression limit
   130  interrupted (SIGINT or SIGTERM); no partial output is left behind
-`envelope kms` and `envelope sts` exit as `aws` does: 0 success, 130 interrupted,
+  141  the output's reader went away (e.g. `| head`), as for other tools killed by SIGPIPE
+`envelope kms` and `envelope sts` exit as `aws` does: 0 success, 130 interrupted, 141 as above,
   252 bad syntax or parameter, 253 bad environment or configuration (credentials, profile),
   254 the service returned an error, 255 any other failure"""
 
@@ -51,6 +53,7 @@ AWS_EXIT_CODES_HELP = """\
 exit codes: (as the aws CLI's: https://docs.aws.amazon.com/cli/latest/topic/return-codes.html)
   0    success
   130  interrupted (SIGINT)
+  141  the output's reader went away (e.g. `| head`), as for other tools killed by SIGPIPE
   252  bad syntax, unknown parameter, or a parameter value that prevented the call
   253  the environment or configuration is invalid (credentials, profile, region)
   254  the call reached the service, which returned an error (e.g. NotFoundException)

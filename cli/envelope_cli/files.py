@@ -2,16 +2,21 @@
 
 Output is written to an unnamed temporary file beside the target (Linux O_TMPFILE) or, where the
 file system lacks it, a hidden named one; it becomes the target only after success, so a failed,
-interrupted or killed run leaves no partial output at the destination.
+interrupted or killed run leaves no partial output at the destination. A named temporary file
+(the fallback, or the instant between linking an unnamed one and renaming it over an existing
+target) is locked while its run lives; a later run writing to the same directory removes the
+ones whose run died (kill -9).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import re
+import secrets
 import signal
 import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +30,11 @@ __all__ = ["STDIO", "AtomicOutput", "Interrupted", "Job", "discard_all", "file_m
 
 STDIO = "-"
 _TMP_SUFFIX = ".envelope-tmp"
+# Our temporary names: "." + at most 64 characters of the target's name + "." + 16 hex digits +
+# the suffix. Only names of exactly this shape are ever swept.
+_TMP_NAME = re.compile(r"\..{0,64}\.[0-9a-f]{16}" + re.escape(_TMP_SUFFIX), re.DOTALL)
 _live: set[AtomicOutput] = set()
+_swept: set[str] = set()  # directories already cleaned of dead runs' leftovers by this process
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +141,89 @@ def _link(source: str, target: str) -> None:
         os.close(fd)
 
 
+def _temp_name(directory: str, target: str) -> str:
+    return os.path.join(directory, f".{os.path.basename(target)[:64]}.{secrets.token_hex(8)}{_TMP_SUFFIX}")
+
+
+def _lock(fd: int) -> bool:
+    """Take the lock that marks a temporary file as in use; False if another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        named, held = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def sweep_leftovers(directory: str) -> list[str]:
+    """Remove the temporary files that runs killed in ``directory`` left behind; return them.
+
+    Only our own: a regular file (not a symlink) of this user whose name has our temporary
+    shape, and whose lock no live process holds (a run holds it from the file's creation until
+    it is renamed into place or removed, and the kernel drops it when the process dies, even
+    by kill -9). The name is checked to still be that file right before it is removed.
+    """
+    removed: list[str] = []
+    try:
+        names = [name for name in os.listdir(directory) if _TMP_NAME.fullmatch(name)]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone, a symlink, or not ours to read
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and _lock(fd) and _same_file(fd, path):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def resolve_output(target: str) -> str:
+    """The path a file output is written to: ``target`` with every symlink (``/proc/self/cwd``,
+    ``/dev/stdout`` redirected to a file, a link the user made) resolved, so that the temporary
+    file sits beside the real file and the rename replaces it, not the link or the /proc entry.
+
+    :raises CLIError: ``target`` leads to an existing file that has no name to rename over (a
+        deleted file behind /dev/stdout), or to something that is neither a file, a character
+        device, a FIFO nor a socket (those are stream targets, see `is_stream_target`).
+    """
+    real = os.path.realpath(target)
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        return real  # nothing there yet (or a dangling link): the file is made where it leads
+    if not stat.S_ISREG(info.st_mode):
+        raise CLIError(f"{target} is not a regular file, a character device, a FIFO or a socket", ExitCode.IO)
+    try:
+        named = os.stat(real)
+    except OSError:
+        named = None
+    if named is None or (named.st_dev, named.st_ino) != (info.st_dev, info.st_ino):
+        raise CLIError(f"{target} leads to a file that has no name to replace", ExitCode.IO,
+                       hint="name the output file itself with -o")
+    return real
+
+
 class AtomicOutput:
     """A file that becomes ``target`` only on `commit`; `discard` (or any failure) leaves no trace.
+
+    ``target`` is resolved first (`resolve_output`): a path that leads to an existing regular
+    file is that file, refused without ``overwrite`` and replaced by a rename with it.
 
     :param overwrite: replace an existing ``target``; otherwise committing onto one fails.
     :param mode: permission bits for the final file (the temporary one is 0600 until commit).
@@ -141,17 +231,20 @@ class AtomicOutput:
 
     def __init__(self, target: str, *, overwrite: bool, mode: int = 0o600) -> None:
         self.target = target
+        self._path = resolve_output(target)
         self._overwrite = overwrite
         self._mode = mode
-        self._dir = os.path.dirname(os.path.abspath(target))
-        if not overwrite and os.path.lexists(target):
+        self._dir = os.path.dirname(self._path)
+        if not overwrite and (os.path.lexists(target) or os.path.lexists(self._path)):
             raise CLIError(f"{target} exists", ExitCode.IO, hint="pass --overwrite to replace it")
         os.makedirs(self._dir, exist_ok=True)
+        if self._dir not in _swept:
+            _swept.add(self._dir)
+            sweep_leftovers(self._dir)
         self._tmp_path: str | None = None
         fd = self._open_unnamed()
         if fd is None:
-            fd, self._tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=_TMP_SUFFIX,
-                                                  dir=self._dir)
+            fd, self._tmp_path = self._open_named()
         self.file: IO[bytes] = os.fdopen(fd, "wb")
         _live.add(self)
 
@@ -160,11 +253,26 @@ class AtomicOutput:
         if not flag or not os.path.isdir("/proc/self/fd"):
             return None
         try:
-            return os.open(self._dir, flag | os.O_WRONLY, 0o600)
+            fd = os.open(self._dir, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
                 return None  # the file system has no unnamed files
             raise
+        # Locked before it ever has a name: the name it gets for an instant before the rename
+        # onto an existing target (`_link_unnamed`) is then never swept while this run lives.
+        _lock(fd)
+        return fd
+
+    def _open_named(self) -> tuple[int, str]:
+        """A new, locked temporary file beside the target (file systems without O_TMPFILE)."""
+        while True:
+            path = _temp_name(self._dir, self._path)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            # A sweeping run could take the lock between the create and ours: then the name is
+            # (or is about to be) gone, so start again with a new one.
+            if _lock(fd) and _same_file(fd, path):
+                return fd, path
+            os.close(fd)
 
     def commit(self) -> None:
         """Flush, sync and move the finished file into place."""
@@ -175,7 +283,7 @@ class AtomicOutput:
             if self._tmp_path is None:
                 self._link_unnamed()
             elif self._overwrite:
-                os.replace(self._tmp_path, self.target)
+                os.replace(self._tmp_path, self._path)
                 self._tmp_path = None
             else:
                 self._link_named()
@@ -187,12 +295,17 @@ class AtomicOutput:
         if not self._overwrite:
             self._link_exclusive(proc)
             return
-        fd, staged = tempfile.mkstemp(prefix=f".{os.path.basename(self.target)}.", suffix=_TMP_SUFFIX, dir=self._dir)
-        os.close(fd)
-        os.unlink(staged)
-        _link(proc, staged)
+        # No system call puts an unnamed file in place of an existing one: it gets a locked
+        # temporary name for the instant before the rename (the window a sweep covers).
+        while True:
+            staged = _temp_name(self._dir, self._path)
+            try:
+                _link(proc, staged)
+                break
+            except FileExistsError:
+                continue
         try:
-            os.replace(staged, self.target)
+            os.replace(staged, self._path)
         except BaseException:
             os.unlink(staged)
             raise
@@ -206,31 +319,32 @@ class AtomicOutput:
             if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP):
                 raise
             # No hard links here: check, then rename (a tiny race instead of no support at all).
-            if os.path.lexists(self.target):
+            if os.path.lexists(self._path):
                 raise CLIError(f"{self.target} exists", ExitCode.IO, hint="pass --overwrite to replace it") from None
-            os.replace(self._tmp_path, self.target)
+            os.replace(self._tmp_path, self._path)
             self._tmp_path = None
 
     def _link_exclusive(self, source: str) -> None:
         # link() fails if the target exists, so a file that appeared meanwhile is never clobbered.
         try:
-            _link(source, self.target)
+            _link(source, self._path)
         except FileExistsError:
             raise CLIError(f"{self.target} exists", ExitCode.IO, hint="pass --overwrite to replace it") from None
 
     def discard(self) -> None:
         """Close and remove the temporary file (idempotent; safe from a signal handler)."""
         _live.discard(self)
-        try:
-            self.file.close()
-        except OSError:
-            pass
         if self._tmp_path is not None:
+            # Unlinked before the close releases the lock, so no sweep ever sees it unlocked.
             try:
                 os.unlink(self._tmp_path)
             except FileNotFoundError:
                 pass
             self._tmp_path = None
+        try:
+            self.file.close()
+        except OSError:
+            pass
 
     def __enter__(self) -> Self:
         return self
@@ -275,24 +389,19 @@ def discard_all() -> None:
         output.discard()
 
 
-_FD_PATHS = ("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/")
-
-
 def is_stream_target(target: str) -> bool:
-    """True for an existing output that is not a file: a device (/dev/null, /dev/stdout, a
-    terminal), a named pipe or a socket. Such a target is written in place, like stdout; renaming a
-    finished temporary file over it would replace the device node or pipe itself."""
+    """True for stdout (``-``) and for an output that is a character device (/dev/null, a
+    terminal), a FIFO or a socket, whatever path leads to it (/dev/stdout included): such a
+    target is written in place, as it comes. Anything else is a file (`AtomicOutput`): a path
+    that leads to an existing regular file (/proc/self/cwd/x, /dev/stdout redirected to a file,
+    a symlink) is that file, refused without --overwrite and replaced whole with it."""
     if target == STDIO:
         return True
     try:
         mode = os.stat(target).st_mode  # follows symlinks: /dev/stdout -> /proc/self/fd/1 -> ...
     except OSError:
         return False
-    if stat.S_ISDIR(mode):
-        return False
-    # /dev/stdout and /dev/fd/N may lead to a plain file the shell opened: write through them, as
-    # for stdout, rather than rename a file over the /dev or /proc entry.
-    return not stat.S_ISREG(mode) or os.path.abspath(target).startswith(_FD_PATHS)
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def regular_size(source: str) -> int | None:

@@ -74,14 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("envelope: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (e.g. `| head`): say nothing, and point stdout at /dev/null so the
-        # interpreter's final flush does not fail again.
+        # The reader went away (e.g. `| head`): say nothing and end with SIGPIPE's status, as
+        # other Unix tools do; point stdout at /dev/null so the interpreter's final flush does
+        # not fail again.
         discard_all()
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
-        return aws_exit_code(ExitCode.IO) if aws_style else ExitCode.IO
+        return ExitCode.BROKEN_PIPE  # every command: a closed pipe is no failure of the call
     except Exception as exc:  # noqa: BLE001 - every error reaches the user as one line plus a hint
         discard_all()
         return report(exc, aws=aws_style)

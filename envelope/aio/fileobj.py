@@ -6,6 +6,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
+
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
@@ -98,8 +100,9 @@ class AsyncDecryptor:
 
     `aread` returns plaintext only after it is authenticated (for signed suites the final frame
     only after the signature verifies), and raises AuthenticationError on tampering or
-    truncation, at the latest when the end of the message is reached. The header is read and
-    authenticated when the decryptor starts (``async with``, or the first `aread`).
+    truncation, at the latest when the end of the message is reached; once a read raised, every
+    later read raises the same error. The header is read and authenticated when the decryptor
+    starts (``async with``, or the first `aread`).
 
     :param source: an anyio ``ByteReceiveStream``, an async iterable of bytes, or anything with
         an async ``read(n)``; it is not closed.
@@ -124,18 +127,34 @@ class AsyncDecryptor:
     @property
     def header(self) -> Header:
         """The authenticated header (available once started)."""
+        self._core.failure.check()
         if self._header is None:
             raise ValueError("the AsyncDecryptor has not started: use 'async with' or aread first")
         return self._header
 
     async def _advance(self) -> None:
-        """Read one chunk and decrypt it into the ready plaintext."""
+        """Read one chunk and decrypt it into the ready plaintext. After an error, this and
+        every later read raise it again, and the plaintext not yet read is dropped; a
+        cancellation is no error (a step is never left half-done by one)."""
+        self._core.failure.check()
+        try:
+            await self._step()
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:
+            self._core.failure.trip(exc)
+            self._ready.clear()
+            self._write = self._finish = None  # the decompressor (and zstd's window) go now
+            raise
+
+    async def _step(self) -> None:
         core = self._core
         chunk = await self._reader.read(core.size_hint() if self._header is None else _READ_SIZE)
         if not chunk:
             core.finalize()  # raises AuthenticationError if the message is truncated
             if self._finish is not None:
                 self._finish()
+            self._write = self._finish = None
             self._eof = True
             return
         if self._header is None:
@@ -159,6 +178,7 @@ class AsyncDecryptor:
             self._write(out)
 
     async def _started(self) -> None:
+        self._core.failure.check()
         while self._header is None and not self._eof:
             await self._advance()
 
@@ -167,6 +187,7 @@ class AsyncDecryptor:
         b"" at the end of the message."""
         if self.closed:
             raise ValueError("read from a closed AsyncDecryptor")
+        self._core.failure.check()
         if size == 0:
             return b""
         if size < 0:
@@ -185,6 +206,7 @@ class AsyncDecryptor:
         """Stop reading; plaintext not yet read is dropped. Idempotent."""
         self.closed = True
         self._ready.clear()
+        self._write = self._finish = None
 
     async def __aenter__(self) -> Self:
         await self._started()

@@ -11,12 +11,12 @@ from contextlib import suppress
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from .materials import ResolvedManager, resolve
+from .offload import in_thread
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 from .worker import decrypt_files, encrypt_files
 
@@ -58,7 +58,7 @@ async def _transform(src_path: StrPath, dst_path: StrPath, run: _Run, manager: R
     src, dst = os.fspath(src_path), os.fspath(dst_path)
     if not isinstance(src, str) or not isinstance(dst, str):
         raise TypeError("paths must be str or os.PathLike[str]")
-    source = await anyio.to_thread.run_sync(_open_input, src, dst)
+    source = await in_thread(_open_input, src, dst)
     try:
         directory, name = os.path.split(os.path.abspath(dst))
         # mkstemp: mode 0600, so a decrypted file is never readable by others while it is written.
@@ -68,14 +68,14 @@ async def _transform(src_path: StrPath, dst_path: StrPath, run: _Run, manager: R
             header = await run(source, out, manager, options)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_discard, out, temp)
+                await in_thread(_discard, out, temp)
             raise
         # In a thread, since replacing a large file frees its blocks inside rename() (a measured
         # 100+ ms loop stall for 256 MiB); shielded, so that a cancellation arriving now cannot
         # separate "renamed" from "reported": the call then completes and the caller sees the
         # cancellation at its next checkpoint.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_commit, out, temp, dst)
+            await in_thread(_commit, out, temp, dst)
     finally:
         source.close()
     return header

@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
-import anyio.to_thread
 
 from ..errors import KeyringError
 from ..format.header import EncryptedDataKey, Header
@@ -24,6 +23,7 @@ from ..streaming.session import (
     resolve_materials_manager,
     start_encryption,
 )
+from .offload import in_thread
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 
 __all__ = [
@@ -81,7 +81,7 @@ class AsyncDefaultMaterialsManager:
         if self._native is not None:
             materials = await self._native.aon_encrypt(materials)
         elif self._sync is not None:
-            materials = await anyio.to_thread.run_sync(self._sync.on_encrypt, materials)
+            materials = await in_thread(self._sync.on_encrypt, materials)
         # The checks DefaultMaterialsManager makes after its keyring call.
         if materials.plaintext_data_key is None or not materials.encrypted_data_keys:
             raise KeyringError(f"{self.keyring!r} returned no data key or no encrypted data key")
@@ -100,7 +100,7 @@ class AsyncDefaultMaterialsManager:
         if self._native is not None:
             materials = await self._native.aon_decrypt(materials, edks)
         elif self._sync is not None:
-            materials = await anyio.to_thread.run_sync(self._sync.on_decrypt, materials, edks)
+            materials = await in_thread(self._sync.on_decrypt, materials, edks)
         if materials.plaintext_data_key is None:
             raise KeyringError(f"{self.keyring!r} returned no data key")
         return materials
@@ -132,12 +132,12 @@ class ResolvedManager:
     async def aget_encryption_materials(self, request: EncryptionRequest) -> EncryptionMaterials:
         if self._native is not None:
             return await self._native.aget_encryption_materials(request)
-        return await anyio.to_thread.run_sync(self.in_worker().get_encryption_materials, request)
+        return await in_thread(self.in_worker().get_encryption_materials, request)
 
     async def adecrypt_materials(self, request: DecryptionRequest) -> DecryptionMaterials:
         if self._native is not None:
             return await self._native.adecrypt_materials(request)
-        return await anyio.to_thread.run_sync(self.in_worker().decrypt_materials, request)
+        return await in_thread(self.in_worker().decrypt_materials, request)
 
     def in_worker(self) -> MaterialsManager:
         """The manager to call from an anyio worker thread."""
@@ -179,8 +179,14 @@ async def start_encryptor(manager: ResolvedManager, options: Mapping[str, Any],
 
 
 async def supply_materials(decryptor: MessageDecryptor, manager: ResolvedManager) -> Header:
-    """`session.supply` with the materials call awaited: authenticates the header."""
+    """`session.supply` with the materials call awaited: authenticates the header. A manager's
+    error fails the decryptor too; a cancellation does not (the call can be made again)."""
     request = decryptor.request
     if request is None:  # pragma: no cover
         raise RuntimeError("envelope: internal error: materials requested before the header")
-    return authenticate_header(decryptor, await manager.adecrypt_materials(request))
+    try:
+        materials = await manager.adecrypt_materials(request)
+    except Exception as exc:
+        decryptor.failure.trip(exc)
+        raise
+    return authenticate_header(decryptor, materials)

@@ -1,14 +1,15 @@
 """When the async drivers move CPU work (AES, SHA-384, zstd) off the event loop: small work runs
-inline, where a thread hop would cost as much as the work; large work goes to a worker thread."""
+inline, where a thread hop would cost as much as the work; large work goes to a worker thread.
+Every hop to a worker thread goes through `in_thread`, which leaves the worker holding nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio.to_thread
 
-__all__ = ["COMPRESS_WEIGHT", "OFFLOAD_BYTES", "SIGNED_WEIGHT", "offload"]
+__all__ = ["COMPRESS_WEIGHT", "OFFLOAD_BYTES", "SIGNED_WEIGHT", "in_thread", "offload"]
 
 T = TypeVar("T")
 
@@ -31,5 +32,53 @@ async def offload(cost: int, fn: Callable[..., T], *args: object) -> T:
     outlives the call and the sans-IO core is never touched by two threads at once.
     """
     if cost >= OFFLOAD_BYTES:
-        return await anyio.to_thread.run_sync(fn, *args)
+        return await in_thread(fn, *args)
     return fn(*args)
+
+
+class _Job(Generic[T]):
+    """One call for a worker thread that lets go of its function, arguments, result and error
+    as soon as they are handed over. An idle anyio worker keeps its last job's arguments and
+    error until its next job (asyncio backend: up to 10 s), and with them a message's
+    decryptor, buffers, data key or the frames of its traceback (issue 12)."""
+
+    __slots__ = ("_call", "_error", "_result")
+
+    def __init__(self, fn: Callable[..., T], args: tuple[object, ...]) -> None:
+        self._call: tuple[Callable[..., T], tuple[object, ...]] | None = (fn, args)
+        self._result: T | None = None
+        self._error: BaseException | None = None
+
+    def __call__(self) -> None:
+        call, self._call = self._call, None
+        if call is None:  # pragma: no cover - a job runs once
+            raise RuntimeError("envelope: internal error: a worker job ran twice")
+        try:
+            self._result = call[0](*call[1])
+        except BaseException as exc:  # noqa: BLE001 - raised again on the loop by outcome()
+            self._error = exc
+
+    def outcome(self) -> T:
+        result, error = self._result, self._error
+        self.clear()
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error
+        return result  # type: ignore[return-value]
+
+    def clear(self) -> None:
+        self._call = self._result = self._error = None
+
+
+async def in_thread(fn: Callable[..., T], *args: object, limiter: Any = None) -> T:
+    """``await anyio.to_thread.run_sync(fn, *args)``, but the worker keeps no reference to
+    ``fn``, ``args``, the result or the error once this returns."""
+    job = _Job(fn, args)
+    try:
+        await anyio.to_thread.run_sync(job, limiter=limiter)
+    except BaseException:
+        job.clear()  # cancelled once the job had run: its outcome is dropped with it
+        raise
+    return job.outcome()

@@ -7,8 +7,6 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import anyio.to_thread
-
 from ..format.header import DEFAULT_MAX_HEADER_LENGTH
 from ..format.suites import CommitmentPolicy
 from ..keyrings.base import Keyring
@@ -17,7 +15,7 @@ from ..streaming.decryptor import MessageDecryptor
 from ..streaming.ranged import Flow, NeedMaterials, Read, check_range, open_message, positional, read_range
 from ..streaming.session import new_decryptor
 from .materials import ResolvedManager, resolve
-from .offload import offload
+from .offload import in_thread, offload
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 
 __all__ = ["decrypt_range"]
@@ -45,11 +43,11 @@ async def decrypt_range(source: object, offset: int, length: int, *,
     decryptor, _ = new_decryptor(encryption_context=encryption_context, commitment_policy=commitment_policy,
                                  max_encrypted_data_keys=max_encrypted_data_keys, max_header_length=max_header_length)
     if isinstance(source, (str, os.PathLike)):
-        file = await anyio.to_thread.run_sync(open, source, "rb")
+        file = await in_thread(open, source, "rb")
         try:
             return await _decrypt(file, decryptor, manager, offset, length, allow_unverified_signature)
         finally:
-            await anyio.to_thread.run_sync(file.close)
+            await in_thread(file.close)
     return await _decrypt(source, decryptor, manager, offset, length, allow_unverified_signature)
 
 
@@ -72,10 +70,10 @@ async def _reader(source: object) -> tuple[int, ReadAt]:
 
         return memory.size, read_memory
     target = wrapped if wrapped is not None else source
-    file = await anyio.to_thread.run_sync(positional, target)
+    file = await in_thread(positional, target)
 
     async def read_file(offset: int, size: int) -> bytes | memoryview:
-        return await anyio.to_thread.run_sync(file.read_at, offset, size)
+        return await in_thread(file.read_at, offset, size)
 
     return file.size, read_file
 

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
-import anyio.to_thread
 
 from ..streaming import pipeline
+from .offload import in_thread
 
 __all__ = ["FileInputs", "Inputs", "Pipe", "PipeInputs", "Stopped", "run_segment"]
 
@@ -281,7 +281,7 @@ async def run_segment(work: Callable[[], T], *loop_tasks: Callable[[], Awaitable
                 group.start_soon(loop_task, task, done)
             # A limiter of its own: the worker waits on the loop's tasks, which may need
             # threads from the default limiter (an AsyncFile sink), so it must not hold one.
-            await anyio.to_thread.run_sync(guarded, limiter=anyio.CapacityLimiter(1))
+            await in_thread(guarded, limiter=anyio.CapacityLimiter(1))
             for done in finished:
                 await done.wait()
             group.cancel_scope.cancel()

@@ -11,11 +11,11 @@ from typing import IO, Any, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
 from ..format.header import Header
 from ..streaming import sync
 from .materials import ResolvedManager
+from .offload import in_thread
 
 __all__ = ["decrypt_files", "encrypt_files", "run_cancellable"]
 
@@ -77,7 +77,7 @@ async def run_cancellable(fn: Callable[[threading.Event], T]) -> T:
     async with anyio.create_task_group() as group:
         group.start_soon(watch)
         try:
-            result = await anyio.to_thread.run_sync(fn, cancelled)
+            result = await in_thread(fn, cancelled)
         except BaseException as exc:  # noqa: BLE001 - re-raised below, outside the task group's ExceptionGroup
             error = exc
         group.cancel_scope.cancel()

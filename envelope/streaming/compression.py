@@ -7,12 +7,15 @@ only ever sees authenticated bytes. Peers without this extension decrypt to the 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import zstandard
 
 from ..errors import FormatError, PolicyError
 from ..format.context import ENVELOPE_PREFIX
+from .failure import FailureLatch
 
 __all__ = [
     "COMPRESSION_KEY",
@@ -255,14 +258,24 @@ class _FrameTracker:
         frames.append((self._start, end, self._bound if declared is None else declared, declared is not None))
 
 
-class _LimitedSink:
-    def __init__(self, sink: Sink, owner: Decompressor) -> None:
-        self._sink = sink
-        self._owner = owner
+class _Pieces:
+    """The zstd stream writer's sink: hands each piece to its `Decompressor`.
+
+    It holds the decompressor only weakly. The writer is a C object the cycle collector cannot
+    see into, so a strong reference back (writer -> sink -> decompressor -> writer) made a cycle
+    that was never freed: every compressed stream leaked its decompressor, zstd's window and
+    the caller's sink with everything written to it (issue 12).
+    """
+
+    __slots__ = ("__weakref__", "_owner")
+
+    def __init__(self, owner: Decompressor) -> None:
+        self._owner = weakref.ref(owner)
 
     def write(self, data: bytes) -> int:
-        self._owner.account(len(data))
-        self._sink(data)
+        owner = self._owner()
+        if owner is not None:  # (gone only while the writer itself is being freed)
+            owner.deliver(data)
         return len(data)
 
 
@@ -271,7 +284,8 @@ class Decompressor:
     ``piece_size`` bytes.
 
     Each piece is counted against the limits before ``sink`` sees it, so the sink never receives
-    a byte beyond a bound, and at most one piece is held beyond it.
+    a byte beyond a bound, and at most one piece is held beyond it. `finish`, or the first
+    error, releases zstd's state and ``sink``; after an error every call raises it again.
 
     :param max_output: refuse to produce more than this many bytes (None: no absolute limit).
     :param max_ratio: refuse output/input beyond this ratio once past 16 MiB of output (None: off).
@@ -289,36 +303,69 @@ class Decompressor:
         self._max_output = max_output
         self._max_ratio = max_ratio
         self._frames = _FrameTracker()
-        self._writer = zstandard.ZstdDecompressor().stream_writer(
-            _LimitedSink(sink, self), write_size=piece_size, write_return_read=True)  # type: ignore[arg-type]
+        self._sink: Sink | None = sink
+        self._failure = FailureLatch()
+        self._writer: Any = zstandard.ZstdDecompressor().stream_writer(
+            _Pieces(self), write_size=piece_size, write_return_read=True)  # type: ignore[arg-type]
 
-    def account(self, n: int) -> None:
-        self.produced += n
+    def deliver(self, data: bytes) -> None:
+        """Count a piece of output against the limits, then pass it to the sink."""
+        self.produced += len(data)
         error = _limit_error(self.produced, self.consumed, self._max_output, self._max_ratio)
         if error is not None:
             raise error
+        if self._sink is None:  # pragma: no cover - the writer is dropped together with the sink
+            raise RuntimeError("envelope: internal error: decompressed output after the end")
+        self._sink(data)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._failure.check()
         if not len(data):
             return
+        writer = self._writer
+        if writer is None:
+            raise ValueError("write after the decompressor finished")
         self.consumed += len(data)
-        # Both take any buffer, so the authenticated plaintext is not copied first.
-        self._frames.feed(data)
         try:
-            self._writer.write(data)
-        except zstandard.ZstdError as exc:
-            raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
+            # Both take any buffer, so the authenticated plaintext is not copied first.
+            self._frames.feed(data)
+            try:
+                writer.write(data)
+            except zstandard.ZstdError as exc:
+                raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
+        except BaseException as exc:
+            self._fail(exc)
+            raise
 
     def finish(self) -> None:
-        """Check the zstd stream ended cleanly."""
+        """Check the zstd stream ended cleanly; release zstd's state and the sink either way."""
+        self._failure.check()
+        writer = self._writer
+        if writer is None:
+            return
         try:
-            self._writer.flush()  # type: ignore[no-untyped-call]
-        except zstandard.ZstdError as exc:
-            raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
-        if not self._frames.complete:
-            # The ciphertext was authentic, so the writer stopped mid-frame: refuse rather than
-            # return a silently shortened plaintext.
-            raise FormatError("the compressed plaintext ends in the middle of a zstd frame")
+            try:
+                writer.flush()
+            except zstandard.ZstdError as exc:
+                raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
+            if not self._frames.complete:
+                # The ciphertext was authentic, so the writer stopped mid-frame: refuse rather than
+                # return a silently shortened plaintext.
+                raise FormatError("the compressed plaintext ends in the middle of a zstd frame")
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        self._release()
+
+    def _fail(self, error: BaseException) -> None:
+        self._failure.trip(error)
+        self._release()
+
+    def _release(self) -> None:
+        # zstd's window (up to 8 MiB, §8.2) and the caller's sink go now, not when the last
+        # reference to this object does.
+        self._writer = None
+        self._sink = None
 
 
 def _limit_error(produced: int, consumed: int, max_output: int | None,

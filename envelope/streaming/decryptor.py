@@ -3,6 +3,7 @@
 Release rule: a frame's plaintext leaves this object only after its tag verifies; for signed
 suites the final frame (or the single block) is held until the signature verifies. The caller
 must call `finalize`: without it a truncated message is indistinguishable from a complete one.
+After any error, every later call raises it again: nothing past a rejected frame is read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..format.header import DEFAULT_MAX_HEADER_LENGTH, Header, HeaderScanner, Pa
 from ..format.reader import Incomplete
 from ..format.suites import CommitmentPolicy
 from ..materials.materials import DecryptionMaterials, DecryptionRequest
+from .failure import FailureLatch, latched
 
 __all__ = ["DEFAULT_MAX_NON_FRAMED_LENGTH", "MessageDecryptor"]
 
@@ -96,6 +98,8 @@ class MessageDecryptor:
         self._verifier: Verifier | None = None
         self._sequence = 1
         self._held = b""  # signed suites: the last frame's plaintext, until the signature verifies
+        #: the first error of this message; drivers trip it for errors of their own around it too
+        self.failure = FailureLatch()
 
     @property
     def header(self) -> Header | None:
@@ -123,6 +127,7 @@ class MessageDecryptor:
         self._accept_header(parsed)
         del self._buf[:parsed.length]
 
+    @latched
     def parse_whole_header(self, data: Buffer) -> int:
         """Parse the header from the start of ``data``, which holds the whole message; return the
         header's length (where the body starts).
@@ -161,6 +166,7 @@ class MessageDecryptor:
                                          self._policy, self._reproduced, partial(_key_fits, parsed))
         self._state = _MATERIALS
 
+    @latched
     def supply_materials(self, materials: DecryptionMaterials) -> None:
         """Authenticate the header with the unwrapped data key; afterwards the body can be read.
 
@@ -240,6 +246,7 @@ class MessageDecryptor:
         del out[n:]
         return bytes(out)
 
+    @latched
     def update_into(self, data: Buffer, out: bytearray | memoryview) -> int:
         """Feed message bytes; write authenticated plaintext into ``out``; return its length."""
         view = memoryview(out)
@@ -388,6 +395,7 @@ class MessageDecryptor:
             raise FormatError(f"final frame is longer ({length}) than the frame length ({frame_length})")
         return iv, length
 
+    @latched
     def decrypt_rest(self, data: Buffer) -> bytes:
         """The one-shot path after `supply_materials`: ``data`` is the whole rest of the message;
         return its plaintext, having checked that the message ends exactly there.
@@ -474,6 +482,7 @@ class MessageDecryptor:
         if self._verifier is not None:
             self._verifier.update(data)
 
+    @latched
     def finalize(self) -> bytes:
         """Check that the message ended exactly; raises AuthenticationError if it is truncated."""
         if self._state is not _DONE:

@@ -86,7 +86,7 @@ def _check_context(encryption_context: Mapping[str, str] | None) -> dict[str, st
     return dict(encryption_context)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)  # weakref: the leak tests watch every session
 class EncryptSession:
     """A started message: the sans-IO encryptor and, if asked for, the zstd compressor before it."""
 
@@ -240,11 +240,18 @@ def authenticate_header(decryptor: MessageDecryptor, materials: DecryptionMateri
 
 
 def supply(decryptor: MessageDecryptor, manager: MaterialsManager) -> Header:
-    """Ask the materials manager for the data key and authenticate the header with it."""
+    """Ask the materials manager for the data key and authenticate the header with it.
+
+    A manager's error fails the decryptor too (it stays failed, as for its own errors)."""
     request = decryptor.request
     if request is None:  # pragma: no cover
         raise RuntimeError("envelope: internal error: materials requested before the header")
-    return authenticate_header(decryptor, manager.decrypt_materials(request))
+    try:
+        materials = manager.decrypt_materials(request)
+    except Exception as exc:
+        decryptor.failure.trip(exc)
+        raise
+    return authenticate_header(decryptor, materials)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,6 +156,10 @@ class _Output:
     def start(self, header: Header) -> None:
         self.write, self.finish = plaintext_writer(header, self._raw_write, self._options)
 
+    def release(self) -> None:
+        """The message ended or failed: let go of the decompressor (and zstd's window) now."""
+        self.write, self.finish = self._before_header, lambda: None
+
 
 def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source: Any, output: _Output) -> Header:
     header: Header | None = None
@@ -272,7 +276,8 @@ class Decryptor(io.RawIOBase):
     """A readable file object yielding the authenticated plaintext of the message in ``source``.
 
     `read` returns plaintext only after it is authenticated, and raises AuthenticationError on
-    tampering or truncation (at the latest when the end of the message is reached).
+    tampering or truncation (at the latest when the end of the message is reached). Once a read
+    raised, every later read raises the same error: the message was rejected.
 
     Over a seekable source (bytes, or a seekable file positioned at the message's start) holding
     a framed, uncompressed message, `seek` moves anywhere in the plaintext: from then on each read
@@ -302,6 +307,7 @@ class Decryptor(io.RawIOBase):
     @property
     def header(self) -> Header:
         """The authenticated header (reads the start of the message if needed)."""
+        self._core.failure.check()
         while self._header is None and not self._eof:
             self._advance()
         if self._header is None:  # pragma: no cover - _advance raises first
@@ -358,10 +364,23 @@ class Decryptor(io.RawIOBase):
         return self._window
 
     def _advance(self) -> None:
+        """Decrypt the next chunk of the source into the ready plaintext. After an error, this
+        and every later read raise it again, and the plaintext not yet read is dropped."""
+        self._core.failure.check()
+        try:
+            self._step()
+        except BaseException as exc:
+            self._core.failure.trip(exc)
+            self._ready.clear()
+            self._output.release()
+            raise
+
+    def _step(self) -> None:
         chunk = next(self._chunks, None)
         if chunk is None:
             self._core.finalize()
             self._output.finish()
+            self._output.release()
             self._eof = True
             return
         out = self._core.update(chunk)
@@ -373,9 +392,14 @@ class Decryptor(io.RawIOBase):
             self._output.write(out)
 
     def readinto(self, buffer: Any) -> int:
+        self._core.failure.check()
         view = memoryview(buffer).cast("B")
         if self._window is not None:
-            n = self._window.read_into(self._position, view)
+            try:
+                n = self._window.read_into(self._position, view)
+            except BaseException as exc:
+                self._core.failure.trip(exc)  # as for a sequential read: the message is rejected
+                raise
         else:
             while not self._ready and not self._eof:
                 self._advance()
@@ -386,6 +410,7 @@ class Decryptor(io.RawIOBase):
         return n
 
     def readall(self) -> bytes:
+        self._core.failure.check()
         if self._window is not None:
             return super().readall() or b""
         while not self._eof:

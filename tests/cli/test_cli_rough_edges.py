@@ -242,14 +242,17 @@ def test_no_matching_key_hint_names_at_most_five_keys(cli, tmp_path: Path) -> No
 
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
 def test_dev_stdout_redirected_to_a_file(cli, plain: Path, aes_key: Path, tmp_path: Path) -> None:
-    # `envelope decrypt x -o /dev/stdout > out` used to fail: /dev/stdout "exists" (a plain file).
+    # `-o /dev/stdout > out` leads to an existing regular file, so it is that file (issue 12):
+    # refused without --overwrite, replaced whole (temporary file and rename) with it.
     assert cli("encrypt", "--aes-key-file", str(aes_key), "plain.txt").code == 0
     out = tmp_path / "redirected"
-    with open(out, "wb") as fp:
-        done = subprocess.run([*ENVELOPE, "decrypt", "--aes-key-file", str(aes_key), "plain.txt.envelope", "-o",
-                               "/dev/stdout"], stdout=fp, stderr=subprocess.PIPE, cwd=tmp_path, timeout=60,
-                              check=False)
-    assert done.returncode == 0, done.stderr
+    for flags, code in (([], 4), (["--overwrite"], 0)):
+        with open(out, "wb") as fp:
+            done = subprocess.run([*ENVELOPE, "decrypt", "--aes-key-file", str(aes_key), "plain.txt.envelope", "-o",
+                                   "/dev/stdout", *flags], stdout=fp, stderr=subprocess.PIPE, cwd=tmp_path,
+                                  timeout=60, check=False)
+        assert done.returncode == code, done.stderr
+    assert b"hint: pass --overwrite" not in done.stderr
     assert out.read_bytes() == PLAIN
 
 
