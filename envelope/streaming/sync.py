@@ -17,7 +17,9 @@ from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from . import pipeline
+from .batcher import seal_run
 from .decryptor import MessageDecryptor
+from .limits import MAX_TRUSTED_FRAME, MAX_ZERO_COPY_FRAME, PIPELINE_MIN_FRAME, READ_SIZE
 from .ranged import FrameWindow, check_eligible, open_message, positional, run_flow
 from .session import (
     EncryptSession,
@@ -32,14 +34,6 @@ from .session import (
 __all__ = ["Decryptor", "Encryptor", "decrypt_stream", "encrypt_stream"]
 
 Buffer = bytes | bytearray | memoryview
-_READ_SIZE = 1024 * 1024
-_MAX_ZERO_COPY_FRAME = 64 * 1024 * 1024
-# Frames at least this large go through the threaded pipeline, given a second CPU to run on
-# (pipeline.usable_cpus); below it, thread hand-offs cost more than they save (bench/bench_stream.py).
-_PIPELINE_MIN_FRAME = 16 * 1024
-# Larger claimed frames take the single-threaded path, whose reads are capped, so a hostile
-# header cannot make the pipeline allocate for data that never arrives (format-spec §9).
-_PIPELINE_MAX_FRAME = 4 * 1024 * 1024
 
 
 class _Writable(Protocol):
@@ -95,10 +89,10 @@ def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None
     # The zero-copy paths feed the encryptor directly; compression and a declared length (which
     # the session counts) take the general path.
     if (session.compressor is None and session.plaintext_length is None
-            and 0 < n <= _MAX_ZERO_COPY_FRAME and hasattr(source, "readinto")):
+            and 0 < n <= MAX_ZERO_COPY_FRAME and hasattr(source, "readinto")):
         _pump_encrypt_frames(session, source, sink)
         return
-    for chunk in _chunks(source, max(n, _READ_SIZE)):
+    for chunk in _chunks(source, max(n, READ_SIZE)):
         out = session.update(chunk)
         if out:
             sink.write(out)
@@ -111,7 +105,7 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
     n = encryptor.frame_length
     first = bytearray(n)
     filled = _fill(source, first)
-    if filled == n and n >= _PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
+    if filled == n and n >= PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
         pipeline.encrypt_body(encryptor, source, sink.write, first, filled)
         return
     buffers = (first, bytearray(n) if filled == n else first)
@@ -121,9 +115,9 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
         following = _fill(source, buffers[1 - current])
         if not following:
             break
-        sink.write(out[:encryptor.seal_frame_into(buffers[current], out)])
+        sink.write(out[:seal_run(encryptor, buffers[current], n, out, last=False)])
         current, filled = 1 - current, following
-    sink.write(out[:encryptor.seal_final_into(memoryview(buffers[current])[:filled], out)])
+    sink.write(out[:seal_run(encryptor, buffers[current], filled, out, last=True)])
 
 
 def encrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
@@ -165,7 +159,7 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
     header: Header | None = None
     buf = bytearray(0)
     out = bytearray(0)
-    chunks = None if hasattr(source, "readinto") else _chunks(source, _READ_SIZE)
+    chunks = None if hasattr(source, "readinto") else _chunks(source, READ_SIZE)
     while True:
         if chunks is None:
             # Read exactly what the decryptor wants next, so a frame is decrypted in place.
@@ -188,7 +182,7 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
         if decryptor.needs_materials:
             header = supply(decryptor, manager)
             output.start(header)
-            if (chunks is None and _PIPELINE_MIN_FRAME <= header.frame_length <= _PIPELINE_MAX_FRAME
+            if (chunks is None and PIPELINE_MIN_FRAME <= header.frame_length <= MAX_TRUSTED_FRAME
                     and pipeline.usable_cpus() > 1):
                 pipeline.decrypt_body(decryptor, source, output.write)
                 output.finish()
@@ -296,7 +290,7 @@ class Decryptor(io.RawIOBase):
         self._source = source
         self._start = _message_start(source)  # None: the source cannot seek
         self._allow_unverified_signature = allow_unverified_signature
-        self._chunks = _chunks(source, _READ_SIZE)
+        self._chunks = _chunks(source, READ_SIZE)
         self._ready = bytearray()
         self._output = _Output(self._ready.extend, output_options)
         self._eof = False
