@@ -35,6 +35,7 @@ __all__ = [
     "POOL_DEPTH",
     "RANGE_BATCH_BYTES",
     "READ_SIZE",
+    "WRITE_BATCH_BYTES",
     "nearest_units",
     "whole_units",
 ]
@@ -69,13 +70,15 @@ HANDOFF_BYTES = 2 * 1024 * 1024
 # Buffers per pool of the threaded pipeline: enough to keep every stage busy, few enough to
 # bound memory at a few hand-offs.
 POOL_DEPTH = 3
-# Bytes per batch of frames of the async driver (one sink write each). An async sink's write
-# costs a thread hop of its own (anyio's AsyncFile: ~0.2 ms of CPU on asyncio, a little more on
-# trio, against ~0.6 ms to write 1 MiB to tmpfs), so batches are 4 MiB: 2 MiB ones measured
-# ~8 ms more loop CPU per 256 MiB (bench_async.py, 256 MiB). Peak traced memory ~35 MiB a
-# stream with an AsyncFile source (three read buffers, a few output batches), ~25 MiB otherwise.
-ASYNC_BATCH_BYTES = 4 * 1024 * 1024
-ASYNC_DECRYPT_BATCH_BYTES = 4 * 1024 * 1024
+# Bytes per batch of frames gathered from chunks (one sink write each): the async driver's
+# stream path and the sync driver over an iterable. An async sink's write costs a thread hop of
+# its own (anyio's AsyncFile: ~0.2 ms of CPU on asyncio, a little more on trio, against ~0.6 ms
+# to write 1 MiB to tmpfs), so batches are 4 MiB: 2 MiB ones measured ~8 ms more loop CPU per
+# 256 MiB (bench_async.py, 256 MiB). Peak traced memory ~35 MiB an async stream with an
+# AsyncFile source (three read buffers, a few output batches), ~25 MiB otherwise.
+WRITE_BATCH_BYTES = 4 * 1024 * 1024
+ASYNC_BATCH_BYTES = WRITE_BATCH_BYTES
+ASYNC_DECRYPT_BATCH_BYTES = WRITE_BATCH_BYTES
 # Items each pipe between the event loop and the async driver's worker thread holds.
 ASYNC_PIPE_DEPTH = 2
 # Decompressed pieces handed to the event loop: 1 MiB, not the sync default of 256 KiB

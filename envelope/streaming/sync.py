@@ -13,13 +13,24 @@ from types import TracebackType
 from typing import IO, Any, Protocol
 
 from ..errors import PolicyError
+from ..format.body import FRAME_OVERHEAD
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from . import pipeline
-from .batcher import seal_run
+from .batcher import FrameSealer, seal_run
+from .buffers import Outputs
 from .decryptor import MessageDecryptor
-from .limits import MAX_TRUSTED_FRAME, MAX_ZERO_COPY_FRAME, PIPELINE_MIN_FRAME, READ_SIZE
+from .gatherer import FrameOpener
+from .limits import (
+    MAX_ALIGNED_UNIT,
+    MAX_TRUSTED_FRAME,
+    MAX_ZERO_COPY_FRAME,
+    PIPELINE_MIN_FRAME,
+    READ_SIZE,
+    WRITE_BATCH_BYTES,
+    nearest_units,
+)
 from .ranged import FrameWindow, check_eligible, open_message, positional, run_flow
 from .session import (
     EncryptSession,
@@ -88,9 +99,11 @@ def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None
     n = encryptor.frame_length
     # The zero-copy paths feed the encryptor directly; compression and a declared length (which
     # the session counts) take the general path.
-    if (session.compressor is None and session.plaintext_length is None
-            and 0 < n <= MAX_ZERO_COPY_FRAME and hasattr(source, "readinto")):
-        _pump_encrypt_frames(session, source, sink)
+    if session.compressor is None and session.plaintext_length is None and 0 < n <= MAX_ZERO_COPY_FRAME:
+        if hasattr(source, "readinto"):
+            _pump_encrypt_frames(session, source, sink)
+        else:
+            _pump_encrypt_chunks(session, _chunks(source, max(n, READ_SIZE)), sink)
         return
     for chunk in _chunks(source, max(n, READ_SIZE)):
         out = session.update(chunk)
@@ -118,6 +131,27 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
         sink.write(out[:seal_run(encryptor, buffers[current], n, out, last=False)])
         current, filled = 1 - current, following
     sink.write(out[:seal_run(encryptor, buffers[current], filled, out, last=True)])
+
+
+def _pump_encrypt_chunks(session: EncryptSession, chunks: Iterator[Buffer], sink: _Writable) -> None:
+    """Chunks of any size (an iterable, or a file without ``readinto``): the batcher gathers them
+    into whole frames, sealed straight from a chunk where a frame lies inside one, and writes
+    them a batch at a time from reused buffers (as envelope.aio's stream path does)."""
+    encryptor = session.encryptor
+    outputs = Outputs(lend=True)
+    sealer = FrameSealer(encryptor, outputs)
+    per_batch = nearest_units(encryptor.frame_length + FRAME_OVERHEAD, WRITE_BATCH_BYTES)
+
+    def emit(data: bytes | memoryview) -> None:
+        if data:
+            sink.write(data)
+            outputs.give_back(data)
+
+    for chunk in chunks:
+        sealer.hold(chunk)
+        while sealer.ready:
+            emit(sealer.seal(min(sealer.ready, per_batch)))
+    emit(sealer.finish())  # the final frame (format-spec §5.4) and, signed suites, the footer
 
 
 def encrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
@@ -187,6 +221,10 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
                 pipeline.decrypt_body(decryptor, source, output.write)
                 output.finish()
                 return header
+            if chunks is not None and 0 < header.frame_length <= MAX_ALIGNED_UNIT - FRAME_OVERHEAD:
+                _open_chunks(decryptor, header.frame_length + FRAME_OVERHEAD, chunks, output.write)
+                output.finish()
+                return header
             bound = decryptor.output_bound(0)
             if len(out) < bound:
                 out = bytearray(bound)
@@ -198,6 +236,26 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
     if header is None:  # pragma: no cover - finalize raised for a message without a header
         raise RuntimeError("envelope: internal error: finished without a header")
     return header
+
+
+def _open_chunks(decryptor: MessageDecryptor, unit: int, chunks: Iterator[Buffer],
+                 write: Callable[[Any], object]) -> None:
+    """The body of a framed message from chunks of any size (header read, materials supplied):
+    the gatherer feeds the decryptor whole frames, straight from a chunk where a frame lies inside
+    one, and the plaintext goes out from reused buffers (as envelope.aio's stream path does)."""
+    outputs = Outputs(lend=True)
+    opener = FrameOpener(decryptor, outputs, unit)
+
+    def emit(data: bytes | memoryview) -> None:
+        if data:
+            write(data)
+            outputs.give_back(data)
+
+    emit(opener.start())  # the body bytes that came with the header
+    for chunk in chunks:
+        emit(opener.open(chunk))
+    emit(opener.finish())
+    decryptor.finalize()  # raises AuthenticationError if the message is truncated
 
 
 def decrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
