@@ -14,9 +14,10 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+from ..errors import KMSError
 from .engine.principals import PrincipalStore, validate_principal
 from .engine.ratelimit import RateLimiter
-from .engine.runtime import Call, execute
+from .engine.runtime import Call, execute, record_rejected
 from .engine.session import Session
 from .model.clock import as_clock
 from .model.errors import _BY_CODE
@@ -75,19 +76,25 @@ class LocalKMS:
         return client
 
     def for_principal(self, principal: str, *, account: str | None = None, via_service: str | None = None,
-                      source_ip: str | None = None, user_agent: str | None = None) -> LocalKMS:
+                      source_ip: str | None = None, user_agent: str | None = None,
+                      secure_transport: bool | None = None) -> LocalKMS:
         """A client for another caller over the same store, region and clock.
 
         :param account: the caller's account; default: the account in ``principal``'s ARN.
-        :param source_ip: recorded in audit events (``sourceIPAddress``), e.g. by a local endpoint.
-        :param user_agent: recorded in audit events (``userAgent``).
+        :param source_ip: recorded in audit events (``sourceIPAddress``), e.g. by a local endpoint;
+            policies see it as ``aws:SourceIp``.
+        :param user_agent: recorded in audit events (``userAgent``); policies see ``aws:UserAgent``.
+        :param secure_transport: ``aws:SecureTransport`` (whether the call came over TLS); default
+            as this client's (in-process calls count as secure).
         """
         validate_principal(principal)
         s = self._session
         own = account or principal.split(":")[4]
         return self._from_session(replace(s, account=own, principal=principal, via_service=via_service,
                                           source_ip=source_ip or s.source_ip,
-                                          user_agent=user_agent or s.user_agent))
+                                          user_agent=user_agent or s.user_agent,
+                                          secure_transport=(s.secure_transport if secure_transport is None
+                                                            else secure_transport)))
 
     def for_region(self, region: str) -> LocalKMS:
         """A client for the same caller in another region of the same store."""
@@ -127,6 +134,10 @@ class LocalKMS:
     def principals(self) -> PrincipalStore:
         """The partition's principals and their identity policies."""
         return PrincipalStore(self._session.partition, self._session.clock)
+
+    def _audit_rejected(self, operation: str, code: str, message: str, params: Mapping[str, Any]) -> None:
+        """Audit a request the endpoint refused before dispatch (its caller is authenticated)."""
+        record_rejected(self._session, operation, params, KMSError(message, code=code))
 
     def _run(self, op: str, kwargs: Mapping[str, Any], fn: _Op, read_only: bool = False) -> dict[str, Any]:
         return execute(self._session, op, kwargs, fn, read_only=read_only)

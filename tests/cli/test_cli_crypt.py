@@ -126,7 +126,8 @@ def test_kms_key_by_id_arn_and_region(cli, plain: Path) -> None:
 
 def test_disabled_kms_key_hint(cli, plain: Path) -> None:
     cli("encrypt", "plain.txt")
-    cli("kms", "disable-key", "--key-id", "alias/envelope-default")
+    key_id = json.loads(cli("kms", "describe-key", "--key-id", "alias/envelope-default").out)["KeyMetadata"]["KeyId"]
+    cli("kms", "disable-key", "--key-id", key_id)  # DisableKey takes no alias, as in AWS
     r = cli("decrypt", "plain.txt.envelope", "-o", "out")
     assert r.code == 5
     assert "hint: a KMS key is disabled; enable it with `envelope kms enable-key" in r.err

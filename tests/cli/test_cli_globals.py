@@ -43,11 +43,13 @@ def test_a_commands_own_option_wins() -> None:
 def test_options_in_every_position_print_the_same(cli) -> None:
     key_id = json.loads(cli("kms", "create-key").out)["KeyMetadata"]["KeyId"]
     assert cli("kms", "create-alias", "--alias-name", "alias/pos", "--target-key-id", key_id).code == 0
+    # Only the aliases with a key: ListAliases also lists AWS's predefined ones without TargetKeyId.
+    query = "Aliases[?TargetKeyId].AliasName"
     outputs = {cli(*argv).text for argv in (
-        ("--output", "text", "--query", "Aliases[].AliasName", "kms", "list-aliases"),
-        ("kms", "--output", "text", "--query", "Aliases[].AliasName", "list-aliases"),
-        ("kms", "list-aliases", "--output", "text", "--query", "Aliases[].AliasName"),
-        ("--output", "text", "kms", "--query", "Aliases[].AliasName", "list-aliases"),
+        ("--output", "text", "--query", query, "kms", "list-aliases"),
+        ("kms", "--output", "text", "--query", query, "list-aliases"),
+        ("kms", "list-aliases", "--output", "text", "--query", query),
+        ("--output", "text", "kms", "--query", query, "list-aliases"),
     )}
     assert outputs == {"alias/pos\n"}
 

@@ -86,11 +86,15 @@ def test_key_lifecycle_tutorial(cli, tmp_path: Path) -> None:
     kms("revoke-grant", "--key-id", key_id, "--grant-id", grant["GrantId"])
     assert json.loads(kms("list-grants", "--key-id", key_id))["Grants"] == []
 
-    # 8. disable and enable
-    kms("disable-key", "--key-id", "alias/tutorial")
+    # 8. disable and enable (DisableKey and EnableKey take a key ID or key ARN, not an alias:
+    # https://docs.aws.amazon.com/kms/latest/APIReference/API_DisableKey.html)
+    r = cli("kms", "disable-key", "--key-id", "alias/tutorial")
+    assert r.code == 254 and "(NotFoundException)" in r.err and "Invalid keyId alias/tutorial" in r.err
+    assert f"hint: alias/tutorial is an alias of key {key_id}" in r.err
+    kms("disable-key", "--key-id", key_id)
     r = cli("kms", "encrypt", "--key-id", "alias/tutorial", "--plaintext", "aGk=")
     assert r.code == 254 and "(DisabledException)" in r.err
-    kms("enable-key", "--key-id", "alias/tutorial")
+    kms("enable-key", "--key-id", key_id)
 
     # 9. schedule deletion, change our mind
     deletion = json.loads(kms("schedule-key-deletion", "--key-id", key_id, "--pending-window-in-days", "7"))

@@ -121,7 +121,7 @@ def test_material_is_destroyed_after_the_window(disk_kms: LocalKMS, clock: Manua
     with pytest.raises(KeyNotFoundError):
         disk_kms.decrypt(CiphertextBlob=blob)
     assert key_id not in [k["KeyId"] for k in disk_kms.list_keys()["Keys"]]
-    assert disk_kms.list_aliases()["Aliases"] == []
+    assert [a for a in disk_kms.list_aliases()["Aliases"] if "TargetKeyId" in a] == []
     assert disk_kms.data_dir is not None
     db = sqlite3.connect(Path(disk_kms.data_dir) / "kms-us-east-1.sqlite3")
     assert db.execute("SELECT count(*) FROM key_versions WHERE key_id = ?", (key_id,)).fetchone() == (0,)

@@ -279,8 +279,8 @@ CONDITION_CASES: list[tuple[dict[str, object], dict[str, str] | None, dict[str, 
     ({"StringEquals": {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}}, None,
      {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}, True),
     ({"StringEquals": {"kms:RequestAlias": "alias/app"}}, None, {"kms:RequestAlias": "alias/other"}, False),
-    ({"NumericLessThanEquals": {"kms:NumberOfBytes": 32}}, None, {"kms:NumberOfBytes": 32}, True),
-    ({"NumericLessThanEquals": {"kms:NumberOfBytes": 32}}, None, {"kms:NumberOfBytes": 64}, False),
+    ({"NumericLessThanEquals": {"kms:RotationPeriodInDays": 90}}, None, {"kms:RotationPeriodInDays": 90}, True),
+    ({"NumericLessThanEquals": {"kms:RotationPeriodInDays": 90}}, None, {"kms:RotationPeriodInDays": 365}, False),
     ({"StringEquals": {"kms:EncryptionContext:dept": "eng", "kms:CallerAccount": B}}, {"dept": "eng"}, {}, False),
 ]
 

@@ -1,22 +1,20 @@
 """The KMS authorization engine: key policies, identity policies and grants decide each call.
 
-Pure functions, no I/O. Policies are validated once by `parse_policy` and compiled once (cached).
+Pure functions, no I/O. Policies are validated once by `parse_policy` and compiled once (cached)
+in `document`; this module evaluates them.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import NoReturn
 
 from ...errors import KMSError
 from ..model.access import Decision, Grant
-from .conditions import Condition, RequestValues, malformed_policy, wildcard
-from .conditions import compile_condition as _compile_condition
-from .request import AuthorizationRequest, Caller
+from .conditions import RequestValues
+from .document import ACCOUNT_RE, CompiledPolicy, Statement, compiled_policy, default_key_policy, parse_policy
+from .grantrules import grant_allows, names
+from .request import AuthorizationRequest, Caller, RequestFacts
 
 __all__ = [
     "AuthorizationRequest",
@@ -24,292 +22,19 @@ __all__ = [
     "Grant",
     "access_denied",
     "authorize",
+    "authorize_retire",
     "default_key_policy",
     "parse_policy",
     "request_independent",
     "would_lock_out",
 ]
 
-MAX_POLICY_BYTES = 32 * 1024  # KMS key policy size limit
-_VERSIONS = ("2012-10-17", "2008-10-17")
-_STATEMENT_KEYS = frozenset({"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction",
-                             "Resource", "NotResource", "Condition"})
-_PRINCIPAL_KINDS = frozenset({"AWS", "Service", "Federated", "CanonicalUser"})
-# Operations whose requests carry an encryption context: grant constraints apply only to these
-# (KMS API reference, GrantConstraints).
-_EC_OPERATIONS = frozenset({"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey",
-                            "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
-                            "GenerateDataKeyPairWithoutPlaintext"})
-
-
-# --- read-only parsed documents ---------------------------------------------------------------
-
-class _FrozenDict(dict[str, object]):
-    """A dict that refuses mutation, so a compiled form attached to it can never go stale."""
-
-    __slots__ = ("_compiled",)
-    _compiled: _CompiledPolicy | None
-
-    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
-        raise TypeError("a parsed policy is read-only; parse a new one instead")
-
-    __setitem__ = __delitem__ = clear = pop = popitem = _refuse
-    setdefault = update = __ior__ = _refuse
-
-    def __copy__(self) -> dict[str, object]:
-        return dict(self)
-
-    def __deepcopy__(self, memo: dict[int, object]) -> dict[str, object]:
-        thawed: dict[str, object] = json.loads(json.dumps(self))
-        return thawed
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (dict, (dict(self),))
-
-
-def _freeze_dict(value: Mapping[str, object]) -> _FrozenDict:
-    frozen = _FrozenDict()
-    for k, v in value.items():
-        dict.__setitem__(frozen, k, _freeze(v))
-    frozen._compiled = None
-    return frozen
-
-
-def _freeze(value: object) -> object:
-    if isinstance(value, dict):
-        return _freeze_dict(value)
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _strings(value: object, what: str) -> tuple[str, ...]:
-    items = value if isinstance(value, (list, tuple)) else (value,)
-    if not items or not all(isinstance(i, str) and i for i in items):
-        malformed_policy(f"{what} must be a non-empty string or list of strings")
-    return tuple(str(i) for i in items)
-
-
-# --- compiled forms ---------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class _Matcher:
-    """Matches a string against literals and wildcard patterns (or anything)."""
-
-    anything: bool
-    exact: frozenset[str]
-    patterns: tuple[re.Pattern[str], ...]
-
-    @classmethod
-    def build(cls, values: Sequence[str], *, fold: bool = False) -> _Matcher:
-        vals = [v.lower() for v in values] if fold else list(values)
-        return cls("*" in vals, frozenset(v for v in vals if "*" not in v and "?" not in v),
-                   tuple(wildcard(v) for v in vals if ("*" in v or "?" in v) and v != "*"))
-
-    def __call__(self, value: str) -> bool:
-        return self.anything or value in self.exact or any(p.fullmatch(value) for p in self.patterns)
-
-
-_ACCOUNT_RE = re.compile(r"\d{12}")
-_ROOT_RE = re.compile(r"arn:[\w-]+:iam::(\d{12}):root")
-
-
-@dataclass(frozen=True, slots=True)
-class _PrincipalSpec:
-    matcher: _Matcher           # principal ARNs and service names
-    roots: frozenset[str]       # accounts named by root ARN or bare account id
-    negated: bool               # NotPrincipal
-
-
-@dataclass(frozen=True, slots=True)
-class _Statement:
-    sid: str
-    allow: bool
-    principal: _PrincipalSpec | None
-    actions: _Matcher
-    not_action: bool
-    resources: _Matcher
-    not_resource: bool
-    conditions: tuple[Condition, ...]
-
-    def principal_match(self, who: Caller) -> str | None:
-        """Return "direct", "root" (the caller's account root is named) or None."""
-        spec = self.principal
-        if spec is None:
-            return "direct"  # identity policies apply to whoever they are attached to
-        hit = any(spec.matcher(form) for form in who.forms)
-        via_root = who.account in spec.roots
-        if spec.negated:
-            return None if hit or via_root else "direct"
-        if hit or (via_root and who.is_root):
-            return "direct"
-        return "root" if via_root else None
-
-
-@dataclass(frozen=True, slots=True)
-class _CompiledPolicy:
-    statements: tuple[_Statement, ...]
-    identity: bool              # compiled as an identity policy (no Principal) or a key policy
-    conditional: bool = False   # some statement has a Condition (decisions may depend on the request)
-
-
-def _compile_statement(raw: object, index: int, *, identity: bool) -> _Statement:
-    if not isinstance(raw, Mapping):
-        malformed_policy("each statement must be an object")
-    unknown = set(raw) - _STATEMENT_KEYS
-    if unknown:
-        malformed_policy(f"unknown statement element {min(unknown)!r}")
-    sid = raw.get("Sid", f"#{index}")
-    if not isinstance(sid, str):
-        malformed_policy("Sid must be a string")
-    effect = raw.get("Effect")
-    if effect not in ("Allow", "Deny"):
-        malformed_policy(f"statement {sid!r}: Effect must be Allow or Deny")
-    principal = _compile_principal(raw, sid, identity=identity)
-    actions, not_action = _pick_one(raw, "Action", "NotAction", sid, required=True)
-    resources, not_resource = _pick_one(raw, "Resource", "NotResource", sid, required=identity)
-    conditions: list[Condition] = []
-    block = raw.get("Condition", {})
-    if not isinstance(block, Mapping):
-        malformed_policy(f"statement {sid!r}: Condition must be an object")
-    for operator, entries in block.items():
-        if not isinstance(entries, Mapping) or not entries:
-            malformed_policy(f"statement {sid!r}: condition {operator!r} must map keys to values")
-        conditions.extend(_compile_condition(operator, k, v) for k, v in entries.items())
-    for action in actions:
-        if action != "*" and not re.fullmatch(r"[A-Za-z0-9-]+:[A-Za-z0-9*?]+", action):
-            malformed_policy(f"statement {sid!r}: bad action {action!r}")
-    return _Statement(sid, effect == "Allow", principal, _Matcher.build(actions, fold=True), not_action,
-                      _Matcher.build(resources or ("*",)), not_resource, tuple(conditions))
-
-
-def _pick_one(raw: Mapping[str, object], name: str, negated: str, sid: str,
-              *, required: bool) -> tuple[tuple[str, ...], bool]:
-    if name in raw and negated in raw:
-        malformed_policy(f"statement {sid!r} has both {name} and {negated}")
-    if name in raw:
-        return _strings(raw[name], name), False
-    if negated in raw:
-        return _strings(raw[negated], negated), True
-    if required:
-        malformed_policy(f"statement {sid!r} needs {name} or {negated}")
-    return (), False
-
-
-def _compile_principal(raw: Mapping[str, object], sid: str, *, identity: bool) -> _PrincipalSpec | None:
-    key = "Principal" if "Principal" in raw else "NotPrincipal" if "NotPrincipal" in raw else None
-    if identity:
-        if key:
-            malformed_policy(f"statement {sid!r}: identity policies take no {key}")
-        return None
-    if key is None or ("Principal" in raw and "NotPrincipal" in raw):
-        malformed_policy(f"statement {sid!r} needs exactly one of Principal or NotPrincipal")
-    value = raw[key]
-    names: list[str] = []
-    if value == "*":
-        names.append("*")
-    elif isinstance(value, Mapping) and value and set(value) <= _PRINCIPAL_KINDS:
-        for kind_values in value.values():
-            names.extend(_strings(kind_values, key))
-    else:
-        malformed_policy(f"statement {sid!r}: {key} must be \"*\" or an object of AWS/Service/Federated lists")
-    roots = set()
-    others = []
-    for name in names:
-        root = _ROOT_RE.fullmatch(name)
-        if root or _ACCOUNT_RE.fullmatch(name):
-            roots.add(root.group(1) if root else name)
-        else:
-            others.append(name)
-    return _PrincipalSpec(_Matcher.build(others), frozenset(roots), key == "NotPrincipal")
-
-
-def _compile_document(doc: object, *, identity: bool) -> _CompiledPolicy:
-    if not isinstance(doc, Mapping):
-        malformed_policy("the document must be a JSON object")
-    unknown = set(doc) - {"Version", "Id", "Statement"}
-    if unknown:
-        malformed_policy(f"unknown top-level element {min(unknown)!r}")
-    if "Version" in doc and doc["Version"] not in _VERSIONS:
-        malformed_policy("Version must be 2012-10-17 or 2008-10-17")
-    if "Id" in doc and not isinstance(doc["Id"], str):
-        malformed_policy("Id must be a string")
-    statements = doc.get("Statement")
-    if isinstance(statements, Mapping):
-        statements = (statements,)
-    if not isinstance(statements, (list, tuple)) or not statements:
-        malformed_policy("Statement must be an object or a non-empty list")
-    compiled = tuple(_compile_statement(s, i, identity=identity) for i, s in enumerate(statements))
-    return _CompiledPolicy(compiled, identity, any(stmt.conditions for stmt in compiled))
-
-
-@functools.lru_cache(maxsize=1024)
-def _parse_cached(text: str, identity: bool) -> _FrozenDict:
-    if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
-        malformed_policy(f"the policy is larger than {MAX_POLICY_BYTES} bytes")
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        malformed_policy("the policy is not valid JSON")
-    compiled = _compile_document(doc, identity=identity)  # refuses anything but a JSON object
-    frozen = _freeze_dict(doc)
-    frozen._compiled = compiled
-    return frozen
-
-
-def parse_policy(text: str, *, identity: bool = False) -> dict[str, object]:
-    """Validate a key policy (or, with ``identity=True``, an IAM identity policy) and return it.
-
-    The result is read-only (arrays become tuples) and carries its compiled form, so passing it
-    to `authorize` costs no recompilation. Parsing is cached by text.
-
-    :raises KMSError: ``MalformedPolicyDocumentException`` for bad JSON, a policy over 32 KiB, or
-        a bad Version, Statement, Effect, Principal, Action, Resource or Condition.
-    """
-    if not isinstance(text, str):
-        raise TypeError("policy text must be a str")
-    return _parse_cached(text, identity)
-
-
-@functools.lru_cache(maxsize=1024)
-def _compile_canonical(canonical: str, identity: bool) -> _CompiledPolicy:
-    return _compile_document(json.loads(canonical), identity=identity)
-
-
-def _compiled(policy: Mapping[str, object], *, identity: bool) -> _CompiledPolicy:
-    if isinstance(policy, _FrozenDict):
-        compiled = policy._compiled
-        if compiled is not None and compiled.identity == identity:
-            return compiled
-    # A plain mapping may be mutated between calls, so it is keyed by its canonical JSON.
-    return _compile_canonical(json.dumps(policy, sort_keys=True, default=list), identity)
-
-
-def default_key_policy(account: str) -> str:
-    """Return the JSON text of the policy KMS gives a key created without one.
-
-    It lets the account root do ``kms:*``, which delegates access to the account's IAM policies.
-    """
-    if not _ACCOUNT_RE.fullmatch(account):
-        raise ValueError("account must be a 12-digit account id")
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Id": "key-default-1",
-        "Statement": [{
-            "Sid": "Enable IAM User Permissions",
-            "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
-            "Action": "kms:*",
-            "Resource": "*",
-        }],
-    }, indent=2)
-
 
 # --- evaluation -------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=4096)
 def _caller(principal: str) -> Caller:
-    if _ACCOUNT_RE.fullmatch(principal):
+    if ACCOUNT_RE.fullmatch(principal):
         return Caller(principal, (f"arn:aws:iam::{principal}:root", principal), True,
                        f"arn:aws:iam::{principal}:root")
     parts = principal.split(":", 5)
@@ -326,16 +51,16 @@ def _caller(principal: str) -> Caller:
 _ANY_KEY = "\x00any key"  # would_lock_out without a key ARN: every Resource element matches
 
 
-def _applies(stmt: _Statement, action: str, resource: str, values: RequestValues) -> bool:
+def _applies(stmt: Statement, action: str, resource: str, values: RequestValues) -> bool:
     if stmt.actions(action) == stmt.not_action:
         return False
-    if (resource is _ANY_KEY or stmt.resources(resource)) == stmt.not_resource:
+    if (resource is _ANY_KEY or stmt.resources.match(resource, values)) == stmt.not_resource:
         return False
-    return all(cond.test(values.get(cond.key)) for cond in stmt.conditions)
+    return all(cond.test(values) for cond in stmt.conditions)
 
 
-def _scan(policy: _CompiledPolicy, who: Caller, action: str, resource: str,
-          values: RequestValues) -> tuple[_Statement | None, _Statement | None, _Statement | None]:
+def _scan(policy: CompiledPolicy, who: Caller, action: str, resource: str,
+          values: RequestValues) -> tuple[Statement | None, Statement | None, Statement | None]:
     """Return (deny, direct allow, root-delegating allow) statements that apply, first of each."""
     direct = root = None
     for stmt in policy.statements:
@@ -353,22 +78,6 @@ def _scan(policy: _CompiledPolicy, who: Caller, action: str, resource: str,
     return None, direct, root
 
 
-def _grant_allows(grant: Grant, request: AuthorizationRequest, who: Caller, operation: str) -> bool:
-    if grant.key_arn != request.key_arn or grant.grantee_principal not in who.forms:
-        return False
-    if operation not in grant.operations:
-        return False
-    if not grant.constraints or operation not in _EC_OPERATIONS:
-        return True
-    # Constraint keys compare without case, values exactly (KMS API reference, GrantConstraints).
-    context = {k.lower(): v for k, v in (request.encryption_context or {}).items()}
-    equals = grant.constraints.get("EncryptionContextEquals")
-    if equals is not None and {k.lower(): v for k, v in equals.items()} != context:
-        return False
-    subset = grant.constraints.get("EncryptionContextSubset")
-    return subset is None or all(context.get(k.lower()) == v for k, v in subset.items())
-
-
 def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | None,
               identity_policies: Sequence[Mapping[str, object]], grants: Sequence[Grant]) -> Decision:
     """Decide one call by KMS rules.
@@ -383,9 +92,9 @@ def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | 
     who = _caller(request.principal)
     action = request.action.lower()
     values = RequestValues(request, who)
-    identity_allow: _Statement | None = None
+    identity_allow: Statement | None = None
     for doc in identity_policies:
-        deny, allow, _ = _scan(_compiled(doc, identity=True), who, action, request.key_arn, values)
+        deny, allow, _ = _scan(compiled_policy(doc, identity=True), who, action, request.key_arn, values)
         if deny is not None:
             return Decision(False, f"explicit deny in identity policy statement {deny.sid!r}",
                             "explicit-deny-identity-policy")
@@ -398,7 +107,7 @@ def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | 
             return Decision(True, f"allowed by identity policy statement {identity_allow.sid!r}",
                             "identity-policy")
         return Decision(False, "no identity policy allows the action", "no-identity-policy-allow")
-    deny, direct, root = _scan(_compiled(key_policy, identity=False), who, action, request.key_arn, values)
+    deny, direct, root = _scan(compiled_policy(key_policy, identity=False), who, action, request.key_arn, values)
     if deny is not None:
         return Decision(False, f"explicit deny in key policy statement {deny.sid!r}",
                         "explicit-deny-key-policy")
@@ -413,7 +122,7 @@ def authorize(request: AuthorizationRequest, key_policy: Mapping[str, object] | 
                                   f"policy statement {identity_allow.sid!r}", "identity-policy")
     operation = request.action.split(":", 1)[-1]
     for grant in grants:
-        if _grant_allows(grant, request, who, operation):
+        if grant_allows(grant, request, who, operation):
             return Decision(True, f"allowed by grant {grant.grant_id}", "grant")
     if key_allow is None:
         return Decision(False, "no key policy statement or grant allows the action", "no-key-policy-allow")
@@ -425,31 +134,67 @@ def request_independent(key_policy: Mapping[str, object] | None,
                         identity_policies: Sequence[Mapping[str, object]], grants: Sequence[Grant]) -> bool:
     """Whether `authorize` gives these documents the same decision whatever the request's values.
 
-    True when no statement has a Condition and no grant has constraints: the decision then
-    depends only on the principal, the action and the key, so a caller may reuse it for as long
-    as these documents are unchanged (the encryption context, grant tokens, via-service and
-    extra condition values cannot change it).
+    True when no statement has a Condition or a Resource policy variable, and no grant has
+    constraints or allows CreateGrant (whose request decides what the grant allows): the decision
+    then depends only on the principal, the action and the key, so a caller may reuse it for as
+    long as these documents are unchanged (the request's values cannot change it).
     """
-    if key_policy is not None and _compiled(key_policy, identity=False).conditional:
+    if key_policy is not None and compiled_policy(key_policy, identity=False).conditional:
         return False
-    if any(_compiled(doc, identity=True).conditional for doc in identity_policies):
+    if any(compiled_policy(doc, identity=True).conditional for doc in identity_policies):
         return False
-    return not any(grant.constraints for grant in grants)
+    return not any(grant.constraints or "CreateGrant" in grant.operations for grant in grants)
+
+
+def authorize_retire(request: AuthorizationRequest, grant: Grant,
+                     identity_policies: Sequence[Mapping[str, object]]) -> Decision:
+    """Decide a RetireGrant call on ``grant``: the grant, not the key policy, says who may.
+
+    Allowed for the grant's retiring principal; its grantee if the grant allows RetireGrant; the
+    root of the account that created the grant; and IAM principals of the key's account or of the
+    retiring account whose identity policy allows ``kms:RetireGrant``. An explicit Deny in an
+    identity policy wins; ``kms:RetireGrant`` in a key policy has no effect
+    (https://docs.aws.amazon.com/kms/latest/developerguide/grant-delete.html).
+    """
+    who = _caller(request.principal)
+    values = RequestValues(request, who)
+    identity_allow: Statement | None = None
+    for doc in identity_policies:
+        deny, allow, _ = _scan(compiled_policy(doc, identity=True), who, "kms:retiregrant", request.key_arn, values)
+        if deny is not None:
+            return Decision(False, f"explicit deny in identity policy statement {deny.sid!r}",
+                            "explicit-deny-identity-policy")
+        identity_allow = identity_allow or allow
+    if names(grant.retiring_principal, who):
+        return Decision(True, f"retiring principal of grant {grant.grant_id}", "grant")
+    if "RetireGrant" in grant.operations and names(grant.grantee_principal, who):
+        return Decision(True, f"grantee of grant {grant.grant_id}, which allows RetireGrant", "grant")
+    if who.is_root and who.account == grant.issuing_account:
+        return Decision(True, "the account that created the grant", "account-root")
+    retiring = grant.retiring_principal or ""
+    retiring_account = (retiring if ACCOUNT_RE.fullmatch(retiring)
+                        else retiring.split(":")[4] if retiring.count(":") >= 5 else "")
+    if identity_allow is not None and who.account in (request.key_account, retiring_account):
+        return Decision(True, f"allowed by identity policy statement {identity_allow.sid!r}", "identity-policy")
+    return Decision(False, "no grant or identity policy allows the caller to retire the grant",
+                    "no-identity-policy-allow")
 
 
 def would_lock_out(policy: Mapping[str, object], principal: str,
                    identity_policies: Sequence[Mapping[str, object]], *,
-                   key_arn: str | None = None, key_account: str | None = None) -> bool:
+                   key_arn: str | None = None, key_account: str | None = None,
+                   facts: RequestFacts | None = None) -> bool:
     """Return True if ``policy`` would stop ``principal`` from calling PutKeyPolicy again.
 
     This is KMS's lockout safety check. Without ``key_arn`` every Resource element is taken to
-    name the key. Conditions are evaluated against a bare request (no encryption context, no
-    via-service), so a policy that allows PutKeyPolicy only under such conditions counts as a
-    lockout. ``key_account`` defaults to the principal's account.
+    name the key. Conditions see ``facts`` (those of the request that sets the policy: its
+    transport, its caller; no encryption context), or without them a bare request, so a policy
+    that allows PutKeyPolicy only under other conditions counts as a lockout. ``key_account``
+    defaults to the principal's account.
     """
     account = key_account if key_account is not None else _caller(principal).account
     request = AuthorizationRequest(principal, "kms:PutKeyPolicy", _ANY_KEY if key_arn is None else key_arn,
-                                   account)
+                                   account, facts=facts)
     return not authorize(request, policy, identity_policies, ()).allowed
 
 

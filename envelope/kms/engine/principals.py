@@ -47,7 +47,7 @@ def load_identity_policies(partition: Partition, principal: str) -> tuple[dict[s
     """The parsed identity policies that apply to a caller."""
     rows = partition.iam.connect().execute(
         "SELECT document FROM identity_policies WHERE arn = ? ORDER BY name", (identity_arn(principal),)).fetchall()
-    return tuple(parse_policy(doc, identity=True) for (doc,) in rows)
+    return tuple(parse_policy(doc, identity=True, stored=True) for (doc,) in rows)
 
 
 def _no_such(arn: str) -> KMSError:

@@ -13,11 +13,22 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ...errors import KeyNotFoundError, KMSError
-from ..authz.policy import AuthorizationRequest, access_denied, authorize, parse_policy, request_independent
-from ..model.access import check_grant_tokens, load_grants
+from ..authz.policy import (
+    AuthorizationRequest,
+    access_denied,
+    authorize,
+    authorize_retire,
+    parse_policy,
+    request_independent,
+    would_lock_out,
+)
+from ..authz.request import RequestFacts
+from ..model.access import Grant, check_grant_tokens, load_grants
 from ..model.errors import AccessDeniedError, InvalidCiphertextError
-from ..model.keys import load_key, parse_key_ref
+from ..model.keys import KeyRecord, load_key, parse_key_ref
+from ..model.operations import OPERATIONS
 from ..model.params import Args
+from ..model.validation import KEY_ONLY_MEMBERS, is_alias, key_only_error, validate
 from ..store.audit import AuditLog, encode_event
 from ..store.database import bump_counter
 from ..store.partition import KeyEntry, Region
@@ -26,7 +37,7 @@ from .principals import load_identity_policies
 from .servicekeys import create_service_key
 from .session import Session
 
-__all__ = ["Call", "Retry", "execute"]
+__all__ = ["Call", "Retry", "execute", "record_rejected"]
 
 _MAX_ATTEMPTS = 4
 _DECISIONS_PER_KEY = 256  # cached authorization decisions per key entry
@@ -52,6 +63,7 @@ class Call:
 
     __slots__ = (
         "after",
+        "aliases_used",
         "args",
         "changed",
         "conn",
@@ -72,6 +84,7 @@ class Call:
         self.args = args
         self.changed = False
         self.key_arns: list[str] = []
+        self.aliases_used: dict[str, str] = {}  # key id -> the alias name the request named it by
         self.after: list[Callable[[], None]] = []
         self.may_retry = may_retry
         self.response_elements = True
@@ -87,7 +100,7 @@ class Call:
             cache[key_id] = None
             return None
         arn = self.region.arn(rec.account, key_id)
-        found = KeyEntry(rec, arn, parse_policy(rec.policy), load_grants(self.conn, key_id, arn),
+        found = KeyEntry(rec, arn, parse_policy(rec.policy, stored=True), load_grants(self.conn, key_id, arn),
                          _due.due_at(rec, self.region.name))
         cache[key_id] = found
         return found
@@ -121,6 +134,7 @@ class Call:
                 else:
                     raise KeyNotFoundError(
                         f"Alias arn:aws:kms:{self.region.name}:{account}:{ref.name} is not found.")
+            self.aliases_used[key_id] = ref.name
         else:
             key_id = ref.name
         found = self.entry(key_id)
@@ -190,9 +204,11 @@ class Call:
         return found
 
     def authorize(self, action: str, entry: KeyEntry | None, *,
-                  context: Mapping[str, str] | None = None, grant_tokens: tuple[str, ...] = (),
-                  extra: Mapping[str, object] | None = None) -> None:
+                  context: Mapping[str, str] | None = None, grant_tokens: tuple[str, ...] = ()) -> None:
         """Check the caller may perform ``action`` on the key (``None``: an account-level action).
+
+        Policy condition keys read the call's parameters, the key (its attributes, aliases and
+        tags), the alias the call named it by, and the session's transport (`_request`).
 
         :raises AccessDeniedError: the policies and grants do not allow it.
         :raises InvalidGrantTokenError: a grant token is malformed.
@@ -200,8 +216,7 @@ class Call:
         check_grant_tokens(grant_tokens)
         s = self.session
         if entry is None:
-            request = AuthorizationRequest(s.principal, action, "*", s.account, context, grant_tokens,
-                                           s.via_service, extra or {})
+            request = self._request(action, None, context, grant_tokens)
             decision = authorize(request, None, self.identity_policies(), ())
             if not decision.allowed:
                 raise AccessDeniedError(str(access_denied(request, decision)))
@@ -212,7 +227,7 @@ class Call:
         if cached is not None and cached[0] is identities:
             decision = cached[1]
         else:
-            decision = authorize(self._request(action, entry, context, grant_tokens, extra), entry.policy,
+            decision = authorize(self._request(action, entry, context, grant_tokens), entry.policy,
                                  identities, entry.grants)
             # Policy decision cache: valid while the entry is (the region's change counter is
             # unchanged) and the identity policies are the same objects (the IAM store is unchanged).
@@ -220,14 +235,103 @@ class Call:
                                                                                  entry.grants):
                 entry.decisions[slot] = (identities, decision)
         if not decision.allowed:
-            request = self._request(action, entry, context, grant_tokens, extra)
+            request = self._request(action, entry, context, grant_tokens)
             raise AccessDeniedError(str(access_denied(request, decision)))
 
-    def _request(self, action: str, entry: KeyEntry, context: Mapping[str, str] | None,
-                 grant_tokens: tuple[str, ...], extra: Mapping[str, object] | None) -> AuthorizationRequest:
+    def authorize_retire(self, entry: KeyEntry, grant: Grant) -> None:
+        """Check the caller may retire ``grant`` (the grant decides; see `policy.authorize_retire`).
+
+        :raises AccessDeniedError: it may not.
+        """
+        request = self._request("kms:RetireGrant", entry, None, ())
+        decision = authorize_retire(request, grant, self.identity_policies())
+        if not decision.allowed:
+            raise AccessDeniedError(str(access_denied(request, decision)))
+
+    def would_lock_out(self, policy: Mapping[str, object], key_arn: str, key_account: str,
+                       entry: KeyEntry | None = None) -> bool:
+        """KMS's lockout safety check for a policy this call sets (`policy.would_lock_out`), with
+        this call's facts: its caller, transport and parameters, and the key if it exists."""
+        return would_lock_out(policy, self.session.principal, self.identity_policies(), key_arn=key_arn,
+                              key_account=key_account, facts=self._facts("kms:PutKeyPolicy", entry))
+
+    def _facts(self, action: str, entry: KeyEntry | None) -> RequestFacts:
         s = self.session
+        return RequestFacts(
+            self.args.raw, None if entry is None else _KeyView(entry.record, self.conn, self.region.name),
+            None if entry is None else self.aliases_used.get(entry.record.key_id), self.region.name,
+            self.now, s.source_ip, s.user_agent, s.secure_transport,
+            None if entry is None or not action.startswith("kms:ReEncrypt") else lambda: self._same_key(entry))
+
+    def _request(self, action: str, entry: KeyEntry | None, context: Mapping[str, str] | None,
+                 grant_tokens: tuple[str, ...]) -> AuthorizationRequest:
+        s = self.session
+        facts = self._facts(action, entry)
+        if entry is None:
+            return AuthorizationRequest(s.principal, action, "*", s.account, context, grant_tokens,
+                                        s.via_service, facts=facts)
         return AuthorizationRequest(s.principal, action, entry.arn, entry.record.account, context,
-                                    grant_tokens, s.via_service, extra or {})
+                                    grant_tokens, s.via_service, facts=facts)
+
+    def _same_key(self, entry: KeyEntry) -> bool:
+        """kms:ReEncryptOnSameKey: whether ReEncrypt's source and destination are one key.
+
+        ReEncryptFrom is authorized before the destination is resolved, so its KeyId is resolved
+        here (without lifecycle work); the source is the first key this call resolved.
+        """
+        source = self.key_arns[0] if self.key_arns else entry.arn
+        dest_ref = self.args.raw.get("DestinationKeyId")
+        if not isinstance(dest_ref, str):
+            return False
+        try:
+            ref = parse_key_ref(dest_ref, self.region.name)
+        except (KMSError, ValueError):
+            return False
+        account = ref.account or self.session.account
+        dest_id = self.alias_target(account, ref.name) if ref.kind == "alias" else ref.name
+        return dest_id is not None and self.region.arn(account, dest_id) == source
+
+
+class _KeyView:
+    """A key as policy condition keys see it (`KeyFacts`): its record's attributes, and its
+    aliases and tags read from this call's transaction only if a policy asks for them."""
+
+    __slots__ = ("_conn", "_rec", "_region")
+
+    def __init__(self, rec: KeyRecord, conn: sqlite3.Connection, region: str) -> None:
+        self._rec, self._conn, self._region = rec, conn, region
+
+    @property
+    def spec(self) -> str:
+        return self._rec.key_spec
+
+    @property
+    def usage(self) -> str:
+        return self._rec.key_usage
+
+    @property
+    def origin(self) -> str:
+        return self._rec.origin
+
+    @property
+    def multi_region(self) -> bool:
+        return self._rec.multi_region
+
+    @property
+    def region_type(self) -> str | None:
+        if not self._rec.multi_region:
+            return None
+        return "PRIMARY" if self._rec.primary_region in (None, self._region) else "REPLICA"
+
+    def aliases(self) -> tuple[str, ...]:
+        rows = self._conn.execute("SELECT alias_name FROM aliases WHERE account = ? AND key_id = ? "
+                                  "ORDER BY alias_name", (self._rec.account, self._rec.key_id)).fetchall()
+        return tuple(str(name) for (name,) in rows)
+
+    def tags(self) -> tuple[tuple[str, str], ...]:
+        rows = self._conn.execute("SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key",
+                                  (self._rec.key_id,)).fetchall()
+        return tuple((str(k), str(v)) for k, v in rows)
 
 
 def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Call], dict[str, Any]],
@@ -240,9 +344,13 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
     try:
         if session.limiter is not None:
             session.limiter.acquire(session.region, op, now)
+        # The model's constraints are checked before anything else, authorization included, as
+        # AWS does (https://docs.aws.amazon.com/kms/latest/APIReference/CommonErrors.html).
+        validate(OPERATIONS[op], raw)
     except KMSError as exc:
         _audit_failure(session, region, op, raw, exc, now, key_arns, read_only)
         raise
+    key_only = KEY_ONLY_MEMBERS.get(op, ())
     for attempt in range(_MAX_ATTEMPTS):
         conn = region.db.begin()
         call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1)
@@ -251,6 +359,8 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
             if counter != region.counter:
                 region.reset_cache(counter)
             args.reset()
+            if key_only:
+                _refuse_aliases(call, key_only, raw)
             result = fn(call)
             AuditLog.append_encoded(conn, encode_event(
                 event_name=op, region=session.region, account=session.account,
@@ -281,10 +391,34 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
     raise RuntimeError("envelope: internal error: lifecycle retries did not settle")
 
 
+def _refuse_aliases(call: Call, names: tuple[str, ...], raw: Mapping[str, Any]) -> None:
+    """Refuse an alias where the operation takes only a key ID or key ARN, as AWS does
+    (e.g. https://docs.aws.amazon.com/kms/latest/APIReference/API_EnableKeyRotation.html)."""
+    for name in names:
+        value = raw.get(name)
+        if isinstance(value, str) and is_alias(value):
+            try:
+                ref = parse_key_ref(value, call.region.name)
+            except KMSError:
+                raise key_only_error(value, None) from None
+            account = call.session.account
+            # Only the caller's own aliases are looked up: another account's would leak its key id.
+            own = ref.account in (None, account)
+            raise key_only_error(value, call.alias_target(account, ref.name) if own else None)
+
+
+def record_rejected(session: Session, op: str, raw: Mapping[str, Any], error: KMSError) -> None:
+    """Audit a request refused before it reached an operation (unknown operation, a body that
+    is not JSON, invalid members): CloudTrail records such failed calls with their error code too.
+    ``raw``: its parameters, as far as they were read (secrets are left out as for any event)."""
+    region = session.partition.region(session.region)
+    _audit_failure(session, region, op, raw, error, session.clock(), [], False)
+
+
 def _audit_failure(session: Session, region: Region, op: str, raw: Mapping[str, Any],
                    exc: BaseException, now: float, key_arns: list[str], read_only: bool) -> None:
     if isinstance(exc, KMSError):
-        code, message = exc.code, str(exc)
+        code, message = exc.code, exc.response["Error"]["Message"]  # AWS's message, without our hint
     elif isinstance(exc, (TypeError, ValueError)):
         code, message = "ValidationException", str(exc)
     else:

@@ -24,3 +24,6 @@ class Session:
     limiter: RateLimiter | None
     source_ip: str = "127.0.0.1"
     user_agent: str = "envelope"
+    # aws:SecureTransport. In-process calls never cross a network, so they count as secure;
+    # the server says whether its request came over TLS.
+    secure_transport: bool = True

@@ -30,6 +30,7 @@ __all__ = [
     "KeyNotFoundError",
     "LimitExceededError",
     "MalformedPolicyDocumentError",
+    "NotAuthorizedError",
     "TagError",
     "ThrottlingError",
     "UnsupportedOperationError",
@@ -121,6 +122,12 @@ class InvalidKeyUsageError(KMSError):
 
     default_code = "InvalidKeyUsageException"
 
+    @classmethod
+    def for_usage(cls, arn: str, usage: str, operation: str) -> InvalidKeyUsageError:
+        """AWS's text for a key of the wrong usage: ``<arn> key usage is SIGN_VERIFY which is not
+        valid for Encrypt.`` (https://docs.aws.amazon.com/kms/latest/APIReference/API_Encrypt.html)."""
+        return cls(f"{arn} key usage is {usage} which is not valid for {operation}.")
+
 
 class InvalidMacError(KMSError):
     """VerifyMac: the MAC does not verify."""
@@ -158,6 +165,12 @@ class MalformedPolicyDocumentError(KMSError):
     default_code = "MalformedPolicyDocumentException"
 
 
+class NotAuthorizedError(KMSError):
+    """AWS's generic refusal of a reserved name (an ``alias/aws/`` alias), sent without a message."""
+
+    default_code = "NotAuthorizedException"
+
+
 class TagError(KMSError):
     """A tag key or value is invalid."""
 
@@ -191,7 +204,7 @@ _BY_CODE: dict[str, type[KMSError]] = {
         InvalidCiphertextError, InvalidGrantIdError, InvalidGrantTokenError, InvalidImportTokenError,
         InvalidKeyUsageError, InvalidMacError, InvalidMarkerError, InvalidSignatureError,
         InvalidStateError, KeyDisabledError, KeyNotFoundError, LimitExceededError,
-        MalformedPolicyDocumentError, TagError, ThrottlingError, UnsupportedOperationError,
+        MalformedPolicyDocumentError, NotAuthorizedError, TagError, ThrottlingError, UnsupportedOperationError,
         ValidationError,
     )
 }

@@ -27,6 +27,11 @@ class Args:
         self._raw = raw
         self._used: set[str] = set()
 
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The parameters as given (what policy condition keys read)."""
+        return self._raw
+
     def reset(self) -> None:
         """Forget which parameters were read (the call is about to run again)."""
         self._used.clear()

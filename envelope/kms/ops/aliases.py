@@ -11,37 +11,51 @@ from ..model.errors import (
     AlreadyExistsError,
     InvalidAliasNameError,
     InvalidStateError,
+    NotAuthorizedError,
     UnsupportedOperationError,
     ValidationError,
 )
-from ..model.keys import parse_key_ref
 from ..model.params import page
 
 if TYPE_CHECKING:
     from ..engine.runtime import Call
     from ..store.partition import KeyEntry
 
-__all__ = ["create_alias", "delete_alias", "list_aliases", "update_alias"]
+__all__ = ["PREDEFINED_ALIASES", "create_alias", "delete_alias", "list_aliases", "update_alias"]
 
-_NAME = re.compile(r"^alias/[a-zA-Z0-9/_-]{1,250}$")
+# The aliases AWS predefines in every account and Region for its services' AWS managed keys;
+# ListAliases lists them without TargetKeyId until the service first uses its key
+# (https://docs.aws.amazon.com/kms/latest/APIReference/API_ListAliases.html).
+PREDEFINED_ALIASES = (
+    "alias/aws/acm", "alias/aws/dynamodb", "alias/aws/ebs", "alias/aws/elasticfilesystem", "alias/aws/es",
+    "alias/aws/glue", "alias/aws/kinesisvideo", "alias/aws/lambda", "alias/aws/rds", "alias/aws/redshift",
+    "alias/aws/s3", "alias/aws/secretsmanager", "alias/aws/ssm", "alias/aws/xray",
+)
+_NAME = re.compile(r"^alias/[a-zA-Z0-9:/_-]+$")
 
 
 def _name(call: Call, *, creating: bool) -> str:
+    """The AliasName, checked as AWS checks it once the model's constraints have passed
+    (https://docs.aws.amazon.com/kms/latest/APIReference/API_CreateAlias.html, AliasName)."""
     name = call.args.string("AliasName", max_len=256)
+    if not name.startswith("alias/"):
+        raise ValidationError('Alias must start with the prefix "alias/". Please see '
+                              "http://docs.aws.amazon.com/kms/latest/developerguide/programming-aliases.html")
+    if name.startswith("alias/aws/"):
+        # "The alias/aws/ prefix is reserved for Amazon Web Services managed keys": AWS answers a
+        # bare NotAuthorizedException, with no message.
+        raise NotAuthorizedError("")
+    if creating and ":" in name:
+        # The model's pattern admits ':' (DeleteAlias takes such names); a new alias cannot.
+        raise ValidationError(f"{name} contains invalid characters for an alias")
     if not _NAME.match(name):
-        raise InvalidAliasNameError(f"Alias {name} must start with 'alias/' and contain only "
-                                    "alphanumerics, '/', '_' and '-'.")
-    if creating and name.startswith("alias/aws/"):
-        raise InvalidAliasNameError(f"Alias {name} cannot begin with 'alias/aws/'; that prefix is "
-                                    "reserved for AWS managed keys.")
+        raise InvalidAliasNameError(f"Alias {name} must contain a name after 'alias/'.")
     return name
 
 
 def _target(call: Call) -> KeyEntry:
     value = call.args.key_id("TargetKeyId")
     call.args.finish()
-    if parse_key_ref(value, call.region.name).kind == "alias":
-        raise ValidationError("TargetKeyId must be a key id or key ARN, not an alias.")
     entry = call.key(value, service_keys=False)
     if entry.record.account != call.session.account:
         raise KeyNotFoundError(f"Key '{entry.arn}' does not exist")
@@ -93,8 +107,6 @@ def delete_alias(call: Call) -> dict[str, Any]:
     name = _name(call, creating=False)
     call.args.finish()
     account = call.session.account
-    if name.startswith("alias/aws/"):
-        raise InvalidAliasNameError(f"Alias {name} is reserved for an AWS managed key.")
     current = call.alias_target(account, name)
     if current is None:
         raise KeyNotFoundError(f"Alias arn:aws:kms:{call.region.name}:{account}:{name} is not found.")
@@ -124,4 +136,10 @@ def list_aliases(call: Call) -> dict[str, Any]:
     items = [{"AliasName": name, "AliasArn": f"arn:aws:kms:{region}:{account}:{name}", "TargetKeyId": key_id,
               "CreationDate": to_datetime(created), "LastUpdatedDate": to_datetime(updated)}
              for name, key_id, created, updated in rows]
+    if key_ref is None:
+        # Predefined aliases whose AWS managed key does not exist yet: name and ARN only.
+        made = {row[0] for row in rows}
+        items += [{"AliasName": name, "AliasArn": f"arn:aws:kms:{region}:{account}:{name}"}
+                  for name in PREDEFINED_ALIASES if name not in made]
+        items.sort(key=lambda item: item["AliasName"])
     return page(items, offset, limit, "Aliases")

@@ -46,12 +46,12 @@ def _private(call: Call, entry: KeyEntry) -> _PrivateKey:
     return found
 
 
-def _asymmetric(entry: KeyEntry, usage: str, what: str) -> None:
+def _asymmetric(entry: KeyEntry, usage: str, what: str, op: str) -> None:
     rec = entry.record
     if rec.key_spec == "SYMMETRIC_DEFAULT" or rec.key_spec.startswith("HMAC_"):
         raise UnsupportedOperationError(f"{entry.arn} is not an asymmetric key; {what} needs one.")
     if rec.key_usage != usage:
-        raise InvalidKeyUsageError(f"{entry.arn} key usage is {rec.key_usage}, not {usage}.")
+        raise InvalidKeyUsageError.for_usage(entry.arn, rec.key_usage, op)
 
 
 def _oaep(algorithm: str) -> padding.OAEP:
@@ -59,8 +59,8 @@ def _oaep(algorithm: str) -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(algorithm=algo), algorithm=algo, label=None)
 
 
-def _check_rsa(entry: KeyEntry, algorithm: str, context: Mapping[str, str]) -> None:
-    _asymmetric(entry, "ENCRYPT_DECRYPT", "RSA encryption")
+def _check_rsa(entry: KeyEntry, algorithm: str, context: Mapping[str, str], op: str) -> None:
+    _asymmetric(entry, "ENCRYPT_DECRYPT", "RSA encryption", op)
     if algorithm not in KEY_SPECS[entry.record.key_spec].encryption:
         raise InvalidKeyUsageError(f"{algorithm} is not valid for {entry.arn}.")
     if context:
@@ -70,7 +70,7 @@ def _check_rsa(entry: KeyEntry, algorithm: str, context: Mapping[str, str]) -> N
 def rsa_encrypt(call: Call, entry: KeyEntry, plaintext: bytes, algorithm: str,
                 context: Mapping[str, str]) -> bytes:
     """RSA-OAEP encryption with the key's public key (no envelope, as KMS returns it)."""
-    _check_rsa(entry, algorithm, context)
+    _check_rsa(entry, algorithm, context, call.args.op)
     public = _private(call, entry).public_key()
     if not isinstance(public, rsa.RSAPublicKey):
         raise RuntimeError("envelope: internal error: RSA spec without an RSA key")  # noqa: TRY004 - invariant
@@ -85,7 +85,7 @@ def rsa_encrypt(call: Call, entry: KeyEntry, plaintext: bytes, algorithm: str,
 def rsa_decrypt(call: Call, entry: KeyEntry, blob: bytes, algorithm: str,
                 context: Mapping[str, str]) -> bytes:
     """RSA-OAEP decryption with the key's private key."""
-    _check_rsa(entry, algorithm, context)
+    _check_rsa(entry, algorithm, context, call.args.op)
     private = _private(call, entry)
     if not isinstance(private, rsa.RSAPrivateKey):
         raise RuntimeError("envelope: internal error: RSA spec without an RSA key")  # noqa: TRY004 - invariant
@@ -135,10 +135,9 @@ def _sign_args(call: Call, with_signature: bool) -> tuple[KeyEntry, bytes, str, 
     if algorithm is None:
         raise TypeError(f"{a.op}: missing required parameter SigningAlgorithm")
     entry = call.key(key_ref)
-    call.authorize("kms:Verify" if with_signature else "kms:Sign", entry, grant_tokens=tokens,
-                   extra={"kms:SigningAlgorithm": algorithm, "kms:MessageType": message_type})
+    call.authorize("kms:Verify" if with_signature else "kms:Sign", entry, grant_tokens=tokens)
     require_enabled(entry)
-    _asymmetric(entry, "SIGN_VERIFY", "signing")
+    _asymmetric(entry, "SIGN_VERIFY", "signing", a.op)
     if algorithm not in KEY_SPECS[entry.record.key_spec].signing:
         raise InvalidKeyUsageError(f"{algorithm} is not valid for {entry.arn}.")
     if message_type == "EXTERNAL_MU":

@@ -6,6 +6,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from ..authz.grantrules import operations_for_key
 from ..model.access import GRANT_COLUMNS, Grant, grant_from_row, grant_token, parse_grant_token
 from ..model.clock import to_datetime
 from ..model.errors import InvalidGrantIdError, ValidationError
@@ -38,6 +39,22 @@ def _constraints(raw: Any) -> dict[str, dict[str, str]] | None:
     return out or None
 
 
+def _check_for_key(key_spec: str, key_usage: str, operations: list[str],
+                   constraints: dict[str, dict[str, str]] | None) -> None:
+    """A grant may allow only operations its key supports, and encryption-context constraints
+    only on a symmetric encryption key (Developer Guide, "Grants in AWS KMS", grant operations:
+    https://docs.aws.amazon.com/kms/latest/developerguide/grants.html#terms-grant-operations;
+    API reference, GrantConstraints)."""
+    supported = operations_for_key(key_spec, key_usage)
+    unsupported = [op for op in operations if op not in supported]
+    if unsupported:
+        raise ValidationError(f"Grant operations {unsupported} are not supported by a KMS key with key spec "
+                              f"{key_spec} and key usage {key_usage}.")
+    if constraints and key_spec != "SYMMETRIC_DEFAULT":
+        raise ValidationError("Encryption context grant constraints are supported only for symmetric "
+                              "encryption KMS keys.")
+
+
 def create_grant(call: Call) -> dict[str, Any]:
     a = call.args
     key_ref = a.key_id()
@@ -52,10 +69,10 @@ def create_grant(call: Call) -> dict[str, Any]:
     if not operations or any(op not in OPERATIONS for op in operations):
         raise ValidationError(f"Operations must be a non-empty list drawn from {', '.join(OPERATIONS)}")
     entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:CreateGrant", entry, grant_tokens=tokens,
-                   extra={"kms:GrantOperations": list(operations), "kms:GrantIsForAWSResource": False,
-                          "kms:GranteePrincipal": grantee,
-                          **({"kms:RetiringPrincipal": retiring} if retiring else {})})
+    # The condition keys (kms:GrantOperations, kms:GranteePrincipal, ...) and the limits on a grant
+    # created through a grant are read from the request's parameters.
+    call.authorize("kms:CreateGrant", entry, grant_tokens=tokens)
+    _check_for_key(entry.record.key_spec, entry.record.key_usage, operations, constraints)
     dry_run_stop(dry)
     key_id = entry.record.key_id
     ops_json, cons_json = json.dumps(sorted(set(operations))), json.dumps(constraints) if constraints else None
@@ -139,7 +156,9 @@ def retire_grant(call: Call) -> dict[str, Any]:
     a.finish()
     if token is not None:
         grant_id, key_id = parse_grant_token(token)
-        entry = call.key(key_id, service_keys=False)
+        # The token names the key, which may be another account's: RetireGrant works across
+        # accounts (API_RetireGrant.html), and the grant decides who may retire it.
+        entry = call.key(key_id, service_keys=False, any_account=True)
     elif key_ref is not None and grant_id is not None:
         entry = call.key(key_ref, service_keys=False)
     else:
@@ -147,11 +166,7 @@ def retire_grant(call: Call) -> dict[str, Any]:
     grant = next((g for g in entry.grants if g.grant_id == grant_id), None)
     if grant is None:
         raise InvalidGrantIdError(f"Grant {grant_id} does not exist on this key")
-    caller = call.session.principal
-    # The retiring principal, or a grantee whose grant includes RetireGrant, may retire it.
-    if not (caller == grant.retiring_principal
-            or (caller == grant.grantee_principal and "RetireGrant" in grant.operations)):
-        call.authorize("kms:RetireGrant", entry)
+    call.authorize_retire(entry, grant)
     dry_run_stop(dry)
     _delete(call, entry.record.key_id, grant.grant_id)
     return {"KeyId": entry.arn, "GrantId": grant.grant_id}

@@ -112,8 +112,7 @@ def import_key_material(call: Call) -> dict[str, Any]:
     a.opt_string("KeyMaterialId")
     a.finish()
     entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:ImportKeyMaterial", entry,
-                   extra={"kms:ExpirationModel": model or "", "kms:ValidTo": valid_to or 0})
+    call.authorize("kms:ImportKeyMaterial", entry)
     _external(entry)
     if model is None:
         model = "KEY_MATERIAL_EXPIRES" if valid_to is not None else "KEY_MATERIAL_DOES_NOT_EXPIRE"

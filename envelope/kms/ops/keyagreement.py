@@ -60,8 +60,7 @@ def derive_shared_secret(call: Call) -> dict[str, Any]:
     if algorithm is None:
         raise TypeError(f"{a.op}: missing required parameter KeyAgreementAlgorithm")
     entry = call.key(key_ref)
-    call.authorize("kms:DeriveSharedSecret", entry, grant_tokens=tokens,
-                   extra={"kms:KeyAgreementAlgorithm": algorithm})
+    call.authorize("kms:DeriveSharedSecret", entry, grant_tokens=tokens)  # kms:KeyAgreementAlgorithm: the parameter
     require_enabled(entry)
     rec = entry.record
     if rec.key_spec == "SYMMETRIC_DEFAULT" or rec.key_spec.startswith("HMAC_"):

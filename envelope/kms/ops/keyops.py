@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...errors import KeyNotFoundError
-from ..authz.policy import default_key_policy, parse_policy, would_lock_out
+from ..authz.policy import default_key_policy, parse_policy
 from ..engine.due import any_due, apply_due
 from ..engine.runtime import Retry
 from ..engine.servicekeys import insert_new_key
@@ -34,18 +34,27 @@ __all__ = [
 ]
 
 
-def _check_tags(tags: list[tuple[str, str]]) -> None:
-    for key, value in tags:
-        if not 1 <= len(key) <= 128 or len(value) > 256:
-            raise TagError("Tag keys must be 1-128 characters and values at most 256.")
+_MAX_TAGS = 50  # tags per KMS key (https://docs.aws.amazon.com/kms/latest/developerguide/resource-limits.html)
+
+
+def _check_tags(tags: list[tuple[str, str]], existing: set[str] | frozenset[str] = frozenset()) -> None:
+    """The tag rules the model cannot state (lengths were checked with the model's constraints):
+    the reserved ``aws:`` prefix, unique keys, at most 50 per key
+    (https://docs.aws.amazon.com/kms/latest/APIReference/API_TagResource.html)."""
+    seen: set[str] = set()
+    for key, _ in tags:
         if key.lower().startswith("aws:"):
-            raise TagError("Tag keys starting with 'aws:' are reserved.")
+            raise TagError("Tags beginning with aws: are reserved")
+        if key in seen:
+            raise TagError("Duplicate tag keys are not allowed.")
+        seen.add(key)
+    if len(seen | existing) > _MAX_TAGS:
+        raise TagError(f"A KMS key can have at most {_MAX_TAGS} tags.")
 
 
 def _check_policy(call: Call, text: str, arn: str, account: str, bypass: bool) -> None:
     parsed = parse_policy(text)
-    if not bypass and would_lock_out(parsed, call.session.principal, call.identity_policies(),
-                                     key_arn=arn, key_account=account):
+    if not bypass and call.would_lock_out(parsed, arn, account):
         raise MalformedPolicyDocumentError("The new key policy will not allow you to update the key "
                                            "policy in the future.")
 
@@ -184,7 +193,9 @@ def tag_resource(call: Call) -> dict[str, Any]:
     call.authorize("kms:TagResource", entry)
     _refuse_aws_managed(entry.arn, entry.record, "TagResource")
     _not_pending_deletion(entry.arn, entry.record)
-    _check_tags(tags)
+    existing = {row[0] for row in call.conn.execute("SELECT tag_key FROM tags WHERE key_id = ?",
+                                                    (entry.record.key_id,))}
+    _check_tags(tags, existing)
     call.conn.executemany("INSERT OR REPLACE INTO tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)",
                           [(entry.record.key_id, k, v) for k, v in tags])
     call.mark_changed()

@@ -33,11 +33,11 @@ def _mac(call: Call, action: str, with_mac: bool) -> tuple[str, str, bytes, byte
     if algorithm is None:
         raise TypeError(f"{a.op}: missing required parameter MacAlgorithm")
     entry = call.key(key_ref)
-    call.authorize(action, entry, grant_tokens=tokens, extra={"kms:MacAlgorithm": algorithm})
+    call.authorize(action, entry, grant_tokens=tokens)
     require_enabled(entry)
     rec = entry.record
     if rec.key_usage != "GENERATE_VERIFY_MAC":
-        raise InvalidKeyUsageError(f"{entry.arn} key usage is {rec.key_usage}, not GENERATE_VERIFY_MAC.")
+        raise InvalidKeyUsageError.for_usage(entry.arn, rec.key_usage, action.split(":")[1])
     if algorithm not in KEY_SPECS[rec.key_spec].mac:
         raise InvalidKeyUsageError(f"{algorithm} is not valid for {entry.arn} ({rec.key_spec}).")
     dry_run_stop(dry)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ...errors import KeyNotFoundError
-from ..authz.policy import default_key_policy, parse_policy, would_lock_out
+from ..authz.policy import default_key_policy, parse_policy
 from ..engine.due import copy_key_versions, key_versions, update_replica_lists
 from ..model.errors import AlreadyExistsError, MalformedPolicyDocumentError, UnsupportedOperationError, ValidationError
 from ..model.keys import insert_key, load_key, metadata, update_key
@@ -50,8 +50,7 @@ def replicate_key(call: Call) -> dict[str, Any]:
     else:
         parsed = parse_policy(policy_text)
         replica_arn = other.arn(rec.account, rec.key_id)
-        if not bypass and would_lock_out(parsed, call.session.principal, call.identity_policies(),
-                                         key_arn=replica_arn, key_account=rec.account):
+        if not bypass and call.would_lock_out(parsed, replica_arn, rec.account):
             raise MalformedPolicyDocumentError("The new key policy will not allow you to update the key "
                                                "policy in the future.")
     replicas = (*rec.replica_regions, target)

@@ -36,7 +36,9 @@ ALGORITHMS = ("SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM
 
 def _symmetric(entry: KeyEntry, op: str) -> None:
     rec = entry.record
-    if rec.key_spec != "SYMMETRIC_DEFAULT" or rec.key_usage != "ENCRYPT_DECRYPT":
+    if rec.key_usage != "ENCRYPT_DECRYPT":
+        raise InvalidKeyUsageError.for_usage(entry.arn, rec.key_usage, op)
+    if rec.key_spec != "SYMMETRIC_DEFAULT":
         raise InvalidKeyUsageError(f"{entry.arn} key usage is {rec.key_usage} with spec {rec.key_spec}, "
                                    f"which is not valid for {op}.")
 
@@ -51,8 +53,7 @@ def open_from(call: Call, blob: bytes, context: Mapping[str, str], key_ref: str 
         if named.record.key_id != entry.record.key_id:
             raise IncorrectKeyError("The key ID in the request does not identify a CMK that can perform "
                                     "this operation.")
-    call.authorize(action, entry, context=context, grant_tokens=tokens,
-                   extra={"kms:EncryptionAlgorithm": algorithm})
+    call.authorize(action, entry, context=context, grant_tokens=tokens)
     require_enabled(entry)
     if entry.record.key_spec != "SYMMETRIC_DEFAULT":
         raise InvalidCiphertextError("the ciphertext was not produced by a symmetric key")
@@ -70,8 +71,7 @@ def encrypt(call: Call) -> dict[str, Any]:
     a.finish()
     call.response_elements = False
     entry = call.key(key_ref)
-    call.authorize("kms:Encrypt", entry, context=context, grant_tokens=tokens,
-                   extra={"kms:EncryptionAlgorithm": algorithm})
+    call.authorize("kms:Encrypt", entry, context=context, grant_tokens=tokens)
     require_enabled(entry)
     dry_run_stop(dry)
     if entry.record.key_usage != "ENCRYPT_DECRYPT":
@@ -101,8 +101,7 @@ def decrypt(call: Call) -> dict[str, Any]:
         if key_ref is None:
             raise ValidationError("KeyId is required to decrypt with an asymmetric key.")
         entry = call.key(key_ref)
-        call.authorize("kms:Decrypt", entry, context=context, grant_tokens=tokens,
-                       extra={"kms:EncryptionAlgorithm": algorithm})
+        call.authorize("kms:Decrypt", entry, context=context, grant_tokens=tokens)
         require_enabled(entry)
         dry_run_stop(dry)
         plaintext = _asym.rsa_decrypt(call, entry, blob, algorithm, context)

@@ -7,7 +7,6 @@ the access key's principal. Bodies, blobs and secrets never reach the access log
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +20,10 @@ from typing import IO, Any
 from urllib.parse import parse_qs
 
 from ...errors import KMSError
+from ..authz.condkeys import user_id
 from ..client import LocalKMS
+from ..model.operations import OPERATIONS as MODEL
+from ..model.validation import REQUIRED_MEMBERS, validate
 from .accesskeys import AccessKeys
 from .group import GroupCommit
 from .protocol import (
@@ -41,6 +43,9 @@ from .sigv4 import SignatureError, Verifier
 __all__ = ["AccessLog", "DEFAULT_MAX_BODY", "KMSApp"]
 
 DEFAULT_MAX_BODY = 256 * 1024  # KMS requests are small: a 4 KiB plaintext, a 32 KiB policy
+_MAX_OPERATION = 128  # characters of an X-Amz-Target operation kept in logs and audit events
+# Headers a request must sign when it carries them: a KMS request's target names its operation.
+_MUST_SIGN = {"kms": ("x-amz-target",)}
 _CONTENT_TYPES = {t: t.encode() for t in (JSON_CONTENT_TYPE, "application/json", "text/xml", "text/plain")}
 _log = logging.getLogger("envelope.kms.server")
 
@@ -103,17 +108,6 @@ def _log_time() -> str:
     return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
-def _user_id(principal: str) -> str:
-    """An opaque, stable IAM unique id for a principal, as STS GetCallerIdentity shows it."""
-    account, resource = principal.split(":", 5)[4:]
-    if resource == "root":
-        return account
-    digest = hashlib.sha256(principal.encode()).hexdigest().upper()[:17]
-    if resource.startswith("assumed-role/"):
-        return f"AROA{digest}:{resource.rsplit('/', 1)[1]}"
-    return ("AIDA" if resource.startswith("user/") else "AROA") + digest
-
-
 class KMSApp:
     """An ASGI 3 application serving LocalKMS over the KMS JSON 1.1 protocol, plus STS and /health.
 
@@ -143,7 +137,7 @@ class KMSApp:
             raise ValueError("max_body must be positive")
         self.access_keys = AccessKeys(data_dir)
         self._bases = {r: LocalKMS(data_dir, region=r, account=account) for r in regions}
-        self._clients: dict[tuple[str, str, str, str], LocalKMS] = {}
+        self._clients: dict[tuple[str, str, str, str, bool], LocalKMS] = {}
         self.verifier = Verifier(self.access_keys.lookup, list(regions), clock=clock)
         self.max_body = max_body
         self.log = AccessLog(access_log)
@@ -151,16 +145,19 @@ class KMSApp:
         lock_fd = None if call_lock is None else os.open(call_lock, os.O_RDWR | os.O_CREAT, 0o600)
         self._group = GroupCommit([kms._region_state() for kms in self._bases.values()], lock_fd)
 
-    def client(self, region: str, principal: str, source_ip: str, user_agent: str) -> LocalKMS:
+    def client(self, region: str, principal: str, source_ip: str, user_agent: str,
+               secure: bool = False) -> LocalKMS:
         """The LocalKMS client of one region calling as ``principal``; its audit events carry the
-        caller's address and user agent (clients are reused: a busy caller keeps both stable)."""
-        slot = (region, principal, source_ip, user_agent)
+        caller's address and user agent, and policies see them and whether the request came over
+        TLS (clients are reused: a busy caller keeps all three stable)."""
+        slot = (region, principal, source_ip, user_agent, secure)
         found = self._clients.get(slot)
         if found is None:
             if len(self._clients) > 10_000:
                 self._clients.clear()
             found = self._bases[region].for_principal(principal, source_ip=source_ip or "unknown",
-                                                      user_agent=user_agent or "unknown")
+                                                      user_agent=user_agent or "unknown",
+                                                      secure_transport=secure)
             self._clients[slot] = found
         return found
 
@@ -256,10 +253,17 @@ class KMSApp:
             record["bytes_in"] = len(body)
             if is_query:
                 return self._sts(scope, headers, body, record, request_id)
-            kms, name, params = self._kms_request(scope, headers, body, target, record)
+            kms, name, params, refused = self._kms_request(scope, headers, body, target, record)
             turn = self._group.turn()
             if turn is not None:  # a group just committed: the store is other writers' for a moment
                 await turn
+            if refused is not None:
+                # Authenticated but refused before dispatch: audited with its error code, as
+                # CloudTrail records failed calls; answered once that event is committed.
+                committed = self._group.join()
+                kms._audit_rejected(str(record["operation"]), refused.code, refused.message, params)
+                await committed
+                raise refused
             status, payload, committed = self._kms_call(kms, name, params, record)
             # Durable audit: answer only once the call and its audit event are committed.
             await committed
@@ -285,26 +289,44 @@ class KMSApp:
                       record: dict[str, object]) -> tuple[str, str]:
         query = scope.get("query_string", b"").decode("latin-1")
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
-        verified = self.verifier.verify(scope["method"], raw_path, query, headers, body, service)
+        verified = self.verifier.verify(scope["method"], raw_path, query, headers, body, service,
+                                        _MUST_SIGN.get(service, ()))
         record["access_key_id"] = verified.access_key_id
         record["principal"] = verified.principal
         record["region"] = verified.region
         return verified.principal, verified.region
 
     def _kms_request(self, scope: Scope, headers: dict[str, list[str]], body: bytes, target: str,
-                     record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any]]:
-        """Authenticate and decode a KMS request: the caller's client, its method and the arguments."""
+                     record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any], ProtocolError | None]:
+        """Authenticate, decode and validate a KMS request: the caller's client, its method, the
+        arguments, and the ProtocolError that refuses the (authenticated) request, if any: the
+        caller audits it."""
         if not target.startswith(TARGET_PREFIX):
             raise ProtocolError("UnknownOperationException", "Missing or unknown X-Amz-Target.")
         operation = target[len(TARGET_PREFIX):]
-        record["operation"] = operation
+        record["operation"] = operation[:_MAX_OPERATION]
         principal, region = self._authenticate(scope, headers, body, "kms", record)
+        client = scope.get("client")
+        secure = scope.get("scheme") == "https"
+        kms = self.client(region, principal, client[0] if client else "", str(record["user_agent"]), secure)
         method = OPERATIONS.get(operation)
         if method is None:
-            raise ProtocolError("UnknownOperationException", f"Unknown operation {operation}.")
-        params = decode_request(body)
-        client = scope.get("client")
-        return self.client(region, principal, client[0] if client else "", str(record["user_agent"])), method, params
+            unknown = f"Unknown operation {operation[:_MAX_OPERATION]}."
+            return kms, "", {}, ProtocolError("UnknownOperationException", unknown)
+        try:
+            params = decode_request(body)
+        except ProtocolError as exc:
+            return kms, method, {}, exc
+        for name in REQUIRED_MEMBERS[operation]:  # every served operation is in the model (tested)
+            if params.get(name) is None:
+                # A raw request without a required member: the service's ValidationException
+                # counts it with the other failures. (The constraints of complete requests are
+                # checked by LocalKMS, before authorization, like every caller's.)
+                try:
+                    validate(MODEL[operation], params, require=True)
+                except KMSError as exc:
+                    return kms, method, params, ProtocolError(exc.code, exc.response["Error"]["Message"])
+        return kms, method, params, None
 
     def _kms_call(self, kms: LocalKMS, method: str, params: dict[str, Any],
                   record: dict[str, object]) -> tuple[int, bytes, asyncio.Future[None]]:
@@ -315,7 +337,7 @@ class KMSApp:
         except KMSError as exc:
             code = exc.code or "KMSInternalException"
             record["error"] = code
-            return error_status(code), error_body(code, str(exc)), committed
+            return error_status(code), error_body(code, exc.response["Error"]["Message"]), committed
         except (TypeError, ValueError) as exc:
             # LocalKMS's audit log records these as ValidationException too.
             record["error"] = "ValidationException"
@@ -338,4 +360,4 @@ class KMSApp:
         if action != "GetCallerIdentity":
             raise ProtocolError("InvalidAction", f"Could not find operation {action} for version "
                                 f"{form.get('Version', [''])[0]}.")
-        return 200, sts_identity(principal, _user_id(principal), request_id), "text/xml"
+        return 200, sts_identity(principal, user_id(principal), request_id), "text/xml"

@@ -21,7 +21,8 @@ __all__ = ["ALGORITHM", "MAX_SKEW_SECONDS", "SignatureError", "Verified", "Verif
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW_SECONDS = 300  # AWS allows 5 minutes either way
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_UNSIGNED = "UNSIGNED-PAYLOAD"
+_UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_HEADER_NAMES = {"x-amz-target": "X-Amz-Target"}
 _AMZ_DATE = re.compile(r"^\d{8}T\d{6}Z$")
 _SPACES = re.compile(r"\s+")
 
@@ -136,8 +137,13 @@ class Verifier:
         self._signed_at: tuple[str, int] = ("", 0)  # the last valid X-Amz-Date and its epoch seconds
 
     def verify(self, method: str, path: str, query: str, headers: Mapping[str, Sequence[str]],
-               body: bytes, service: str) -> Verified:
+               body: bytes, service: str, must_sign: Sequence[str] = ()) -> Verified:
         """Check one request; ``headers`` maps lower-case names to their values in order.
+
+        The payload hash is always the body's SHA-256: ``UNSIGNED-PAYLOAD`` is for Amazon S3 only,
+        so a request signed over it fails as a signature mismatch, as it does at AWS KMS.
+        ``must_sign``: headers that must be among the signed ones when present (a KMS request's
+        ``X-Amz-Target``: unsigned, it could be re-targeted in transit to another operation).
 
         :raises SignatureError: the request is unsigned, malformed, expired, for another scope,
             signed with an unknown key, or its signature (over the received body) does not match.
@@ -163,6 +169,10 @@ class Verifier:
                                  "Authorization header requires existence of a valid X-Amz-Date header.")
         if "x-amz-date" not in signed_headers:
             raise SignatureError("IncompleteSignatureException", "X-Amz-Date must be a signed header.")
+        for name in must_sign:
+            if name not in signed_headers and name in headers:
+                raise SignatureError("IncompleteSignatureException",
+                                     f"{_HEADER_NAMES.get(name, name)} must be a signed header.")
         if scope_date != amz_date[:8]:
             raise SignatureError("InvalidSignatureException",
                                  f"Date in Credential scope does not match YYYYMMDD from ISO-8601 "
@@ -186,11 +196,11 @@ class Verifier:
 
         body_hash = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
         claimed = _first(headers, "x-amz-content-sha256")
-        if claimed is not None and claimed != _UNSIGNED and not hmac.compare_digest(claimed, body_hash):
+        if claimed is not None and claimed != _UNSIGNED_PAYLOAD and not hmac.compare_digest(claimed, body_hash):
             # The body was changed after signing (or a replay carries another body).
             raise SignatureError("InvalidSignatureException",
                                  "The provided x-amz-content-sha256 header does not match what was computed.")
-        payload_hash = _UNSIGNED if claimed == _UNSIGNED else body_hash
+        payload_hash = body_hash  # never UNSIGNED-PAYLOAD: see the docstring
 
         canonical_headers = []
         for name in signed_headers:
