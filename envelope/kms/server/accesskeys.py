@@ -7,7 +7,6 @@ Secrets are sealed with AES-256-GCM under a key derived from the data directory'
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import secrets
 import sqlite3
@@ -18,21 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..engine.principals import validate_principal
+from ..store.database import Database
+from ..store.datadir import ACCESS_KEYS_FILE
+from ..store.migrations import ACCESS_KEYS_SCHEMA, prepare_access_keys
+from ..store.opening import open_store
 from ..store.partition import default_data_dir
-from ..store.sealing import load_root_key
+from ..store.sealing import access_key_aead
 
 __all__ = ["ACCESS_KEYS_FILE", "AccessKeys"]
 
-ACCESS_KEYS_FILE = "access-keys.sqlite3"
 DEFAULT_ACCOUNT = "111122223333"  # LocalKMS's default account
-_SEAL_LABEL = b"envelope-kms-access-key-seal-v1\x00"
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_SCHEMA = """CREATE TABLE IF NOT EXISTS access_keys (
-    access_key_id TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, principal TEXT NOT NULL,
-    status TEXT NOT NULL, created REAL NOT NULL)"""
 
 
 def _user_name(principal: str) -> str:
@@ -53,16 +50,15 @@ class AccessKeys:
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
         directory = (Path(data_dir) if data_dir is not None else default_data_dir()).expanduser().resolve()
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = directory / ACCESS_KEYS_FILE
-        self._aead = AESGCM(hashlib.sha256(_SEAL_LABEL + load_root_key(directory)).digest())
+        self._store_lock, root = open_store(directory)
+        self._aead = access_key_aead(root.key)
         self._lock = threading.Lock()
-        fresh = not self.path.exists()
+        # Created (0600, WAL), checked against the root key and migrated by the store's rules.
+        init = Database(self.path, ACCESS_KEYS_SCHEMA, prepare_access_keys(root))
+        init.connect()
+        init.close()
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        if fresh:
-            os.chmod(self.path, 0o600)
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute(_SCHEMA)
         self._cache: dict[str, tuple[str, str] | None] = {}
         self._version: int | None = None
 
@@ -70,6 +66,7 @@ class AccessKeys:
         """Close the database connection."""
         with self._lock:
             self._conn.close()
+            self._store_lock.release()
 
     def create(self, principal: str | None = None) -> dict[str, Any]:
         """Register a new access key for ``principal`` (default the account root).

@@ -21,7 +21,11 @@ from ..model.access import Decision, Grant
 from ..model.keys import KeyRecord, key_arn
 from .audit import AuditLog
 from .database import IAM_SCHEMA, REGION_SCHEMA, Database
-from .sealing import Sealer, load_root_key
+from .datadir import IAM_FILE, StoreLock, region_file
+from .migrations import prepare_iam, prepare_region, read_store_keys
+from .opening import open_store
+from .rootkey import RootKey, load_root_key
+from .sealing import Sealer, fingerprint
 
 __all__ = ["DATA_DIR_ENV", "KeyEntry", "Partition", "Region", "default_data_dir", "open_partition"]
 
@@ -69,12 +73,18 @@ class KeyEntry:
 
 
 class Region:
-    """One region's database, audit log and caches."""
+    """One region's database, audit log and caches.
 
-    def __init__(self, name: str, path: Path | None) -> None:
+    :raises StoreError: the file is newer than this build, or sealed under another root key.
+    """
+
+    def __init__(self, name: str, path: Path | None, root: RootKey) -> None:
         self.name = name
-        self.db = Database(path, REGION_SCHEMA, AuditLog.create_schema)
-        self.audit = AuditLog(self.db.connect)
+        self.db = Database(path, REGION_SCHEMA, prepare_region(root))
+        keys = read_store_keys(self.db.connect(), root)
+        self.audit_key = keys.audit_chain_key
+        self._fingerprint_key = keys.fingerprint_key
+        self.audit = AuditLog(self.db.connect, keys.audit_chain_key)
         self.counter = -1
         self.keys: dict[str, KeyEntry | None] = {}
         self.aliases: dict[tuple[str, str], str | None] = {}
@@ -88,16 +98,24 @@ class Region:
     def arn(self, account: str, key_id: str) -> str:
         return key_arn(self.name, account, key_id)
 
+    def fingerprint(self, material: bytes) -> bytes:
+        """The region's keyed digest of imported key material (see `sealing.fingerprint`)."""
+        return fingerprint(self._fingerprint_key, material)
+
 
 class Partition:
     """All regions of one data directory (``directory=None``: a private in-memory partition)."""
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
+        # Held (shared) while the partition lives: rotation and restore wait for it to go.
+        self._store_lock: StoreLock | None = None
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.sealer = Sealer(load_root_key(directory))
-        self.iam = Database(None if directory is None else directory / "iam.sqlite3", IAM_SCHEMA)
+            self._store_lock, self.root = open_store(directory)
+        else:
+            self.root = load_root_key(None)
+        self.sealer = Sealer(self.root.key)
+        self.iam = Database(None if directory is None else directory / IAM_FILE, IAM_SCHEMA, prepare_iam)
         self.identity_cache: dict[str, tuple[dict[str, object], ...]] = {}
         self._iam_seen = threading.local()
         self._regions: dict[str, Region] = {}
@@ -113,8 +131,8 @@ class Partition:
         with self._lock:
             found = self._regions.get(name)
             if found is None:
-                path = None if self.directory is None else self.directory / f"kms-{name}.sqlite3"
-                found = Region(name, path)
+                path = None if self.directory is None else self.directory / region_file(name)
+                found = Region(name, path, self.root)
                 self._regions[name] = found
             return found
 
@@ -122,7 +140,7 @@ class Partition:
         """Whether the region has a store (in memory: has been opened; on disk: its file exists)."""
         if name in self._regions:
             return True
-        return self.directory is not None and (self.directory / f"kms-{name}.sqlite3").exists()
+        return self.directory is not None and (self.directory / region_file(name)).exists()
 
     def check_identity_cache(self) -> None:
         """Drop cached identity policies if another connection changed the principal store."""
