@@ -10,12 +10,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from functools import wraps
-from typing import Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, TypeVar, cast
 
 __all__ = ["FailureLatch", "latched"]
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class FailureLatch:
@@ -26,45 +25,42 @@ class FailureLatch:
     half-way through a step, so later calls raise ValueError: the object cannot go on.
     """
 
-    __slots__ = ("_template",)
+    __slots__ = ("error",)
 
     def __init__(self) -> None:
-        self._template: BaseException | None = None
+        #: the recorded error, detached (never raised itself: `check` raises copies)
+        self.error: BaseException | None = None
 
     @property
     def failed(self) -> bool:
-        return self._template is not None
+        return self.error is not None
 
     def trip(self, error: BaseException) -> None:
         """Record ``error`` unless an earlier one is recorded already (that one stays)."""
-        if self._template is None:
-            self._template = _detached(error)
+        if self.error is None:
+            self.error = _detached(error)
 
     def check(self) -> None:
         """Raise the recorded error again (a fresh copy), if there is one."""
-        if self._template is not None:
-            raise _detached(self._template)
+        if self.error is not None:
+            raise _detached(self.error)
 
 
-class _Latched(Protocol):
-    failure: FailureLatch
-
-
-_S = TypeVar("_S", bound=_Latched)
-
-
-def latched(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
-    """Make ``method`` a step of a state machine with a ``failure`` latch: once a step failed,
-    every later step raises that error again (issue 12)."""
+def latched(method: _F) -> _F:
+    """Make ``method`` (called with positional arguments) a step of a state machine that has a
+    ``failure`` latch: once a step failed, every later step raises that error again (issue 12).
+    Kept lean: a small message's decrypt makes three such steps."""
     @wraps(method)
-    def step(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        self.failure.check()
+    def step(self: Any, *args: Any) -> Any:
+        failure = self.failure
+        if failure.error is not None:
+            failure.check()
         try:
-            return method(self, *args, **kwargs)
+            return method(self, *args)
         except BaseException as exc:
-            self.failure.trip(exc)
+            failure.trip(exc)
             raise
-    return step
+    return cast(_F, step)
 
 
 def _detached(error: BaseException) -> BaseException:
