@@ -13,6 +13,7 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..streaming.compression import COMPRESSION_KEY
 from ..streaming.decryptor import MessageDecryptor
+from ..streaming.limits import READ_SIZE
 from ..streaming.options import ENCRYPT_STREAM_OPTION_NAMES, DecryptOptions, EncryptStreamOptions, check_options
 from ..streaming.session import EncryptSession, new_decryptor, plaintext_writer
 from .adapters import Buffer, Sink, Source, reader, sender
@@ -21,8 +22,6 @@ from .offload import COMPRESS_WEIGHT, OFFLOAD_BYTES, SIGNED_WEIGHT, offload
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 
 __all__ = ["AsyncDecryptor", "AsyncEncryptor"]
-
-_READ_SIZE = 1024 * 1024
 
 
 class AsyncEncryptor:
@@ -151,7 +150,7 @@ class AsyncDecryptor:
 
     async def _step(self) -> None:
         core = self._core
-        chunk = await self._reader.read(core.size_hint() if self._header is None else _READ_SIZE)
+        chunk = await self._reader.read(core.size_hint() if self._header is None else READ_SIZE)
         if not chunk:
             core.finalize()  # raises AuthenticationError if the message is truncated
             if self._finish is not None:

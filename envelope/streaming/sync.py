@@ -13,11 +13,24 @@ from types import TracebackType
 from typing import IO, Any, Protocol, Unpack
 
 from ..errors import PolicyError
+from ..format.body import FRAME_OVERHEAD
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from . import pipeline
+from .batcher import FrameSealer, seal_run
+from .buffers import Outputs
 from .decryptor import MessageDecryptor
+from .gatherer import FrameOpener
+from .limits import (
+    MAX_ALIGNED_UNIT,
+    MAX_TRUSTED_FRAME,
+    MAX_ZERO_COPY_FRAME,
+    PIPELINE_MIN_FRAME,
+    READ_SIZE,
+    WRITE_BATCH_BYTES,
+    nearest_units,
+)
 from .options import DecryptOptions, EncryptStreamOptions
 from .ranged import FrameWindow, check_eligible, open_message, positional, run_flow
 from .session import (
@@ -33,14 +46,6 @@ from .session import (
 __all__ = ["Decryptor", "Encryptor", "decrypt_stream", "encrypt_stream"]
 
 Buffer = bytes | bytearray | memoryview
-_READ_SIZE = 1024 * 1024
-_MAX_ZERO_COPY_FRAME = 64 * 1024 * 1024
-# Frames at least this large go through the threaded pipeline, given a second CPU to run on
-# (pipeline.usable_cpus); below it, thread hand-offs cost more than they save (bench/bench_stream.py).
-_PIPELINE_MIN_FRAME = 16 * 1024
-# Larger claimed frames take the single-threaded path, whose reads are capped, so a hostile
-# header cannot make the pipeline allocate for data that never arrives (format-spec §9).
-_PIPELINE_MAX_FRAME = 4 * 1024 * 1024
 
 
 class _Writable(Protocol):
@@ -95,11 +100,13 @@ def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None
     n = encryptor.frame_length
     # The zero-copy paths feed the encryptor directly; compression and a declared length (which
     # the session counts) take the general path.
-    if (session.compressor is None and session.plaintext_length is None
-            and 0 < n <= _MAX_ZERO_COPY_FRAME and hasattr(source, "readinto")):
-        _pump_encrypt_frames(session, source, sink)
+    if session.compressor is None and session.plaintext_length is None and 0 < n <= MAX_ZERO_COPY_FRAME:
+        if hasattr(source, "readinto"):
+            _pump_encrypt_frames(session, source, sink)
+        else:
+            _pump_encrypt_chunks(session, _chunks(source, max(n, READ_SIZE)), sink)
         return
-    for chunk in _chunks(source, max(n, _READ_SIZE)):
+    for chunk in _chunks(source, max(n, READ_SIZE)):
         out = session.update(chunk)
         if out:
             sink.write(out)
@@ -112,7 +119,7 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
     n = encryptor.frame_length
     first = bytearray(n)
     filled = _fill(source, first)
-    if filled == n and n >= _PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
+    if filled == n and n >= PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
         pipeline.encrypt_body(encryptor, source, sink.write, first, filled)
         return
     buffers = (first, bytearray(n) if filled == n else first)
@@ -122,9 +129,30 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
         following = _fill(source, buffers[1 - current])
         if not following:
             break
-        sink.write(out[:encryptor.seal_frame_into(buffers[current], out)])
+        sink.write(out[:seal_run(encryptor, buffers[current], n, out, last=False)])
         current, filled = 1 - current, following
-    sink.write(out[:encryptor.seal_final_into(memoryview(buffers[current])[:filled], out)])
+    sink.write(out[:seal_run(encryptor, buffers[current], filled, out, last=True)])
+
+
+def _pump_encrypt_chunks(session: EncryptSession, chunks: Iterator[Buffer], sink: _Writable) -> None:
+    """Chunks of any size (an iterable, or a file without ``readinto``): the batcher gathers them
+    into whole frames, sealed straight from a chunk where a frame lies inside one, and writes
+    them a batch at a time from reused buffers (as envelope.aio's stream path does)."""
+    encryptor = session.encryptor
+    outputs = Outputs(lend=True)
+    sealer = FrameSealer(encryptor, outputs)
+    per_batch = nearest_units(encryptor.frame_length + FRAME_OVERHEAD, WRITE_BATCH_BYTES)
+
+    def emit(data: bytes | memoryview) -> None:
+        if data:
+            sink.write(data)
+            outputs.give_back(data)
+
+    for chunk in chunks:
+        sealer.hold(chunk)
+        while sealer.ready:
+            emit(sealer.seal(min(sealer.ready, per_batch)))
+    emit(sealer.finish())  # the final frame (format-spec §5.4) and, signed suites, the footer
 
 
 def encrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
@@ -168,7 +196,7 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
     header: Header | None = None
     buf = bytearray(0)
     out = bytearray(0)
-    chunks = None if hasattr(source, "readinto") else _chunks(source, _READ_SIZE)
+    chunks = None if hasattr(source, "readinto") else _chunks(source, READ_SIZE)
     while True:
         if chunks is None:
             # Read exactly what the decryptor wants next, so a frame is decrypted in place.
@@ -191,9 +219,13 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
         if decryptor.needs_materials:
             header = supply(decryptor, manager)
             output.start(header)
-            if (chunks is None and _PIPELINE_MIN_FRAME <= header.frame_length <= _PIPELINE_MAX_FRAME
+            if (chunks is None and PIPELINE_MIN_FRAME <= header.frame_length <= MAX_TRUSTED_FRAME
                     and pipeline.usable_cpus() > 1):
                 pipeline.decrypt_body(decryptor, source, output.write)
+                output.finish()
+                return header
+            if chunks is not None and 0 < header.frame_length <= MAX_ALIGNED_UNIT - FRAME_OVERHEAD:
+                _open_chunks(decryptor, header.frame_length + FRAME_OVERHEAD, chunks, output.write)
                 output.finish()
                 return header
             bound = decryptor.output_bound(0)
@@ -207,6 +239,26 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
     if header is None:  # pragma: no cover - finalize raised for a message without a header
         raise RuntimeError("envelope: internal error: finished without a header")
     return header
+
+
+def _open_chunks(decryptor: MessageDecryptor, unit: int, chunks: Iterator[Buffer],
+                 write: Callable[[Any], object]) -> None:
+    """The body of a framed message from chunks of any size (header read, materials supplied):
+    the gatherer feeds the decryptor whole frames, straight from a chunk where a frame lies inside
+    one, and the plaintext goes out from reused buffers (as envelope.aio's stream path does)."""
+    outputs = Outputs(lend=True)
+    opener = FrameOpener(decryptor, outputs, unit)
+
+    def emit(data: bytes | memoryview) -> None:
+        if data:
+            write(data)
+            outputs.give_back(data)
+
+    emit(opener.start())  # the body bytes that came with the header
+    for chunk in chunks:
+        emit(opener.open(chunk))
+    emit(opener.finish())
+    decryptor.finalize()  # raises AuthenticationError if the message is truncated
 
 
 def decrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
@@ -297,7 +349,7 @@ class Decryptor(io.RawIOBase):
         self._source = source
         self._start = _message_start(source)  # None: the source cannot seek
         self._allow_unverified_signature = allow_unverified_signature
-        self._chunks = _chunks(source, _READ_SIZE)
+        self._chunks = _chunks(source, READ_SIZE)
         self._ready = bytearray()
         self._output = _Output(self._ready.extend, output_options)
         self._eof = False

@@ -25,6 +25,7 @@ import envelope
 from envelope import aio
 from envelope.aio import streams as streams_module
 from envelope.aio import worker as worker_module
+from envelope.streaming import limits
 
 pytestmark = pytest.mark.anyio
 
@@ -186,8 +187,8 @@ async def test_cancel_encrypt_file_in_the_middle_of_the_body(tmp_path: Path, mon
 async def test_slow_consumer_holds_back_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Back-pressure: with a zero-buffer stream and a slow consumer, the driver never reads more
     than a few chunks ahead of what the consumer has taken, however long the stream. Batches of
-    one frame here, so that items count frames: one chunk in the reader's hand and _DEPTH in
-    the pipe to the worker, one frame held back by the encryptor and one being sealed, _DEPTH in
+    one frame here, so that items count frames: one chunk in the reader's hand and ASYNC_PIPE_DEPTH in
+    the pipe to the worker, one frame held back by the encryptor and one being sealed, ASYNC_PIPE_DEPTH in
     the pipe to the sink and one in the writer's hand."""
     chunk = 4096
     monkeypatch.setattr(streams_module, "BATCH_BYTES", chunk)
@@ -217,7 +218,7 @@ async def test_slow_consumer_holds_back_the_producer(monkeypatch: pytest.MonkeyP
         async with send:
             await aio.encrypt_stream(source(), send, keyring=KEYRING, algorithm=UNSIGNED, frame_length=chunk)
     assert pulled == 200
-    assert lead <= 2 * streams_module._DEPTH + 4
+    assert lead <= 2 * limits.ASYNC_PIPE_DEPTH + 4
 
 
 async def test_decompression_is_paced_by_the_sink() -> None:
