@@ -51,12 +51,12 @@ _TAG = 16
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """The sync driver without its pipeline: frames below the threshold take the one-thread path."""
-    saved = sync._PIPELINE_MIN_FRAME
-    sync._PIPELINE_MIN_FRAME = sys.maxsize
+    saved = sync.PIPELINE_MIN_FRAME
+    sync.PIPELINE_MIN_FRAME = sys.maxsize
     try:
         yield
     finally:
-        sync._PIPELINE_MIN_FRAME = saved
+        sync.PIPELINE_MIN_FRAME = saved
 
 
 def _envelope(suite: str, frame: int, threaded: bool) -> Callable[[str, str, str], None]:

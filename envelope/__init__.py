@@ -1,7 +1,7 @@
 """envelope: envelope encryption for large files and streams, compatible with the AWS Encryption SDK.
 
 The recipe API: `encrypt`/`decrypt` for bytes, `encrypt_stream`/`decrypt_stream` and the
-`Encryptor`/`Decryptor` file objects for streams, keyrings that wrap the data key, and one error
+`Encryptor`/`Decryptor` file objects for streams, `encrypt_file`/`decrypt_file` for files, keyrings that wrap the data key, and one error
 root, `EnvelopeError`. `envelope.aio` has the async mirrors; `envelope.kms` the embedded
 key-management service. `envelope.format` and `envelope.crypto` are lower layers, not re-exported.
 """
@@ -56,6 +56,11 @@ from .materials.materials import DecryptionRequest as DecryptionRequest
 from .materials.materials import EncryptionMaterials as EncryptionMaterials
 from .materials.materials import EncryptionRequest as EncryptionRequest
 from .materials.required_context import RequiredEncryptionContextManager as RequiredEncryptionContextManager
+from .streaming.files import decrypt_file as decrypt_file
+from .streaming.files import encrypt_file as encrypt_file
+from .streaming.options import DecryptOptions as DecryptOptions
+from .streaming.options import EncryptOptions as EncryptOptions
+from .streaming.options import EncryptStreamOptions as EncryptStreamOptions
 from .streaming.ranged import decrypt_range as decrypt_range
 from .streaming.rewrap import rewrap as rewrap
 from .streaming.sync import Decryptor as Decryptor
@@ -75,11 +80,14 @@ __all__ = [
     "CachingStats",
     "CommitmentPolicy",
     "CryptoCache",
+    "DecryptOptions",
     "DecryptionMaterials",
     "DecryptionRequest",
     "Decryptor",
     "DefaultMaterialsManager",
     "DiscoveryFilter",
+    "EncryptOptions",
+    "EncryptStreamOptions",
     "EncryptedDataKey",
     "EncryptionMaterials",
     "EncryptionRequest",
@@ -110,10 +118,12 @@ __all__ = [
     "RawRSAKeyring",
     "RequiredEncryptionContextManager",
     "decrypt",
+    "decrypt_file",
     "decrypt_range",
     "decrypt_stream",
     "edk_key_name",
     "encrypt",
+    "encrypt_file",
     "encrypt_stream",
     "read_header",
     "rewrap",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Unpack
 
 from .format.header import Header
 from .keyrings.base import Keyring
 from .materials.base import MaterialsManager
+from .streaming.options import DecryptOptions, EncryptOptions
 from .streaming.session import (
     as_buffer,
     new_decryptor,
@@ -23,7 +23,7 @@ Buffer = bytes | bytearray | memoryview
 
 
 def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
-            **options: Any) -> bytes:
+            **options: Unpack[EncryptOptions]) -> bytes:
     """Encrypt ``plaintext`` into one message.
 
     The plaintext is authenticated and encrypted; the encryption context is authenticated and
@@ -39,6 +39,7 @@ def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_mana
     :param max_encrypted_data_keys: refuse materials with more encrypted data keys.
     :param compression: ``"zstd"`` to compress before encrypting; ``compression_level`` (default 3).
     :returns: the message bytes.
+    :raises TypeError: an unknown option name (mypy already rejects it: see `EncryptOptions`).
     """
     data = as_buffer(plaintext, "plaintext")
     session = new_encryptor(keyring=keyring, materials_manager=materials_manager, plaintext_length=len(data), **options)
@@ -46,7 +47,7 @@ def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_mana
 
 
 def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
-            encryption_context: Mapping[str, str] | None = None, **options: Any) -> tuple[bytes, Header]:
+            **options: Unpack[DecryptOptions]) -> tuple[bytes, Header]:
     """Decrypt and authenticate one message.
 
     :param encryption_context: pairs the message must carry with these exact values; required
@@ -66,7 +67,7 @@ def decrypt(ciphertext: Buffer, *, keyring: Keyring | None = None, materials_man
     """
     data = as_buffer(ciphertext, "ciphertext")
     manager = resolve_materials_manager(keyring, materials_manager)
-    decryptor, output_options = new_decryptor(encryption_context=encryption_context, **options)
+    decryptor, output_options = new_decryptor(**options)
     # The whole message is here: parse the header in place and read the body straight from the
     # input, with no buffering in the decryptor (format-spec §10 release rules still apply there).
     start = decryptor.parse_whole_header(data)

@@ -18,15 +18,15 @@ import envelope
 with warnings.catch_warnings():
     # The ESDK imports modules that warn about their own deprecations on import.
     warnings.simplefilter("ignore")
-    import aws_encryption_sdk
+    import aws_encryption_sdk  # type: ignore[import-untyped]
     from aws_encryption_sdk import CommitmentPolicy as ESDKCommitmentPolicy
-    from aws_encryption_sdk.exceptions import AWSEncryptionSDKClientError
-    from aws_encryption_sdk.identifiers import Algorithm, EncryptionKeyType, WrappingAlgorithm
-    from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
-    from aws_encryption_sdk.key_providers.base import MasterKeyProvider, MasterKeyProviderConfig
-    from aws_encryption_sdk.key_providers.raw import RawMasterKey
-    from aws_encryption_sdk.materials_managers import DecryptionMaterialsRequest
-    from aws_encryption_sdk.materials_managers.default import DefaultCryptoMaterialsManager
+    from aws_encryption_sdk.exceptions import AWSEncryptionSDKClientError  # type: ignore[import-untyped]
+    from aws_encryption_sdk.identifiers import Algorithm, EncryptionKeyType, WrappingAlgorithm  # type: ignore[import-untyped]
+    from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey  # type: ignore[import-untyped]
+    from aws_encryption_sdk.key_providers.base import MasterKeyProvider, MasterKeyProviderConfig  # type: ignore[import-untyped]
+    from aws_encryption_sdk.key_providers.raw import RawMasterKey  # type: ignore[import-untyped]
+    from aws_encryption_sdk.materials_managers import DecryptionMaterialsRequest  # type: ignore[import-untyped]
+    from aws_encryption_sdk.materials_managers.default import DefaultCryptoMaterialsManager  # type: ignore[import-untyped]
 
 __all__ = [
     "ESDK_RSA_PADDINGS",

@@ -14,10 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    import aws_encryption_sdk
-    from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
-    from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
-    from aws_cryptographic_material_providers.mpl.models import (
+    import aws_encryption_sdk  # type: ignore[import-untyped]
+    from aws_cryptographic_material_providers.mpl import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        AwsCryptographicMaterialProviders,
+    )
+    from aws_cryptographic_material_providers.mpl.config import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        MaterialProvidersConfig,
+    )
+    from aws_cryptographic_material_providers.mpl.models import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
         CreateAwsKmsRsaKeyringInput,
         CreateRawEcdhKeyringInput,
         EphemeralPrivateKeyToStaticPublicKeyInput,
@@ -27,7 +31,9 @@ with warnings.catch_warnings():
         RawEcdhStaticConfigurationsRawPrivateKeyToStaticPublicKey,
         RawPrivateKeyToStaticPublicKeyInput,
     )
-    from aws_cryptography_primitives.smithygenerated.aws_cryptography_primitives.models import ECDHCurveSpec
+    from aws_cryptography_primitives.smithygenerated.aws_cryptography_primitives.models import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        ECDHCurveSpec,
+    )
 
 __all__ = [
     "CURVES",

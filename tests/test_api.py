@@ -43,11 +43,14 @@ PINNED_ALL = [
     "CachingStats",
     "CommitmentPolicy",
     "CryptoCache",
+    "DecryptOptions",
     "DecryptionMaterials",
     "DecryptionRequest",
     "Decryptor",
     "DefaultMaterialsManager",
     "DiscoveryFilter",
+    "EncryptOptions",
+    "EncryptStreamOptions",
     "EncryptedDataKey",
     "EncryptionMaterials",
     "EncryptionRequest",
@@ -78,10 +81,12 @@ PINNED_ALL = [
     "RawRSAKeyring",
     "RequiredEncryptionContextManager",
     "decrypt",
+    "decrypt_file",
     "decrypt_range",
     "decrypt_stream",
     "edk_key_name",
     "encrypt",
+    "encrypt_file",
     "encrypt_stream",
     "read_header",
     "rewrap",
@@ -383,16 +388,17 @@ def _rejecting_rsa_keyring(namespace: str, name: str) -> envelope.RawRSAKeyring:
 @pytest.mark.parametrize("algorithm", ["AES_256_GCM_HKDF_SHA512_COMMIT_KEY", "AES_256_GCM_IV12_TAG16_HKDF_SHA256"])
 def test_rsa_random_unwrap_is_no_matching_key_and_the_next_keyring_is_tried(algorithm: str) -> None:
     # Committing suites catch the random key by its commitment, the others by the header tag.
-    policy = {} if "COMMIT" in algorithm else {"commitment_policy": "REQUIRE_ENCRYPT_ALLOW_DECRYPT"}
-    writer_policy = {} if "COMMIT" in algorithm else {"commitment_policy": "FORBID_ENCRYPT_ALLOW_DECRYPT"}
+    policy: envelope.DecryptOptions = {} if "COMMIT" in algorithm else \
+        {"commitment_policy": "REQUIRE_ENCRYPT_ALLOW_DECRYPT"}
+    writer_policy = None if "COMMIT" in algorithm else "FORBID_ENCRYPT_ALLOW_DECRYPT"
     rsa_keyring = _rejecting_rsa_keyring("api-rsa", "lying")
     aes_keyring = envelope.RawAESKeyring("api-ns", "aes", bytes(range(32)))
     message = envelope.encrypt(b"payload", keyring=envelope.MultiKeyring(generator=aes_keyring, children=[
         envelope.RawRSAKeyring("api-rsa", "lying", public_key_pem=rsa_pems()[1], padding="PKCS1")]),
-        algorithm=algorithm, **writer_policy)
+        algorithm=algorithm, commitment_policy=writer_policy)
     with pytest.raises(NoMatchingKeyError) as info:
         envelope.decrypt(message, keyring=rsa_keyring, **policy)
-    assert any("does not fit this message" in reason for reason in info.value.errors)
+    assert any("does not fit this message" in str(reason) for reason in info.value.errors)
     # In a multi-keyring the RSA member's miss no longer ends the search: the AES member decrypts.
     both = envelope.MultiKeyring(children=[rsa_keyring, aes_keyring])
     assert envelope.decrypt(message, keyring=both, **policy)[0] == b"payload"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import random
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -315,3 +317,19 @@ async def test_callers_cannot_set_envelope_keys(key: str, tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="envelope:"):
         await aio.encrypt_file(tmp_path / "in", tmp_path / "out", keyring=KEYRING, encryption_context=context)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_zstandard_is_loaded_only_for_compressed_messages() -> None:
+    # In a fresh interpreter: this one has zstandard loaded already.
+    script = """if True:
+        import sys
+        import envelope, envelope.aio
+        kr = envelope.RawAESKeyring("ns", "k", bytes(32))
+        message = envelope.encrypt(b"plain", keyring=kr, encryption_context={"a": "b"})
+        assert envelope.decrypt(message, keyring=kr)[0] == b"plain"
+        print("zstandard" in sys.modules)
+        compressed = envelope.encrypt(b"z" * 1000, keyring=kr, compression="zstd")
+        print("zstandard" in sys.modules)
+    """
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]

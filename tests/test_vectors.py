@@ -322,7 +322,7 @@ ESDK_NEGATIVE = [v for v in VECTORS if v["expect"] != "success" and "decrypt_enc
 
 @pytest.mark.parametrize("vector", ESDK_NEGATIVE, ids=[v["id"] for v in ESDK_NEGATIVE])
 def test_esdk_agrees_on_our_negative_vectors(vector: dict[str, Any]) -> None:
-    import aws_encryption_sdk
+    import aws_encryption_sdk  # type: ignore[import-untyped]
     from cryptography.exceptions import InvalidSignature, InvalidTag
 
     message = (ROOT / vector["message"]).read_bytes()

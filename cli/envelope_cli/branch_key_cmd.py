@@ -96,7 +96,7 @@ def _store(args: argparse.Namespace) -> envelope.BranchKeyStore:
     try:
         import boto3  # type: ignore[import-untyped]
     except ImportError:
-        raise CLIError("--ddb-table-name needs boto3", ExitCode.USAGE, hint="pip install 'envelope[boto3]'") from None
+        raise CLIError("--ddb-table-name needs boto3", ExitCode.USAGE, hint="pip install 'envelope-crypto[boto3]'") from None
     ddb = boto3.client("dynamodb", region_name=region_of(opts), endpoint_url=args.ddb_endpoint_url)
     return envelope.BranchKeyStore.dynamodb(args.ddb_table_name, args.kms_key_id, kms_client=kms, ddb_client=ddb,
                                             logical_key_store_name=args.logical_key_store_name)

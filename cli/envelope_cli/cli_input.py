@@ -24,7 +24,7 @@ def _load_yaml(text: str, flag: str) -> Any:
         import yaml
     except ImportError:
         raise CLIError(f"{flag} needs PyYAML", ExitCode.AWS_CONFIG,
-                       hint="pip install 'envelope[cli]' (or pip install pyyaml)") from None
+                       hint="pip install 'envelope-crypto[cli]' (or pip install pyyaml)") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -84,7 +84,7 @@ def skeleton(operation_model: Any, kind: str) -> Any:
             import yaml
         except ImportError:
             raise CLIError("--generate-cli-skeleton yaml-input needs PyYAML", ExitCode.AWS_CONFIG,
-                           hint="pip install 'envelope[cli]' (or pip install pyyaml)") from None
+                           hint="pip install 'envelope-crypto[cli]' (or pip install pyyaml)") from None
         required = set(getattr(shape, "required_members", ()) or ())
         lines: list[str] = []
         for key, value in data.items():

@@ -92,7 +92,7 @@ def _boto3_client(opts: GlobalOptions, service: str, region: str | None) -> Any:
         from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - boto3 comes with the cli extra
         raise CLIError("calling a KMS endpoint needs boto3", ExitCode.AWS_CONFIG,
-                       hint="pip install 'envelope[cli]'") from None
+                       hint="pip install 'envelope-crypto[cli]'") from None
     verify: bool | str | None = False if opts.no_verify_ssl else opts.ca_bundle
     # The credential chain reads the environment: a client is reused only while it is unchanged.
     environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))

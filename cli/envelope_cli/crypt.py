@@ -17,7 +17,7 @@ from .exits import NO_KEY_HINT, CLIError, ExitCode, describe, naming_input
 from .files import STDIO, AtomicOutput, Job, file_mode, is_stream_target, plan_jobs, refuse_empty_message, regular_size
 from .headers import edk_key_id, header_dict
 from .keys import add_key_arguments, build_keyring, keyring_options
-from .progress import Progress, make_progress
+from .progress import Progress, describe_job, make_progress
 
 __all__ = ["add_context_argument", "add_parsers", "parse_context", "run_decrypt", "run_encrypt"]
 
@@ -281,8 +281,10 @@ def _run(args: argparse.Namespace, decrypt: bool) -> int:
         progress = make_progress(quiet=args.quiet, total=total)
         progress.start(f"{mode}ing", total)
         outer.callback(progress.stop)
-        for job in jobs:
+        for index, job in enumerate(jobs, 1):
             with naming_input(job.source, many=len(jobs) > 1):
+                progress.describe(describe_job(mode, job.source, index=index, count=len(jobs),
+                                               size=regular_size(job.source)))
                 if byte_range is not None:
                     record = _one_range(job, manager, options, byte_range, args.allow_unverified_signature,
                                         overwrite=args.overwrite)

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .argtypes import ArgumentParser
+
 __all__ = ["add_commands", "main"]
 
 _DATA_DIR_HELP = "the KMS data directory (default: $ENVELOPE_DATA_DIR or ~/.local/share/envelope)"
@@ -143,7 +145,7 @@ def add_commands(kms_subparsers: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one of the commands standalone; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="envelope kms", description="The embedded KMS's HTTP endpoint.")
+    parser = ArgumentParser(prog="envelope kms", description="The embedded KMS's HTTP endpoint.")
     add_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)
     try:

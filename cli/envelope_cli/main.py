@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import envelope
 
 from . import crypt, ecdh_keys, inspect_cmd, rewrap_cmd
+from .argtypes import ArgumentParser
 from .exits import EXIT_CODES_HELP, ExitCode, aws_exit_code, report
 from .files import Interrupted, discard_all, install_signal_handlers, restore_signal_handlers
 from .globalopts import AWS_STYLE_COMMANDS, GLOBAL_HELP, split_global_options
@@ -18,7 +19,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="envelope", formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=GLOBAL_HELP + "\n\n" + EXIT_CODES_HELP,
         description="Envelope encryption of files and streams (AWS Encryption SDK message format),\n"

@@ -42,7 +42,7 @@ def _query(data: Any, expression: str | None) -> Any:
         import jmespath  # type: ignore[import-untyped]
         from jmespath.exceptions import JMESPathError  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - jmespath is in the cli extra
-        raise ValueError("--query needs the jmespath package (pip install 'envelope[cli]')") from None
+        raise ValueError("--query needs the jmespath package (pip install 'envelope-crypto[cli]')") from None
     try:
         return jmespath.search(expression, data)
     except JMESPathError as exc:
@@ -54,7 +54,7 @@ def _yaml(data: Any, stream: IO[str]) -> None:
         import yaml
     except ImportError:
         raise CLIError("--output yaml needs PyYAML", ExitCode.AWS_CONFIG,
-                       hint="pip install 'envelope[cli]' (or pip install pyyaml)") from None
+                       hint="pip install 'envelope-crypto[cli]' (or pip install pyyaml)") from None
     # Block style, keys in the response's order, lists at their key's indent: aws CLI v2's layout.
     yaml.safe_dump(data, stream, default_flow_style=False, sort_keys=False, allow_unicode=True)
 

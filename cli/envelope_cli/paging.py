@@ -63,7 +63,7 @@ def paginate(method: Callable[..., Any], config: Mapping[str, Any], params: dict
         from botocore.exceptions import PaginationError  # type: ignore[import-untyped]
         from botocore.paginate import Paginator  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - botocore comes with the cli extra
-        raise CLIError("paging needs botocore (pip install 'envelope[cli]')", ExitCode.AWS_CONFIG) from None
+        raise CLIError("paging needs botocore (pip install 'envelope-crypto[cli]')", ExitCode.AWS_CONFIG) from None
     limit_key = config.get("limit_key")
     # Paginator reads the model only for the limit key's type (KMS's Limit is an integer).
     model = SimpleNamespace(input_shape=SimpleNamespace(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Unpack
 
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..streaming.compression import COMPRESSION_KEY
 from ..streaming.decryptor import MessageDecryptor
+from ..streaming.options import ENCRYPT_OPTION_NAMES, DecryptOptions, EncryptOptions, check_options
 from ..streaming.session import OutputOptions, as_buffer, new_decryptor, whole_plaintext
 from .adapters import Buffer
 from .materials import resolve, start_encryptor, supply_materials
@@ -20,7 +21,7 @@ __all__ = ["decrypt", "encrypt"]
 
 async def encrypt(plaintext: Buffer, *, keyring: AsyncKeyring | Keyring | None = None,
                   materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                  **options: Any) -> bytes:
+                  **options: Unpack[EncryptOptions]) -> bytes:
     """Encrypt ``plaintext`` into one message; the async mirror of `envelope.encrypt`.
 
     Same options and result. A sync keyring or materials manager runs in a worker thread, an
@@ -30,8 +31,9 @@ async def encrypt(plaintext: Buffer, *, keyring: AsyncKeyring | Keyring | None =
     :returns: the message bytes.
     """
     data = as_buffer(plaintext, "plaintext")
+    check_options(ENCRYPT_OPTION_NAMES, options, "encrypt")  # no plaintext_length: it is len(plaintext)
     manager = resolve(keyring, materials_manager)
-    session = await start_encryptor(manager, options, plaintext_length=len(data))
+    session = await start_encryptor(manager, {**options, "plaintext_length": len(data)})
     signed = session.encryptor.header.algorithm.is_signing
     weight = COMPRESS_WEIGHT if session.compressor is not None else SIGNED_WEIGHT if signed else 1
     cost = len(data) * weight + (OFFLOAD_BYTES if signed else 0)  # an ECDSA signature is ~0.4 ms
@@ -45,7 +47,7 @@ def _open_all(decryptor: MessageDecryptor, header: Header, body: memoryview, opt
 
 async def decrypt(ciphertext: Buffer, *, keyring: AsyncKeyring | Keyring | None = None,
                   materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                  **options: Any) -> tuple[bytes, Header]:
+                  **options: Unpack[DecryptOptions]) -> tuple[bytes, Header]:
     """Decrypt and authenticate one message; the async mirror of `envelope.decrypt`.
 
     Same options, result and errors. Nothing is returned unless the whole message verified.

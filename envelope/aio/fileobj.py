@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import anyio
 
@@ -13,6 +13,8 @@ from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..streaming.compression import COMPRESSION_KEY
 from ..streaming.decryptor import MessageDecryptor
+from ..streaming.limits import READ_SIZE
+from ..streaming.options import ENCRYPT_STREAM_OPTION_NAMES, DecryptOptions, EncryptStreamOptions, check_options
 from ..streaming.session import EncryptSession, new_decryptor, plaintext_writer
 from .adapters import Buffer, Sink, Source, reader, sender
 from .materials import resolve, start_encryptor, supply_materials
@@ -20,8 +22,6 @@ from .offload import COMPRESS_WEIGHT, OFFLOAD_BYTES, SIGNED_WEIGHT, offload
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 
 __all__ = ["AsyncDecryptor", "AsyncEncryptor"]
-
-_READ_SIZE = 1024 * 1024
 
 
 class AsyncEncryptor:
@@ -39,7 +39,8 @@ class AsyncEncryptor:
 
     def __init__(self, sink: Sink, *, keyring: AsyncKeyring | Keyring | None = None,
                  materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                 **options: Any) -> None:
+                 **options: Unpack[EncryptStreamOptions]) -> None:
+        check_options(ENCRYPT_STREAM_OPTION_NAMES, options, "AsyncEncryptor")  # used at the first write
         self._send, _ = sender(sink)
         self._manager = resolve(keyring, materials_manager)
         self._options = options
@@ -111,7 +112,7 @@ class AsyncDecryptor:
 
     def __init__(self, source: Source, *, keyring: AsyncKeyring | Keyring | None = None,
                  materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                 **options: Any) -> None:
+                 **options: Unpack[DecryptOptions]) -> None:
         self._reader = reader(source)
         self._manager = resolve(keyring, materials_manager)
         self._core: MessageDecryptor
@@ -149,7 +150,7 @@ class AsyncDecryptor:
 
     async def _step(self) -> None:
         core = self._core
-        chunk = await self._reader.read(core.size_hint() if self._header is None else _READ_SIZE)
+        chunk = await self._reader.read(core.size_hint() if self._header is None else READ_SIZE)
         if not chunk:
             core.finalize()  # raises AuthenticationError if the message is truncated
             if self._finish is not None:

@@ -4,78 +4,44 @@ authenticated); on error or cancellation it is removed and the destination left 
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import suppress
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import IO, Unpack
 
 import anyio
 
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
-from .materials import ResolvedManager, resolve
+from ..streaming.files import StrPath, check_paths, commit, discard, open_input, open_temp
+from ..streaming.options import DecryptOptions, EncryptStreamOptions
+from .materials import resolve
 from .offload import in_thread
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 from .worker import decrypt_files, encrypt_files
 
 __all__ = ["decrypt_file", "encrypt_file"]
 
-StrPath = str | os.PathLike[str]
-_Run = Callable[[Any, Any, ResolvedManager, Mapping[str, Any]], Awaitable[Header]]
+_Run = Callable[[IO[bytes], IO[bytes]], Awaitable[Header]]
 
 
-def _open_input(src: str, dst: str) -> Any:
-    source = open(src, "rb")  # noqa: SIM115 - closed by the caller
+async def _transform(src_path: StrPath, dst_path: StrPath, overwrite: bool, run: _Run) -> Header:
+    # The steps of envelope.streaming.files' sync _transform, with the blocking ones in a thread.
+    src, dst = check_paths(src_path, dst_path)
+    source = await in_thread(open_input, src, dst, overwrite)
     try:
-        if os.path.exists(dst) and os.path.samefile(src, dst):
-            raise ValueError(f"{dst!r} is the input file; envelope never overwrites its input")
-    except BaseException:
-        source.close()
-        raise
-    return source
-
-
-def _commit(out: Any, temp: str, dst: str) -> None:
-    try:
-        out.close()
-        os.replace(temp, dst)
-    except BaseException:
-        _discard(out, temp)
-        raise
-
-
-def _discard(out: Any, temp: str) -> None:
-    with suppress(OSError):
-        out.close()
-    with suppress(FileNotFoundError):
-        os.unlink(temp)
-
-
-async def _transform(src_path: StrPath, dst_path: StrPath, run: _Run, manager: ResolvedManager,
-                     options: Mapping[str, Any]) -> Header:
-    src, dst = os.fspath(src_path), os.fspath(dst_path)
-    if not isinstance(src, str) or not isinstance(dst, str):
-        raise TypeError("paths must be str or os.PathLike[str]")
-    source = await in_thread(_open_input, src, dst)
-    try:
-        directory, name = os.path.split(os.path.abspath(dst))
-        # mkstemp: mode 0600, so a decrypted file is never readable by others while it is written.
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-        out = os.fdopen(fd, "wb")
+        out, temp = open_temp(dst)
         try:
-            header = await run(source, out, manager, options)
+            header = await run(source, out)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await in_thread(_discard, out, temp)
+                await in_thread(discard, out, temp)
             raise
         # In a thread, since replacing a large file frees its blocks inside rename() (a measured
         # 100+ ms loop stall for 256 MiB); shielded, so that a cancellation arriving now cannot
         # separate "renamed" from "reported": the call then completes and the caller sees the
         # cancellation at its next checkpoint.
         with anyio.CancelScope(shield=True):
-            await in_thread(_commit, out, temp, dst)
+            await in_thread(commit, out, temp, dst, overwrite)
     finally:
         source.close()
     return header
@@ -83,29 +49,38 @@ async def _transform(src_path: StrPath, dst_path: StrPath, run: _Run, manager: R
 
 async def encrypt_file(src_path: StrPath, dst_path: StrPath, *, keyring: AsyncKeyring | Keyring | None = None,
                        materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                       **options: Any) -> Header:
+                       overwrite: bool = False, **options: Unpack[EncryptStreamOptions]) -> Header:
     """Encrypt the file ``src_path`` into ``dst_path``, replacing it only on success.
 
     The work runs in one worker thread (file reads, AES and writes together; a sync keyring too),
     cancellable between frames; an `AsyncKeyring` is awaited on the event loop. The new file has
-    mode 0600.
+    mode 0600. The same contract as `envelope.encrypt_file`.
 
+    :param overwrite: replace an existing ``dst_path`` (only on success); else it is an error.
     :param options: as for `envelope.encrypt_stream`.
     :returns: the message header.
+    :raises FileExistsError: ``dst_path`` exists and ``overwrite`` is false.
     :raises ValueError: ``dst_path`` is the input file.
     """
-    return await _transform(src_path, dst_path, encrypt_files, resolve(keyring, materials_manager), options)
+    manager = resolve(keyring, materials_manager)
+    return await _transform(src_path, dst_path, overwrite,
+                            lambda source, out: encrypt_files(source, out, manager, options))
 
 
 async def decrypt_file(src_path: StrPath, dst_path: StrPath, *, keyring: AsyncKeyring | Keyring | None = None,
                        materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                       **options: Any) -> Header:
+                       overwrite: bool = False, **options: Unpack[DecryptOptions]) -> Header:
     """Decrypt the message in ``src_path`` into ``dst_path``, replacing it only once the whole
-    message has been authenticated; on any error or cancellation ``dst_path`` is untouched.
+    message has been authenticated; on any error or cancellation ``dst_path`` is untouched. The
+    same contract as `envelope.decrypt_file`.
 
+    :param overwrite: replace an existing ``dst_path`` (only on success); else it is an error.
     :param options: as for `envelope.decrypt_stream`.
     :returns: the authenticated header.
     :raises AuthenticationError: tampering, truncation or trailing data.
+    :raises FileExistsError: ``dst_path`` exists and ``overwrite`` is false.
     :raises ValueError: ``dst_path`` is the input file.
     """
-    return await _transform(src_path, dst_path, decrypt_files, resolve(keyring, materials_manager), options)
+    manager = resolve(keyring, materials_manager)
+    return await _transform(src_path, dst_path, overwrite,
+                            lambda source, out: decrypt_files(source, out, manager, options))

@@ -3,19 +3,19 @@ manager (sync or async) is called from the event loop or from a worker thread.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import anyio
 import anyio.from_thread
 
 from ..errors import KeyringError
 from ..format.header import EncryptedDataKey, Header
-from ..keyrings.base import Keyring
+from ..keyrings.base import Keyring, keyring_label
 from ..materials.base import MaterialsManager
 from ..materials.default import DefaultMaterialsManager
 from ..materials.materials import DecryptionMaterials, DecryptionRequest, EncryptionMaterials, EncryptionRequest
 from ..streaming.decryptor import MessageDecryptor
+from ..streaming.options import EncryptStreamOptions
 from ..streaming.session import (
     EncryptSession,
     authenticate_header,
@@ -84,9 +84,9 @@ class AsyncDefaultMaterialsManager:
             materials = await in_thread(self._sync.on_encrypt, materials)
         # The checks DefaultMaterialsManager makes after its keyring call.
         if materials.plaintext_data_key is None or not materials.encrypted_data_keys:
-            raise KeyringError(f"{self.keyring!r} returned no data key or no encrypted data key")
+            raise KeyringError(f"{keyring_label(self.keyring)} returned no data key or no encrypted data key")
         if materials.algorithm is not suite:
-            raise KeyringError(f"{self.keyring!r} changed the algorithm suite")
+            raise KeyringError(f"{keyring_label(self.keyring)} changed the algorithm suite")
         return materials
 
     async def adecrypt_materials(self, request: DecryptionRequest) -> DecryptionMaterials:
@@ -102,7 +102,7 @@ class AsyncDefaultMaterialsManager:
         elif self._sync is not None:
             materials = await in_thread(self._sync.on_decrypt, materials, edks)
         if materials.plaintext_data_key is None:
-            raise KeyringError(f"{self.keyring!r} returned no data key")
+            raise KeyringError(f"{keyring_label(self.keyring)} returned no data key")
         return materials
 
 
@@ -166,15 +166,12 @@ def resolve(keyring: AsyncKeyring | Keyring | None,
     return ResolvedManager(sync=DefaultMaterialsManager(keyring))  # type: ignore[arg-type]
 
 
-async def start_encryptor(manager: ResolvedManager, options: Mapping[str, Any],
-                          plaintext_length: int | None = None) -> EncryptSession:
+async def start_encryptor(manager: ResolvedManager, options: EncryptStreamOptions) -> EncryptSession:
     """`new_encryptor` with the materials call awaited.
 
     :raises TypeError, ValueError: the options are misused (checked before the manager is called).
     """
-    # A stream's options may declare plaintext_length themselves (as for the sync driver).
-    plan = plan_encryption(**options) if plaintext_length is None else \
-        plan_encryption(plaintext_length=plaintext_length, **options)
+    plan = plan_encryption(**options)
     return start_encryption(plan, await manager.aget_encryption_materials(plan.request))
 
 

@@ -10,18 +10,30 @@ import threading
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 from ..format.body import FRAME_OVERHEAD
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
+from ..streaming.batcher import FrameSealer
+from ..streaming.buffers import Outputs
 from ..streaming.compression import compression_of
 from ..streaming.decryptor import MessageDecryptor
+from ..streaming.gatherer import FrameOpener
+from ..streaming.limits import (
+    ASYNC_BATCH_BYTES,
+    ASYNC_DECRYPT_BATCH_BYTES,
+    ASYNC_PIPE_DEPTH,
+    DECOMPRESSED_PIECE_ASYNC,
+    MAX_ALIGNED_UNIT,
+    MAX_READ_SIZE,
+    MAX_ZERO_COPY_FRAME,
+    nearest_units,
+)
+from ..streaming.options import DecryptOptions, EncryptStreamOptions
 from ..streaming.session import EncryptSession, OutputOptions, new_decryptor, plaintext_writer
 from .adapters import Buffer, Reader, Send, Sink, Source, chunks, reader, sender, sync_file
-from .buffers import Outputs
-from .frames import FrameOpener, FrameSealer
 from .materials import resolve, start_encryptor, supply_materials
 from .protocols import AsyncKeyring, AsyncMaterialsManager
 from .segment import FileInputs, Inputs, Pipe, PipeInputs, run_segment
@@ -29,24 +41,10 @@ from .worker import decrypt_files, encrypt_files
 
 __all__ = ["decrypt_stream", "encrypt_stream"]
 
-# Bytes per read and per batch of frames (one sink write each), and items each pipe between the
-# loop and the worker holds. An async sink's write costs a thread hop of its own (anyio's
-# AsyncFile: ~0.2 ms of CPU on asyncio, a little more on trio, against ~0.6 ms to write 1 MiB
-# to tmpfs), so batches are 4 MiB: 2 MiB ones measured ~8 ms more loop CPU per 256 MiB.
-# Measured with bench/bench_async.py (256 MiB, default 1 MiB frames, 2 cores); peak traced
-# memory ~35 MiB a stream with an AsyncFile source (three read buffers, a few output batches),
-# ~25 MiB with other sources.
-BATCH_BYTES = 4 * 1024 * 1024
-DECRYPT_BATCH_BYTES = 4 * 1024 * 1024
-_DEPTH = 2
-_DECOMPRESSED_PIECE = 1024 * 1024
-_MAX_READ_SIZE = 64 * 1024 * 1024
-# The largest frame sealed by FrameSealer (bigger ones take the session's general path, which
-# holds a frame whatever its size); the sync driver's zero-copy path uses the same limit.
-_MAX_BATCH_FRAME = 64 * 1024 * 1024
-# As in the sync driver and the decryptor's size_hint: reads sized by a header's frame length
-# stop here, since a hostile header may claim any length (format-spec §9).
-_MAX_ALIGNED_FRAME = 4 * 1024 * 1024 + 32
+# Batch sizes and caps live in envelope/streaming/limits.py (with the measurements behind them);
+# bound here so that tests can shrink the batches of this module alone.
+BATCH_BYTES = ASYNC_BATCH_BYTES
+DECRYPT_BATCH_BYTES = ASYNC_DECRYPT_BATCH_BYTES
 
 Emit = Callable[[bytes | memoryview], None]
 Busy = Callable[[], bool]  # whether the sink has output queued (worth gathering a bigger batch)
@@ -56,7 +54,7 @@ def _batch(unit: int, batch: int) -> int:
     """Read size for whole units (frames): about ``batch`` bytes of them, at least one."""
     if unit <= 0:
         return batch
-    return min(unit * max(1, (batch + unit // 2) // unit), _MAX_READ_SIZE)
+    return min(unit * nearest_units(unit, batch), MAX_READ_SIZE)
 
 
 # -- the worker's side: each of these runs in the segment's worker thread ------------------------
@@ -73,7 +71,7 @@ def _seal_frames(session: EncryptSession, outputs: Outputs, inputs: Inputs, emit
     # Sized by output, so that tiny frames (each with FRAME_OVERHEAD bytes) still make batches
     # of about BATCH_BYTES.
     unit = encryptor.frame_length + FRAME_OVERHEAD
-    per_batch = max(1, (BATCH_BYTES + unit // 2) // unit)
+    per_batch = nearest_units(unit, BATCH_BYTES)
     sealer = FrameSealer(encryptor, outputs, inputs.release)
     while (chunk := inputs.next()) is not None:
         session.count(len(chunk))
@@ -123,9 +121,7 @@ def _open_decompressed(decryptor: MessageDecryptor, header: Header, options: Out
                        emit: Emit, busy: Busy) -> None:
     """Compressed messages: output size is not bounded by the input (zstd), so each piece waits
     for room in the pipe to the sink (back-pressure holds back decompression too)."""
-    # 1 MiB pieces, not the sync default of 256 KiB: each piece is a hand-off to the loop here,
-    # and 1 MiB measured 2-5% faster (aio.decrypt_stream to an async sink, zstd level 3).
-    write, finish = plaintext_writer(header, lambda piece: emit(bytes(piece)), options, piece_size=_DECOMPRESSED_PIECE)
+    write, finish = plaintext_writer(header, lambda piece: emit(bytes(piece)), options, piece_size=DECOMPRESSED_PIECE_ASYNC)
 
     def step(chunk: Buffer) -> None:
         out = decryptor.update(chunk)
@@ -164,7 +160,7 @@ def _inputs(source: Source, source_reader: Reader | None, size: int, unit: int, 
     chunks that a task on the loop reads from the async source into a pipe (None ends them)."""
     if source_reader is None:
         return FileInputs(sync_file(source), size, unit, stop, first), None, None
-    inbox: Pipe[Buffer | None] = Pipe(_DEPTH, stop)
+    inbox: Pipe[Buffer | None] = Pipe(ASYNC_PIPE_DEPTH, stop)
     reader_ = source_reader
 
     async def feed() -> None:
@@ -190,7 +186,7 @@ def _outputs(sink: Sink, send: Send | None, outputs: Outputs,
                 outputs.give_back(data)
 
         return emit_to_file, lambda: False, lambda: None, None, None
-    outbox: Pipe[bytes | memoryview | None] = Pipe(_DEPTH, stop)
+    outbox: Pipe[bytes | memoryview | None] = Pipe(ASYNC_PIPE_DEPTH, stop)
     send_ = send
 
     def emit(data: bytes | memoryview) -> None:
@@ -239,7 +235,7 @@ def _endpoints(source: Source, sink: Sink) -> tuple[Reader | None, Send | None, 
 
 async def encrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | Keyring | None = None,
                          materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                         **options: Any) -> Header:
+                         **options: Unpack[EncryptStreamOptions]) -> Header:
     """Encrypt everything ``source`` yields into one message sent to ``sink``.
 
     The message is complete only when this returns: if it raises or is cancelled, ``sink`` holds
@@ -268,7 +264,7 @@ async def encrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | 
     n = session.encryptor.frame_length
     outputs = Outputs(lend)
     work: Callable[[Inputs, Emit, Busy], None]
-    if session.compressor is None and 0 < n <= _MAX_BATCH_FRAME:
+    if session.compressor is None and 0 < n <= MAX_ZERO_COPY_FRAME:
         work = partial(_seal_frames, session, outputs)
     else:
         work = partial(_seal_general, session)
@@ -278,7 +274,7 @@ async def encrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | 
 
 async def decrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | Keyring | None = None,
                          materials_manager: AsyncMaterialsManager | MaterialsManager | None = None,
-                         **options: Any) -> Header:
+                         **options: Unpack[DecryptOptions]) -> Header:
     """Decrypt one message from ``source``, sending authenticated plaintext to ``sink``.
 
     Each frame's plaintext is sent only after its tag verifies; for signed suites the final frame
@@ -312,8 +308,8 @@ async def decrypt_stream(source: Source, sink: Sink, *, keyring: AsyncKeyring | 
     # opened straight from the chunks: the first read completes the frame those bytes began.
     unit = header.frame_length + FRAME_OVERHEAD if header.frame_length else 0
     # Reads follow the bytes that arrive, not a frame length a hostile header may claim (§9):
-    # frames beyond _MAX_ALIGNED_FRAME are gathered by the decryptor from smaller reads.
-    aligned = 0 < unit <= _MAX_ALIGNED_FRAME
+    # frames beyond limits.MAX_ALIGNED_UNIT are gathered by the decryptor from smaller reads.
+    aligned = 0 < unit <= MAX_ALIGNED_UNIT
     size = _batch(unit, DECRYPT_BATCH_BYTES) if aligned else DECRYPT_BATCH_BYTES
     rest = decryptor.size_hint()
     first = rest + size - unit if aligned and 0 < rest <= unit else size

@@ -5,7 +5,7 @@ round trips, and a cancelled task waits at most about one frame."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import IO, Any, TypeVar, cast
 
@@ -14,6 +14,7 @@ import anyio.lowlevel
 
 from ..format.header import Header
 from ..streaming import sync
+from ..streaming.options import DecryptOptions, EncryptStreamOptions
 from .materials import ResolvedManager
 from .offload import in_thread
 
@@ -89,24 +90,24 @@ async def run_cancellable(fn: Callable[[threading.Event], T]) -> T:
     return cast(T, result)
 
 
-def _encrypt(src: Any, dst: Any, manager: ResolvedManager, options: Mapping[str, Any],
+def _encrypt(src: Any, dst: Any, manager: ResolvedManager, options: EncryptStreamOptions,
              cancelled: threading.Event) -> Header:
     source = cast(IO[bytes], _Cancellable(src, cancelled))
     return sync.encrypt_stream(source, dst, materials_manager=manager.in_worker(), **options)
 
 
-def _decrypt(src: Any, dst: Any, manager: ResolvedManager, options: Mapping[str, Any],
+def _decrypt(src: Any, dst: Any, manager: ResolvedManager, options: DecryptOptions,
              cancelled: threading.Event) -> Header:
     source = cast(IO[bytes], _Cancellable(src, cancelled))
     return sync.decrypt_stream(source, dst, materials_manager=manager.in_worker(), **options)
 
 
-async def encrypt_files(src: Any, dst: Any, manager: ResolvedManager, options: Mapping[str, Any]) -> Header:
+async def encrypt_files(src: Any, dst: Any, manager: ResolvedManager, options: EncryptStreamOptions) -> Header:
     """Encrypt sync binary file ``src`` into ``dst`` in a worker thread (an async keyring or
     manager is awaited back on the event loop)."""
     return await run_cancellable(partial(_encrypt, src, dst, manager, options))
 
 
-async def decrypt_files(src: Any, dst: Any, manager: ResolvedManager, options: Mapping[str, Any]) -> Header:
+async def decrypt_files(src: Any, dst: Any, manager: ResolvedManager, options: DecryptOptions) -> Header:
     """Decrypt sync binary file ``src`` into ``dst`` in a worker thread (see `encrypt_files`)."""
     return await run_cancellable(partial(_decrypt, src, dst, manager, options))

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 from ..format.header import EncryptedDataKey
 from ..materials.materials import DecryptionMaterials, EncryptionMaterials
 
-__all__ = ["Keyring"]
+__all__ = ["Keyring", "keyring_label"]
 
 
 @runtime_checkable
@@ -27,3 +27,12 @@ class Keyring(Protocol):
     def on_decrypt(self, materials: DecryptionMaterials,
                    encrypted_data_keys: Sequence[EncryptedDataKey]) -> DecryptionMaterials:
         ...
+
+
+def keyring_label(keyring: object) -> str:
+    """How messages name a keyring: by its key (the keyring's ``str()``, e.g. ``AES key
+    'payroll' (namespace 'hr')``), never by a Python repr; a keyring that does not say gets
+    its class name."""
+    if type(keyring).__str__ is not object.__str__:
+        return str(keyring)
+    return f"a {type(keyring).__name__}"

@@ -165,6 +165,10 @@ class HierarchicalKeyring:
         chosen = repr(self.branch_key_id) if self.branch_key_id is not None else "<supplier>"
         return f"HierarchicalKeyring({self.key_store.logical_key_store_name!r}, {chosen})"
 
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        chosen = f"branch key {self.branch_key_id}" if self.branch_key_id is not None else "branch keys by supplier"
+        return f"hierarchical keyring ({chosen}, key store {self.key_store.logical_key_store_name!r})"
+
     def _branch_key_id_for(self, encryption_context: Mapping[str, str]) -> str:
         if self.branch_key_id is not None:
             return self.branch_key_id
@@ -241,4 +245,4 @@ class HierarchicalKeyring:
                                            f"{uuid.UUID(bytes=version)}): {exc}"))
         if not errors:
             errors.append(f"no encrypted data key was wrapped by branch key {branch_key_id!r}")
-        raise NoMatchingKeyError(f"{self!r} could not decrypt the data key", errors)
+        raise NoMatchingKeyError(f"{self} could not decrypt the data key", errors)

@@ -269,6 +269,9 @@ class KMSKeyring:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.key_id!r})"
 
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        return f"KMS key {self.key_id}"
+
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
         kwargs: dict[str, Any] = {"KeyId": self.key_id, "EncryptionContext": dict(materials.encryption_context)}
         if self.grant_tokens:

@@ -59,6 +59,9 @@ class KMSDiscoveryKeyring:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(discovery_filter={self.discovery_filter!r})"
 
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        return "KMS discovery (any KMS key the message names)"
+
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
         raise KeyringError(f"{type(self).__name__} is decrypt-only; configure a KMSKeyring to encrypt")
 
@@ -95,6 +98,9 @@ class KMSMRKAwareDiscoveryKeyring(KMSDiscoveryKeyring):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.region!r}, discovery_filter={self.discovery_filter!r})"
+
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        return f"KMS discovery in {self.region} (any KMS key the message names)"
 
     def _select(self, provider_info: str, arn: KMSKeyARN) -> str | None:
         if self.discovery_filter is not None and not self.discovery_filter.admits(arn):

@@ -109,6 +109,9 @@ class KMSECDHKeyring:
     def __repr__(self) -> str:
         return f"KMSECDHKeyring.{self.scheme}({self.key_id!r}, curve={self.curve!r})"
 
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        return f"KMS ECDH {self.scheme} keyring on KMS key {self.key_id}"
+
     def _with_tokens(self, **kwargs: Any) -> dict[str, Any]:
         if self.grant_tokens:
             kwargs["GrantTokens"] = list(self.grant_tokens)
@@ -135,7 +138,7 @@ class KMSECDHKeyring:
 
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
         if self.scheme == "discovery":
-            raise KeyringError(f"{self!r} only decrypts (a discovery keyring has no recipient to encrypt to)")
+            raise KeyringError(f"{self} only decrypts (a discovery keyring has no recipient to encrypt to)")
         secret = self._derive(self._recipient_der)
         data_key = materials.plaintext_data_key
         generate = data_key is None

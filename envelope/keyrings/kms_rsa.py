@@ -115,6 +115,9 @@ class KMSRSAKeyring:
     def __repr__(self) -> str:
         return f"KMSRSAKeyring({self.key_id!r}, encryption_algorithm={self.encryption_algorithm!r})"
 
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        return f"KMS RSA key {self.key_id}"
+
     def _kwargs(self) -> dict[str, Any]:
         return {"GrantTokens": list(self.grant_tokens)} if self.grant_tokens else {}
 
@@ -142,7 +145,7 @@ class KMSRSAKeyring:
         try:
             wrapped = public.encrypt(_context_digest(materials.encryption_context) + data_key, self._padding)
         except ValueError:  # the key is too small for the digest, the data key and the padding
-            raise KeyringError(f"{self!r}: the RSA key is too small to wrap a data key") from None
+            raise KeyringError(f"{self}: the RSA key is too small to wrap a data key") from None
         edk = EncryptedDataKey(PROVIDER_ID, self.key_id.encode("utf-8"), wrapped)
         return materials.with_data_key(data_key, edk) if generate else materials.with_encrypted_data_key(edk)
 
@@ -151,7 +154,7 @@ class KMSRSAKeyring:
         if materials.plaintext_data_key is not None:
             return materials
         _refuse_signing(materials.algorithm)
-        owner = f"{self!r} could not decrypt the data key"
+        owner = f"{self} could not decrypt the data key"
         if parse_kms_arn(self.key_id) is None:
             raise NoMatchingKeyError(owner, ["decrypting needs the key configured by its ARN"])
         digest = _context_digest(materials.encryption_context)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from ..errors import EnvelopeError, KeyringError, NoMatchingKeyError
 from ..format.header import EncryptedDataKey
 from ..materials.materials import DecryptionMaterials, EncryptionMaterials
-from .base import Keyring
+from .base import Keyring, keyring_label
 
 __all__ = ["MultiKeyring"]
 
@@ -28,6 +28,10 @@ class MultiKeyring:
 
     def __repr__(self) -> str:
         return f"MultiKeyring(generator={self.generator!r}, children={list(self.children)!r})"
+
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        members = ([self.generator] if self.generator is not None else []) + list(self.children)
+        return "keys " + ", ".join(keyring_label(k) for k in members)
 
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
         if self.generator is not None:
@@ -52,5 +56,5 @@ class MultiKeyring:
                 continue
             if result.plaintext_data_key is not None:
                 return result
-            errors.append(f"{keyring!r}: no matching encrypted data key")
+            errors.append(f"{keyring_label(keyring)}: no matching encrypted data key")
         raise NoMatchingKeyError("no keyring could decrypt the data key", errors)

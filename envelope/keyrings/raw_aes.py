@@ -48,6 +48,9 @@ class RawAESKeyring:
     def __repr__(self) -> str:
         return f"RawAESKeyring({self.key_namespace!r}, {self.key_name!r})"
 
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        return f"AES key {self.key_name!r} (namespace {self.key_namespace!r})"
+
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
         data_key = materials.plaintext_data_key
         generate = data_key is None  # the first keyring makes the data key (ESDK keyring semantics)
@@ -72,18 +75,18 @@ class RawAESKeyring:
             if edk.provider_id != self.key_namespace or not info.startswith(self._name):
                 continue
             if len(info) != self._info_length or not info.startswith(self._info_prefix):
-                errors.append(f"{self!r}: encrypted data key {index} has malformed provider info")
+                errors.append(f"{self}: encrypted data key {index} has malformed provider info")
                 continue
             if len(edk.ciphertext) != materials.algorithm.key_length + TAG_LENGTH:
-                errors.append(f"{self!r}: encrypted data key {index} has the wrong length")
+                errors.append(f"{self}: encrypted data key {index} has the wrong length")
                 continue
             try:
                 data_key = self._aead.open(info[-IV_LENGTH:], edk.ciphertext, aad, "wrapped data key")
             except AuthenticationError:
-                errors.append(f"{self!r}: encrypted data key {index} did not unwrap "
+                errors.append(f"{self}: encrypted data key {index} did not unwrap "
                               "(wrong key or different encryption context)")
                 continue
             return materials.with_data_key(data_key)
         if not errors:
-            errors.append(f"{self!r}: the message has no data key wrapped by this key")
+            errors.append(f"{self}: the message has no data key wrapped by this key")
         raise NoMatchingKeyError("raw AES keyring could not decrypt", errors)

@@ -100,11 +100,14 @@ class RawECDHKeyring:
         # The recipient's compressed key, shortened, tells keyrings apart without printing a secret.
         return f"RawECDHKeyring.{self.scheme}(curve={self.curve!r}, recipient={self._recipient[:8].hex()}…)"
 
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        return f"ECDH {self.scheme} keyring on {self.curve} (recipient {self._recipient[:8].hex()}…)"
+
     # --- encrypt ---------------------------------------------------------------------------------
 
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
         if self.scheme == "discovery":
-            raise KeyringError(f"{self!r} only decrypts (a discovery keyring has no recipient to encrypt to)")
+            raise KeyringError(f"{self} only decrypts (a discovery keyring has no recipient to encrypt to)")
         if self.scheme == "ephemeral":
             if self._recipient_key is None:  # pragma: no cover
                 raise RuntimeError("envelope: internal error: no recipient public key")
@@ -153,7 +156,7 @@ class RawECDHKeyring:
             return materials
         if self.scheme == "ephemeral" or self._private is None:
             raise NoMatchingKeyError("raw ECDH keyring could not decrypt",
-                                     [f"{self!r} only encrypts (it holds no private key)"])
+                                     [f"{self} only encrypts (it holds no private key)"])
         data_key = unwrap_first("raw ECDH keyring could not decrypt", repr(self), self._curve, encrypted_data_keys,
                                 serialize_context(materials.encryption_context), materials.algorithm.key_length,
                                 self._peer, self._secret_with)

@@ -83,9 +83,12 @@ class RawRSAKeyring:
     def __repr__(self) -> str:
         return f"RawRSAKeyring({self.key_namespace!r}, {self.key_name!r}, padding={self.padding!r})"
 
+    def __str__(self) -> str:  # how messages name it (never the repr)
+        return f"RSA key {self.key_name!r} (namespace {self.key_namespace!r})"
+
     def on_encrypt(self, materials: EncryptionMaterials) -> EncryptionMaterials:
         if self._public is None:
-            raise KeyringError(f"{self!r} has no public key, so it cannot encrypt")
+            raise KeyringError(f"{self} has no public key, so it cannot encrypt")
         if materials.plaintext_data_key is None:
             materials = materials.with_data_key(random_bytes(materials.algorithm.key_length))
         data_key = materials.plaintext_data_key
@@ -94,7 +97,7 @@ class RawRSAKeyring:
         try:
             wrapped = self._public.encrypt(data_key, self._pad)
         except ValueError as exc:  # key too small for the padding
-            raise KeyringError(f"{self!r} could not wrap the data key: {exc}") from None
+            raise KeyringError(f"{self} could not wrap the data key: {exc}") from None
         edk = EncryptedDataKey(self.key_namespace, self.key_name.encode("utf-8"), wrapped)
         return materials.with_encrypted_data_key(edk)
 
@@ -103,7 +106,7 @@ class RawRSAKeyring:
         if materials.plaintext_data_key is not None:
             return materials
         if self._private is None:
-            raise NoMatchingKeyError("raw RSA keyring could not decrypt", [f"{self!r} has no private key"])
+            raise NoMatchingKeyError("raw RSA keyring could not decrypt", [f"{self} has no private key"])
         name = self.key_name.encode("utf-8")
         errors: list[str] = []
         for index, edk in enumerate(encrypted_data_keys):
@@ -112,19 +115,19 @@ class RawRSAKeyring:
             try:
                 data_key = self._private.decrypt(edk.ciphertext, self._pad)
             except ValueError:
-                errors.append(f"{self!r}: encrypted data key {index} did not unwrap (wrong key or padding)")
+                errors.append(f"{self}: encrypted data key {index} did not unwrap (wrong key or padding)")
                 continue
             if len(data_key) != materials.algorithm.key_length:
-                errors.append(f"{self!r}: encrypted data key {index} unwrapped to the wrong length")
+                errors.append(f"{self}: encrypted data key {index} unwrapped to the wrong length")
                 continue
             # PKCS#1 v1.5 with implicit rejection "unwraps" a wrong key to random bytes, now and
             # then of the right length: accept only a key the message itself confirms.
             if not materials.fits(data_key):
-                errors.append(f"{self!r}: encrypted data key {index} unwrapped to a key that does not fit "
+                errors.append(f"{self}: encrypted data key {index} unwrapped to a key that does not fit "
                               "this message (wrong key or padding"
                               + (")" if materials.algorithm.is_committing else ", or a different encryption context)"))
                 continue
             return materials.with_data_key(data_key)
         if not errors:
-            errors.append(f"{self!r}: the message has no data key wrapped by this key")
+            errors.append(f"{self}: the message has no data key wrapped by this key")
         raise NoMatchingKeyError("raw RSA keyring could not decrypt", errors)

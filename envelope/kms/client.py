@@ -24,6 +24,7 @@ from .engine.runtime import Plan, execute, record_rejected
 from .engine.session import Session
 from .model.clock import as_clock
 from .model.errors import _BY_CODE
+from .model.regions import check_region
 from .ops.api import ClientAPI
 from .ops.registry import PLANS
 from .store.audit import AuditLog
@@ -68,6 +69,7 @@ class LocalKMS(ClientAPI):
                  rate_limits: Mapping[str, float] | None = None, *, via_service: str | None = None) -> None:
         if not isinstance(account, str) or not _ACCOUNT.match(account):
             raise ValueError("account must be a 12-digit account id")
+        check_region(region)  # before the data directory, its root key or a database file is made
         partition = open_partition(path)
         partition.region(region)
         caller = validate_principal(principal) if principal is not None else f"arn:aws:iam::{account}:root"

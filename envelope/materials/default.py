@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..crypto.signing import PUBLIC_KEY_CONTEXT_KEY, Signer, generate_signing_key
 from ..errors import FormatError, KeyringError, PolicyError
 from ..format.context import RESERVED_PREFIX
-from ..keyrings.base import Keyring
+from ..keyrings.base import Keyring, keyring_label
 from .materials import DecryptionMaterials, DecryptionRequest, EncryptionMaterials, EncryptionRequest
 
 __all__ = ["DefaultMaterialsManager"]
@@ -50,9 +50,9 @@ class DefaultMaterialsManager:
         materials = EncryptionMaterials(suite, context, signing_key=signing_key)
         materials = self.keyring.on_encrypt(materials)
         if materials.plaintext_data_key is None or not materials.encrypted_data_keys:
-            raise KeyringError(f"{self.keyring!r} returned no data key or no encrypted data key")
+            raise KeyringError(f"{keyring_label(self.keyring)} returned no data key or no encrypted data key")
         if materials.algorithm is not suite:
-            raise KeyringError(f"{self.keyring!r} changed the algorithm suite")
+            raise KeyringError(f"{keyring_label(self.keyring)} changed the algorithm suite")
         return materials
 
     def decrypt_materials(self, request: DecryptionRequest) -> DecryptionMaterials:
@@ -87,5 +87,5 @@ class DefaultMaterialsManager:
         materials = DecryptionMaterials(suite, context, None, verification_key, required, request.key_check)
         materials = self.keyring.on_decrypt(materials, request.encrypted_data_keys)
         if materials.plaintext_data_key is None:
-            raise KeyringError(f"{self.keyring!r} returned no data key")
+            raise KeyringError(f"{keyring_label(self.keyring)} returned no data key")
         return materials

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import zstandard
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError, PolicyError
 from ..format.context import ENVELOPE_PREFIX
 from .failure import FailureLatch
+
+if TYPE_CHECKING:
+    import zstandard
+
+# zstandard is imported by the classes and functions that use it, not here: `import envelope`
+# (and any message without compression) never loads it (python -X importtime: 2-4 ms).
 
 __all__ = [
     "COMPRESSION_KEY",
@@ -75,6 +79,8 @@ class Compressor:
             raise TypeError("compression_level must be an int")
         if not -7 <= level <= 22:
             raise ValueError("compression_level must be between -7 and 22")
+        import zstandard  # deferred: see the module's imports
+
         params = zstandard.ZstdCompressionParameters.from_level(level)
         if params.window_log > _MAX_WINDOW_LOG:
             # §8.2: windows of at most 8 MiB, which every decoder supports; levels 20-22 would
@@ -305,6 +311,9 @@ class Decompressor:
         self._frames = _FrameTracker()
         self._sink: Sink | None = sink
         self._failure = FailureLatch()
+        import zstandard  # deferred: see the module's imports
+
+        self._corrupt: type[Exception] = zstandard.ZstdError
         self._writer: Any = zstandard.ZstdDecompressor().stream_writer(
             _Pieces(self), write_size=piece_size, write_return_read=True)  # type: ignore[arg-type]
 
@@ -331,7 +340,7 @@ class Decompressor:
             self._frames.feed(data)
             try:
                 writer.write(data)
-            except zstandard.ZstdError as exc:
+            except self._corrupt as exc:
                 raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
         except BaseException as exc:
             self._fail(exc)
@@ -346,7 +355,7 @@ class Decompressor:
         try:
             try:
                 writer.flush()
-            except zstandard.ZstdError as exc:
+            except self._corrupt as exc:
                 raise FormatError(f"the compressed plaintext is corrupt: {exc}") from None
             if not self._frames.complete:
                 # The ciphertext was authentic, so the writer stopped mid-frame: refuse rather than
@@ -385,6 +394,8 @@ def _limit_error(produced: int, consumed: int, max_output: int | None,
 def _decode_frames(data: bytes, view: memoryview, frames: list[Frame]) -> bytes | None:
     """Each frame decoded by zstd's one-shot call into a buffer of its output size; None if zstd
     refuses any of them (the caller then takes the streaming path and its error)."""
+    import zstandard  # deferred: see the module's imports
+
     dctx = zstandard.ZstdDecompressor()  # per call: a decompressor is not safe to share across threads
     parts: list[bytes] = []
     try:

@@ -33,6 +33,7 @@ from ..format.reader import Incomplete
 from ..format.suites import CommitmentPolicy
 from ..materials.materials import DecryptionMaterials, DecryptionRequest
 from .failure import FailureLatch, latched
+from .limits import MAX_READ_HINT
 
 __all__ = ["DEFAULT_MAX_NON_FRAMED_LENGTH", "MessageDecryptor"]
 
@@ -40,7 +41,6 @@ Buffer = bytes | bytearray | memoryview
 # A non-framed body cannot be released before its single tag verifies, so it is buffered whole;
 # this bounds that buffer (format-spec/message.md §9).
 DEFAULT_MAX_NON_FRAMED_LENGTH = 256 * 1024 * 1024
-_MAX_READ_HINT = 4 * 1024 * 1024
 _U32 = struct.Struct(">I")
 _FINAL_MARKER = _U32.unpack(FINAL_FRAME_MARKER)[0]
 # Final frame: marker, sequence number, IV, content length (§5.3). The IV comes out as bytes:
@@ -333,11 +333,11 @@ class MessageDecryptor:
         """How many bytes to read next so that the following `update` can work without copying."""
         if self._state is _HEADER:
             needed = self._scanner.needed if self._scanner is not None else 1
-            return min(max(needed - len(self._buf), 4096), _MAX_READ_HINT)
+            return min(max(needed - len(self._buf), 4096), MAX_READ_HINT)
         if self._state is _BODY and self._parsed is not None and self._parsed.header.frame_length:
             # Capped: what a driver allocates must follow the bytes that arrive, not the frame
             # length a header claims (§9); bigger frames gather in the straddle buffer.
-            return min(max(self._parsed.header.frame_length + FRAME_OVERHEAD - len(self._buf), 1), _MAX_READ_HINT)
+            return min(max(self._parsed.header.frame_length + FRAME_OVERHEAD - len(self._buf), 1), MAX_READ_HINT)
         return 65536
 
     def _step(self, data: memoryview, out: memoryview) -> tuple[int, int]:

@@ -17,13 +17,14 @@ from typing import Any
 
 from ..crypto.signing import HashLike
 from ..format.body import FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD
+from .batcher import seal_run
+from .buffers import Pool
 from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
+from .limits import HANDOFF_BYTES, POOL_DEPTH, whole_units
 
 __all__ = ["BackThread", "HashOnBack", "Reader", "decrypt_body", "encrypt_body", "usable_cpus"]
 
-_POOL = 3  # buffers per pool: enough to keep every stage busy, few enough to bound memory
-_CHUNK = 2 * 1024 * 1024
 _STOP = object()
 
 
@@ -59,7 +60,7 @@ class BackThread:
     """The back thread: runs submitted callables in order, remembers the first error."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2 * _POOL + 4)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2 * POOL_DEPTH + 4)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="envelope-back", daemon=True)
         self._thread.start()
@@ -110,34 +111,6 @@ class HashOnBack:
         return self._inner.digest()
 
 
-class _Pool:
-    """Up to _POOL buffers, allocated only when needed, so memory follows the data (a short
-    message never pays for a full pool of large frames)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._made = 0
-        self.free: queue.Queue[Any] = queue.Queue()
-
-    def take(self, back: BackThread | None = None) -> Any:
-        try:
-            return self.free.get_nowait()
-        except queue.Empty:
-            pass
-        if self._made < _POOL:
-            self._made += 1
-            return memoryview(bytearray(self._size))
-        while True:  # all in use: wait; if the back thread failed, raise its error instead
-            try:
-                return self.free.get(timeout=0.05)
-            except queue.Empty:
-                if back is not None:
-                    back.check()
-
-    def put(self, buf: Any) -> None:
-        self.free.put(buf)
-
-
 class Reader:
     """The reader thread: fills pooled buffers with whole units (frames), several per buffer.
 
@@ -147,7 +120,7 @@ class Reader:
     """
 
     def __init__(self, source: Any, size: int, unit: int, first_offset: int = 0) -> None:
-        self.pool = _Pool(size)
+        self.pool = Pool(size)
         self.filled: queue.Queue[Any] = queue.Queue()
         # readinto1 makes at most one system read, so a buffered pipe returns what it has
         # instead of blocking until the whole request is filled.
@@ -202,9 +175,8 @@ class Reader:
 
 
 def _frames_per_chunk(unit: int) -> int:
-    """Whole frames per hand-off between threads: each hand-off costs tens of microseconds, so
-    small frames travel several to a buffer (bench/README.md, frame sweep)."""
-    return max(1, _CHUNK // unit)
+    """Whole frames per hand-off between threads (limits.HANDOFF_BYTES)."""
+    return whole_units(unit, HANDOFF_BYTES)
 
 
 def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memoryview], object],
@@ -214,7 +186,7 @@ def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memo
     per_chunk = _frames_per_chunk(n)
     back = BackThread()
     reader = Reader(source, per_chunk * n, n)
-    outputs = _Pool(per_chunk * (n + FRAME_OVERHEAD) + FINAL_FRAME_OVERHEAD + encryptor.footer_size)
+    outputs = Pool(per_chunk * (n + FRAME_OVERHEAD) + FINAL_FRAME_OVERHEAD + encryptor.footer_size)
     encryptor.wrap_signature_hash(lambda inner: HashOnBack(inner, back))
     signed = encryptor.footer_size > 0
 
@@ -232,20 +204,11 @@ def encrypt_body(encryptor: MessageEncryptor, source: Any, write: Callable[[memo
         back.submit(job)
 
     def seal(chunk: memoryview, count: int, last: bool) -> None:
-        """Seal ``count`` bytes as whole frames; if ``last``, the final frame ends them (a full
-        final frame when the length is a multiple of the frame length, §5.4)."""
-        out = outputs.take(back)
-        regular = count // n
-        if last and count % n == 0:
-            regular -= 1
-        size = 0
-        for index in range(regular):
-            size += encryptor.seal_frame_into(chunk[index * n:(index + 1) * n], out[size:])
-        if last:
-            # The footer's signature needs every hash update first: seal_final_into drains the
-            # back thread through HashOnBack.digest().
-            size += encryptor.seal_final_into(chunk[regular * n:count], out[size:])
-        emit(out, size)
+        """Seal ``count`` bytes as whole frames; if ``last``, the final frame ends them (§5.4).
+        The footer's signature needs every hash update first: seal_final_into drains the back
+        thread through HashOnBack.digest()."""
+        out = outputs.take(back.check)
+        emit(out, seal_run(encryptor, chunk, count, out, last=last))
 
     try:
         following, following_length, at_end = reader.next()
@@ -276,7 +239,7 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
     pending = decryptor.pending_bytes
     back = BackThread()
     reader = Reader(source, size, frame, pending)
-    outputs = _Pool(size + frame + decryptor.output_bound(0))
+    outputs = Pool(size + frame + decryptor.output_bound(0))
     decryptor.wrap_signature_hash(lambda inner: HashOnBack(inner, back))
     signed = decryptor.is_signed
 
@@ -294,13 +257,13 @@ def decrypt_body(decryptor: MessageDecryptor, source: Any, write: Callable[[memo
         back.submit(job)
 
     try:
-        out = outputs.take(back)
+        out = outputs.take(back.check)
         pending = decryptor.update_into(b"", out)  # body bytes that arrived with the header
         at_end = False
         while True:
             if pending:
                 emit(out, pending)
-                out = outputs.take(back)
+                out = outputs.take(back.check)
             if at_end:
                 break
             buf, got, at_end = reader.next()  # the reader stops after a short read

@@ -37,6 +37,7 @@ from ..materials.base import MaterialsManager
 from ..materials.materials import DecryptionMaterials, DecryptionRequest
 from .compression import compression_of
 from .decryptor import MessageDecryptor
+from .limits import RANGE_BATCH_BYTES, whole_units
 from .session import new_decryptor, resolve_materials_manager
 
 __all__ = [
@@ -60,8 +61,6 @@ __all__ = [
 T = TypeVar("T")
 # The longest footer: a 2-byte length and a DER ECDSA P-384 signature of at most 104 bytes (§6).
 _MAX_FOOTER = 2 + 104
-# Regular frames fetched in one read when a range spans many (bounds the read buffer).
-_BATCH_BYTES = 8 * 1024 * 1024
 _MARKER_AND_SEQUENCE = struct.Struct(">4sI")
 _U32 = struct.Struct(">I")
 
@@ -226,7 +225,7 @@ def read_range(index: MessageIndex, offset: int, length: int) -> Flow[bytes]:
     pieces: list[bytes] = []
     frame = offset // frame_length
     last = (end - 1) // frame_length
-    per_read = max(1, _BATCH_BYTES // (frame_length + FRAME_OVERHEAD))
+    per_read = whole_units(frame_length + FRAME_OVERHEAD, RANGE_BATCH_BYTES)
     while frame <= last:
         if frame == index.frame_count:
             plaintext = yield from _final_plaintext(index)

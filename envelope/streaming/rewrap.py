@@ -33,13 +33,13 @@ from ..keyrings.names import edk_key_name
 from ..materials.base import MaterialsManager
 from ..materials.materials import DecryptionMaterials, EncryptionMaterials
 from .decryptor import MessageDecryptor
+from .limits import COPY_CHUNK
 from .pipeline import BackThread, HashOnBack
 from .ranged import final_fields_fit, frame_layout
 from .session import new_decryptor, resolve_materials_manager
 
 __all__ = ["rewrap"]
 
-_CHUNK = 1024 * 1024
 _KERNEL_CHUNK = 1 << 30  # per copy_file_range / sendfile call
 _HEADER_IV = bytes(12)  # the header tag's IV is all zeros (format-spec/message.md §4.5)
 _U32 = struct.Struct(">I")
@@ -323,7 +323,7 @@ def _copy_frames(src: _Reader, frame_length: int, emit: Callable[[bytes | memory
 
 def _copy_exact(src: _Reader, n: int, emit: Callable[[bytes | memoryview], None]) -> None:
     while n:
-        data = src.read(min(n, _CHUNK))
+        data = src.read(min(n, COPY_CHUNK))
         if not data:
             raise AuthenticationError("message is truncated in the body")
         emit(data)

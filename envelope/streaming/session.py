@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Unpack
 
 from ..errors import PolicyError
 from ..format.context import ENVELOPE_PREFIX
@@ -30,6 +30,7 @@ from .compression import (
 )
 from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
+from .options import EncryptStreamOptions
 
 __all__ = [
     "as_buffer",
@@ -198,7 +199,7 @@ def start_encryption(plan: EncryptPlan, materials: EncryptionMaterials) -> Encry
 
 
 def new_encryptor(*, keyring: Keyring | None = None, materials_manager: MaterialsManager | None = None,
-                  **options: Any) -> EncryptSession:
+                  **options: Unpack[EncryptStreamOptions]) -> EncryptSession:
     """Get encryption materials and start a message (this is where the keyring is called).
 
     ``options`` are `plan_encryption`'s. The same as `plan_encryption`, the manager's

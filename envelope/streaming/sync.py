@@ -8,16 +8,30 @@ frames; write to a temporary file and rename on success if the output must be al
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Unpack
 
 from ..errors import PolicyError
+from ..format.body import FRAME_OVERHEAD
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from . import pipeline
+from .batcher import FrameSealer, seal_run
+from .buffers import Outputs
 from .decryptor import MessageDecryptor
+from .gatherer import FrameOpener
+from .limits import (
+    MAX_ALIGNED_UNIT,
+    MAX_TRUSTED_FRAME,
+    MAX_ZERO_COPY_FRAME,
+    PIPELINE_MIN_FRAME,
+    READ_SIZE,
+    WRITE_BATCH_BYTES,
+    nearest_units,
+)
+from .options import DecryptOptions, EncryptStreamOptions
 from .ranged import FrameWindow, check_eligible, open_message, positional, run_flow
 from .session import (
     EncryptSession,
@@ -32,14 +46,6 @@ from .session import (
 __all__ = ["Decryptor", "Encryptor", "decrypt_stream", "encrypt_stream"]
 
 Buffer = bytes | bytearray | memoryview
-_READ_SIZE = 1024 * 1024
-_MAX_ZERO_COPY_FRAME = 64 * 1024 * 1024
-# Frames at least this large go through the threaded pipeline, given a second CPU to run on
-# (pipeline.usable_cpus); below it, thread hand-offs cost more than they save (bench/bench_stream.py).
-_PIPELINE_MIN_FRAME = 16 * 1024
-# Larger claimed frames take the single-threaded path, whose reads are capped, so a hostile
-# header cannot make the pipeline allocate for data that never arrives (format-spec §9).
-_PIPELINE_MAX_FRAME = 4 * 1024 * 1024
 
 
 class _Writable(Protocol):
@@ -94,11 +100,13 @@ def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None
     n = encryptor.frame_length
     # The zero-copy paths feed the encryptor directly; compression and a declared length (which
     # the session counts) take the general path.
-    if (session.compressor is None and session.plaintext_length is None
-            and 0 < n <= _MAX_ZERO_COPY_FRAME and hasattr(source, "readinto")):
-        _pump_encrypt_frames(session, source, sink)
+    if session.compressor is None and session.plaintext_length is None and 0 < n <= MAX_ZERO_COPY_FRAME:
+        if hasattr(source, "readinto"):
+            _pump_encrypt_frames(session, source, sink)
+        else:
+            _pump_encrypt_chunks(session, _chunks(source, max(n, READ_SIZE)), sink)
         return
-    for chunk in _chunks(source, max(n, _READ_SIZE)):
+    for chunk in _chunks(source, max(n, READ_SIZE)):
         out = session.update(chunk)
         if out:
             sink.write(out)
@@ -111,7 +119,7 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
     n = encryptor.frame_length
     first = bytearray(n)
     filled = _fill(source, first)
-    if filled == n and n >= _PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
+    if filled == n and n >= PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
         pipeline.encrypt_body(encryptor, source, sink.write, first, filled)
         return
     buffers = (first, bytearray(n) if filled == n else first)
@@ -121,19 +129,42 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
         following = _fill(source, buffers[1 - current])
         if not following:
             break
-        sink.write(out[:encryptor.seal_frame_into(buffers[current], out)])
+        sink.write(out[:seal_run(encryptor, buffers[current], n, out, last=False)])
         current, filled = 1 - current, following
-    sink.write(out[:encryptor.seal_final_into(memoryview(buffers[current])[:filled], out)])
+    sink.write(out[:seal_run(encryptor, buffers[current], filled, out, last=True)])
+
+
+def _pump_encrypt_chunks(session: EncryptSession, chunks: Iterator[Buffer], sink: _Writable) -> None:
+    """Chunks of any size (an iterable, or a file without ``readinto``): the batcher gathers them
+    into whole frames, sealed straight from a chunk where a frame lies inside one, and writes
+    them a batch at a time from reused buffers (as envelope.aio's stream path does)."""
+    encryptor = session.encryptor
+    outputs = Outputs(lend=True)
+    sealer = FrameSealer(encryptor, outputs)
+    per_batch = nearest_units(encryptor.frame_length + FRAME_OVERHEAD, WRITE_BATCH_BYTES)
+
+    def emit(data: bytes | memoryview) -> None:
+        if data:
+            sink.write(data)
+            outputs.give_back(data)
+
+    for chunk in chunks:
+        sealer.hold(chunk)
+        while sealer.ready:
+            emit(sealer.seal(min(sealer.ready, per_batch)))
+    emit(sealer.finish())  # the final frame (format-spec §5.4) and, signed suites, the footer
 
 
 def encrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
-                   materials_manager: MaterialsManager | None = None, **options: Any) -> Header:
+                   materials_manager: MaterialsManager | None = None,
+                   **options: Unpack[EncryptStreamOptions]) -> Header:
     """Encrypt everything ``source`` yields into one message written to ``sink``.
 
     :param source: a binary file-like object (``readinto`` or ``read``) or an iterable of bytes.
     :param sink: anything with ``write(bytes)``; it is not closed.
     :param options: ``encryption_context``, ``algorithm``, ``frame_length``, ``commitment_policy``,
-        ``max_encrypted_data_keys``, ``compression``, ``compression_level`` as for `envelope.encrypt`.
+        ``max_encrypted_data_keys``, ``compression``, ``compression_level`` as for `envelope.encrypt`;
+        ``plaintext_length`` if known (`EncryptStreamOptions`).
     :returns: the message header.
     """
     session = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
@@ -165,7 +196,7 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
     header: Header | None = None
     buf = bytearray(0)
     out = bytearray(0)
-    chunks = None if hasattr(source, "readinto") else _chunks(source, _READ_SIZE)
+    chunks = None if hasattr(source, "readinto") else _chunks(source, READ_SIZE)
     while True:
         if chunks is None:
             # Read exactly what the decryptor wants next, so a frame is decrypted in place.
@@ -188,9 +219,13 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
         if decryptor.needs_materials:
             header = supply(decryptor, manager)
             output.start(header)
-            if (chunks is None and _PIPELINE_MIN_FRAME <= header.frame_length <= _PIPELINE_MAX_FRAME
+            if (chunks is None and PIPELINE_MIN_FRAME <= header.frame_length <= MAX_TRUSTED_FRAME
                     and pipeline.usable_cpus() > 1):
                 pipeline.decrypt_body(decryptor, source, output.write)
+                output.finish()
+                return header
+            if chunks is not None and 0 < header.frame_length <= MAX_ALIGNED_UNIT - FRAME_OVERHEAD:
+                _open_chunks(decryptor, header.frame_length + FRAME_OVERHEAD, chunks, output.write)
                 output.finish()
                 return header
             bound = decryptor.output_bound(0)
@@ -206,23 +241,42 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
     return header
 
 
+def _open_chunks(decryptor: MessageDecryptor, unit: int, chunks: Iterator[Buffer],
+                 write: Callable[[Any], object]) -> None:
+    """The body of a framed message from chunks of any size (header read, materials supplied):
+    the gatherer feeds the decryptor whole frames, straight from a chunk where a frame lies inside
+    one, and the plaintext goes out from reused buffers (as envelope.aio's stream path does)."""
+    outputs = Outputs(lend=True)
+    opener = FrameOpener(decryptor, outputs, unit)
+
+    def emit(data: bytes | memoryview) -> None:
+        if data:
+            write(data)
+            outputs.give_back(data)
+
+    emit(opener.start())  # the body bytes that came with the header
+    for chunk in chunks:
+        emit(opener.open(chunk))
+    emit(opener.finish())
+    decryptor.finalize()  # raises AuthenticationError if the message is truncated
+
+
 def decrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
-                   materials_manager: MaterialsManager | None = None,
-                   encryption_context: Mapping[str, str] | None = None, **options: Any) -> Header:
+                   materials_manager: MaterialsManager | None = None, **options: Unpack[DecryptOptions]) -> Header:
     """Decrypt one message from ``source``, writing authenticated plaintext to ``sink``.
 
     Each frame's plaintext is written only after its tag verifies; for signed suites the final
     frame is written only after the signature verifies. If an error is raised, frames written
     before it were authentic but the message is incomplete: discard the output.
 
-    :param options: ``commitment_policy``, ``max_encrypted_data_keys``, ``allow_signed``,
+    :param options: ``encryption_context``, ``commitment_policy``, ``max_encrypted_data_keys``, ``allow_signed``,
         ``max_header_length``, ``decompress``, ``max_decompressed_size``, ``max_compression_ratio``
         as for `envelope.decrypt`.
     :returns: the authenticated header.
     :raises AuthenticationError: tampering, truncation or trailing data.
     """
     manager = resolve_materials_manager(keyring, materials_manager)
-    decryptor, output_options = new_decryptor(encryption_context=encryption_context, **options)
+    decryptor, output_options = new_decryptor(**options)
     return _pump_decrypt(decryptor, manager, source, _Output(sink.write, output_options))
 
 
@@ -235,7 +289,7 @@ class Encryptor(io.RawIOBase):
     """
 
     def __init__(self, sink: _Writable, *, keyring: Keyring | None = None,
-                 materials_manager: MaterialsManager | None = None, **options: Any) -> None:
+                 materials_manager: MaterialsManager | None = None, **options: Unpack[EncryptStreamOptions]) -> None:
         super().__init__()
         self._sink = sink
         self._session = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
@@ -287,16 +341,15 @@ class Decryptor(io.RawIOBase):
     """
 
     def __init__(self, source: Source, *, keyring: Keyring | None = None,
-                 materials_manager: MaterialsManager | None = None,
-                 encryption_context: Mapping[str, str] | None = None,
-                 allow_unverified_signature: bool = False, **options: Any) -> None:
+                 materials_manager: MaterialsManager | None = None, allow_unverified_signature: bool = False,
+                 **options: Unpack[DecryptOptions]) -> None:
         super().__init__()
         self._manager = resolve_materials_manager(keyring, materials_manager)
-        self._core, output_options = new_decryptor(encryption_context=encryption_context, **options)
+        self._core, output_options = new_decryptor(**options)
         self._source = source
         self._start = _message_start(source)  # None: the source cannot seek
         self._allow_unverified_signature = allow_unverified_signature
-        self._chunks = _chunks(source, _READ_SIZE)
+        self._chunks = _chunks(source, READ_SIZE)
         self._ready = bytearray()
         self._output = _Output(self._ready.extend, output_options)
         self._eof = False

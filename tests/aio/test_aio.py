@@ -180,10 +180,13 @@ async def test_file_round_trip(frame_length: int, n: int, tmp_path: Path) -> Non
 async def test_file_replaces_existing_destination_and_refuses_the_input(tmp_path: Path) -> None:
     (tmp_path / "in").write_bytes(b"new contents")
     (tmp_path / "out").write_bytes(b"old")
-    await aio.encrypt_file(tmp_path / "in", tmp_path / "out", keyring=KEYRING)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        await aio.encrypt_file(tmp_path / "in", tmp_path / "out", keyring=KEYRING)
+    assert (tmp_path / "out").read_bytes() == b"old"
+    await aio.encrypt_file(tmp_path / "in", tmp_path / "out", keyring=KEYRING, overwrite=True)
     assert envelope.decrypt((tmp_path / "out").read_bytes(), keyring=KEYRING)[0] == b"new contents"
     with pytest.raises(ValueError, match="input"):
-        await aio.encrypt_file(tmp_path / "in", tmp_path / "in", keyring=KEYRING)
+        await aio.encrypt_file(tmp_path / "in", tmp_path / "in", keyring=KEYRING, overwrite=True)
     os.link(tmp_path / "in", tmp_path / "hardlink")
     with pytest.raises(ValueError, match="input"):
         await aio.decrypt_file(tmp_path / "in", tmp_path / "hardlink", keyring=KEYRING)
@@ -217,9 +220,9 @@ async def test_options_are_validated_like_sync() -> None:
         await aio.encrypt_stream(agen(b"x", 1), ListSink(), keyring=KEYRING,
                                  encryption_context={"envelope:mine": "1"})
     with pytest.raises(TypeError, match="frame_length"):
-        await aio.encrypt(b"x", keyring=KEYRING, frame_length="big")
+        await aio.encrypt(b"x", keyring=KEYRING, frame_length="big")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        await aio.encrypt(b"x", keyring=KEYRING, no_such_option=1)
+        await aio.encrypt(b"x", keyring=KEYRING, no_such_option=1)  # type: ignore[call-arg]
     two_keys = envelope.MultiKeyring(generator=KEYRING, children=[KEYRING])
     with pytest.raises(envelope.PolicyError):
         await aio.encrypt(b"x", keyring=two_keys, max_encrypted_data_keys=1)

@@ -18,11 +18,13 @@ from _aio_helpers import KEYRING, UNSIGNED, ListSink, agen
 import envelope
 from envelope import aio
 from envelope.aio import streams as streams_module
-from envelope.aio.buffers import Outputs
-from envelope.aio.frames import FrameOpener, FrameSealer
 from envelope.errors import AuthenticationError
 from envelope.format.body import FRAME_OVERHEAD
+from envelope.streaming import limits
+from envelope.streaming.batcher import FrameSealer
+from envelope.streaming.buffers import Outputs
 from envelope.streaming.decryptor import MessageDecryptor
+from envelope.streaming.gatherer import FrameOpener
 from envelope.streaming.session import new_decryptor, new_encryptor, resolve_materials_manager, supply
 
 pytestmark = pytest.mark.anyio
@@ -285,9 +287,9 @@ async def test_readinto_sources_reuse_buffers_and_decrypt_reads_whole_frames(
     await aio.encrypt_stream(source, sink, keyring=KEYRING, algorithm=suite, frame_length=FRAME)
     assert envelope.decrypt(sink.value(), keyring=KEYRING)[0] == data
     assert len(source.sizes) >= 10
-    # A few reused buffers, not one per read: one being read, _DEPTH in the pipe to the worker,
+    # A few reused buffers, not one per read: one being read, ASYNC_PIPE_DEPTH in the pipe to the worker,
     # two held by the sealer (its held-back frame may straddle them).
-    assert len(source.buffers) <= streams_module._DEPTH + 3
+    assert len(source.buffers) <= limits.ASYNC_PIPE_DEPTH + 3
     message = RecordingFile(sink.value())
     plain = ListSink()
     await aio.decrypt_stream(message, plain, keyring=KEYRING)

@@ -10,10 +10,10 @@ import contextlib
 import os
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -25,6 +25,7 @@ import envelope
 from envelope import aio
 from envelope.aio import streams as streams_module
 from envelope.aio import worker as worker_module
+from envelope.streaming import limits
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +60,8 @@ async def _decrypt_until_cancelled(message: bytes, after_chunks: int, **options:
 
 
 @pytest.mark.parametrize("compression", [None, "zstd"], ids=["plain", "zstd"])
-async def test_cancel_decrypt_stream_mid_message(compression: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cancel_decrypt_stream_mid_message(compression: Literal["zstd"] | None,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     data = os.urandom(4 * MIB)
     message = envelope.encrypt(data, keyring=KEYRING, algorithm=UNSIGNED, frame_length=64 * 1024,
                                compression=compression, compression_level=1 if compression else None)
@@ -119,6 +121,7 @@ class CancellingKeyring(NativeAsyncKeyring):
 async def test_cancel_file_leaves_destination_untouched(direction: str, tmp_path: Path) -> None:
     data = os.urandom(3 * MIB)
     options: dict[str, Any]
+    run: Callable[..., Awaitable[envelope.Header]]
     if direction == "encrypt":
         (tmp_path / "in").write_bytes(data)
         run, options = aio.encrypt_file, {"frame_length": 65536}
@@ -129,7 +132,7 @@ async def test_cancel_file_leaves_destination_untouched(direction: str, tmp_path
     keyring = CancellingKeyring()
     with anyio.CancelScope() as scope:
         keyring.scope = scope
-        await run(tmp_path / "in", tmp_path / "out", keyring=keyring, **options)
+        await run(tmp_path / "in", tmp_path / "out", keyring=keyring, overwrite=True, **options)
     assert scope.cancelled_caught
     assert keyring.threads == [threading.get_ident()]  # called from the worker, back on the loop
     assert (tmp_path / "out").read_bytes() == b"previous contents"
@@ -184,8 +187,8 @@ async def test_cancel_encrypt_file_in_the_middle_of_the_body(tmp_path: Path, mon
 async def test_slow_consumer_holds_back_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Back-pressure: with a zero-buffer stream and a slow consumer, the driver never reads more
     than a few chunks ahead of what the consumer has taken, however long the stream. Batches of
-    one frame here, so that items count frames: one chunk in the reader's hand and _DEPTH in
-    the pipe to the worker, one frame held back by the encryptor and one being sealed, _DEPTH in
+    one frame here, so that items count frames: one chunk in the reader's hand and ASYNC_PIPE_DEPTH in
+    the pipe to the worker, one frame held back by the encryptor and one being sealed, ASYNC_PIPE_DEPTH in
     the pipe to the sink and one in the writer's hand."""
     chunk = 4096
     monkeypatch.setattr(streams_module, "BATCH_BYTES", chunk)
@@ -215,7 +218,7 @@ async def test_slow_consumer_holds_back_the_producer(monkeypatch: pytest.MonkeyP
         async with send:
             await aio.encrypt_stream(source(), send, keyring=KEYRING, algorithm=UNSIGNED, frame_length=chunk)
     assert pulled == 200
-    assert lead <= 2 * streams_module._DEPTH + 4
+    assert lead <= 2 * limits.ASYNC_PIPE_DEPTH + 4
 
 
 async def test_decompression_is_paced_by_the_sink() -> None:

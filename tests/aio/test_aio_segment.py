@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -212,7 +212,7 @@ async def test_async_file_source_is_read_by_the_worker(suite: str, tmp_path: Pat
 
 
 @pytest.mark.parametrize("compression", [None, "zstd"], ids=["plain", "zstd"])
-async def test_async_file_sink_is_written_by_the_worker(compression: str | None, tmp_path: Path) -> None:
+async def test_async_file_sink_is_written_by_the_worker(compression: Literal["zstd"] | None, tmp_path: Path) -> None:
     """Any source with an AsyncFile sink: the worker writes the file under it, in order."""
     data = _data(2 * MIB + 5)
     async with await anyio.open_file(tmp_path / "sealed", "wb") as sink:

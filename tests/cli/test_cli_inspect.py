@@ -56,7 +56,7 @@ def test_read_header_reads_only_the_start() -> None:
 def test_read_header_errors(data: bytes, needle: str) -> None:
     for source in (data, io.BytesIO(data)):
         with pytest.raises(envelope.FormatError, match=needle):
-            read_header(source)  # type: ignore[arg-type]
+            read_header(source)
 
 
 def test_read_header_limit() -> None:

@@ -6,15 +6,17 @@ import base64
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 
-def _json(result) -> dict:
+def _json(result) -> dict[str, Any]:
     assert result.code == 0, result.err
-    return json.loads(result.out)
+    parsed: dict[str, Any] = json.loads(result.out)
+    return parsed
 
 
 def test_sign_verify_and_public_key(cli) -> None:
@@ -32,7 +34,8 @@ def test_sign_verify_and_public_key(cli) -> None:
     assert r.code == 254 and "KMSInvalidSignatureException" in r.err
     der = base64.b64decode(_json(cli("kms", "get-public-key", "--key-id", key["KeyId"]))["PublicKey"])
     public = serialization.load_der_public_key(der)
-    public.verify(Path("sig").read_bytes(), b"release 1.0",  # type: ignore[union-attr,call-arg]
+    assert isinstance(public, rsa.RSAPublicKey)
+    public.verify(Path("sig").read_bytes(), b"release 1.0",
                   padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH), hashes.SHA256())
 
 
@@ -68,8 +71,9 @@ def test_import_key_material(cli) -> None:
     params = _json(cli("kms", "get-parameters-for-import", "--key-id", key_id, "--wrapping-algorithm",
                        "RSAES_OAEP_SHA_256", "--wrapping-key-spec", "RSA_2048"))
     public = serialization.load_der_public_key(base64.b64decode(params["PublicKey"]))
+    assert isinstance(public, rsa.RSAPublicKey)
     material = bytes(range(32))
-    wrapped = public.encrypt(material, padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))  # type: ignore[union-attr,call-arg]
+    wrapped = public.encrypt(material, padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
     Path("token").write_bytes(base64.b64decode(params["ImportToken"]))
     Path("wrapped").write_bytes(wrapped)
     r = cli("kms", "import-key-material", "--key-id", key_id, "--import-token", "fileb://token",

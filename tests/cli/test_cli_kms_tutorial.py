@@ -13,7 +13,7 @@ def test_key_lifecycle_tutorial(cli, tmp_path: Path) -> None:
     def kms(*argv: str, code: int = 0) -> str:
         r = cli("kms", *argv)
         assert r.code == code, (argv, r.err)
-        return r.text
+        return str(r.text)
 
     def value(*argv: str) -> str:
         return kms(*argv, "--output", "text").strip()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from _cli_helpers import ENVELOPE
+from envelope_cli.progress import binary_size, describe_job
 
 pty = pytest.importorskip("pty")
 
@@ -40,7 +41,28 @@ def big_file(tmp_path: Path) -> Path:
 def test_bar_on_a_terminal(big_file: Path) -> None:
     code, seen = _stderr_on_a_terminal(["encrypt", "--aes-key-file", "k", "big.bin"], big_file.parent)
     assert code == 0
-    assert b"encrypting" in seen and b"/12.6 MB" in seen
+    # Binary units, and the input's size: 12 * 2**20 bytes.
+    assert b"encrypting (12.0 MiB)" in seen and b"/12.0 MiB" in seen
+    assert b"MB" not in seen
+
+
+def test_bar_names_the_file_in_multi_file_runs(big_file: Path) -> None:
+    (big_file.parent / "small").write_bytes(b"x" * 1000)
+    code, seen = _stderr_on_a_terminal(["encrypt", "--aes-key-file", "k", "small", "big.bin", "-o", "out/"],
+                                       big_file.parent)
+    assert code == 0
+    assert b"encrypting [2/2] big.bin (12.0 MiB)" in seen and b"/12.0 MiB" in seen
+
+
+@pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (12 * 2**20, "12.0 MiB"),
+                                         (3 * 2**30 + 2**29, "3.5 GiB"), (2**60, "1024.0 PiB")])
+def test_binary_units(n: int, text: str) -> None:
+    assert binary_size(n) == text
+
+
+def test_job_labels() -> None:
+    assert describe_job("decrypt", "-", index=1, count=1, size=None) == "decrypting"
+    assert describe_job("encrypt", "a/b.txt", index=3, count=4, size=2048) == "encrypting [3/4] a/b.txt (2.0 KiB)"
 
 
 def test_quiet_on_a_terminal(big_file: Path) -> None:

@@ -4,7 +4,7 @@ Only EnvelopeError (and, from parse_header, Incomplete) may escape; anything els
 
 Run (atheris is not a project dependency; it needs a Linux x86-64 wheel or clang with libFuzzer):
 
-    .venv/bin/python -m pip install atheris
+    .venv/bin/python -m pip install -e ".[fuzz]"
     mkdir -p /tmp/fuzz-corpus
     .venv/bin/python tests/fuzz/fuzz_parsers.py --seed-corpus /tmp/fuzz-corpus   # write valid messages
     .venv/bin/python tests/fuzz/fuzz_parsers.py /tmp/fuzz-corpus -max_len=4096 -timeout=10 -rss_limit_mb=2048

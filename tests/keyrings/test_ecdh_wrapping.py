@@ -47,6 +47,7 @@ def test_a_failing_secret_source_is_collected_and_the_next_edk_tried() -> None:
         result = next(calls)
         if isinstance(result, Exception):
             raise result
+        assert isinstance(result, bytes)
         return result
 
     assert unwrap_first("x", "kr", CURVE, [first, second], b"", 32, lambda k: k.sender, secret_with) == data_key

@@ -62,6 +62,7 @@ def test_plaintext_is_context_digest_then_data_key(kms: LocalKMS, rsa_key: tuple
     materials = KMSRSAKeyring(arn, client=kms).on_encrypt(EncryptionMaterials(UNSIGNED, CONTEXT))
     response = kms.decrypt(KeyId=arn, CiphertextBlob=materials.encrypted_data_keys[0].ciphertext,
                            EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert materials.plaintext_data_key is not None
     assert response["Plaintext"] == hashlib.sha384(serialize_context(CONTEXT)).digest() + materials.plaintext_data_key
 
 

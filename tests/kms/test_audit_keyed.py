@@ -71,7 +71,7 @@ def test_export_since_until(tmp_path: Path) -> None:
 def test_prune_keeps_the_rest_verifiable(tmp_path: Path) -> None:
     kms = _store(tmp_path / "store")
     anchor = kms.audit.head()
-    old_anchor = (3, kms.audit.lookup(event_name="Encrypt")[-2]["hash"])
+    old_anchor = (3, str(kms.audit.lookup(event_name="Encrypt")[-2]["hash"]))
     pruned = kms.audit.prune(START + timedelta(days=3), now=START.timestamp())
     assert pruned == 3  # CreateKey and the first two Encrypts
     verdict = kms.audit.verify(anchor=anchor)

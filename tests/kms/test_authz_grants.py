@@ -41,7 +41,8 @@ def test_grantee_may_only_delegate_a_subset_of_its_operations(kms: LocalKMS, key
     app = kms.for_principal(APP)
     for escalation in (["Encrypt"], ["Decrypt", "Encrypt"], ["RetireGrant"], ["DescribeKey"],
                        ["GenerateDataKey"]):
-        _denied(lambda ops=escalation: app.create_grant(KeyId=key_id, GranteePrincipal=BOB, Operations=ops))
+        _denied(lambda ops=escalation: app.create_grant(  # type: ignore[misc]  # a default-bound loop value
+            KeyId=key_id, GranteePrincipal=BOB, Operations=ops))
     app.create_grant(KeyId=key_id, GranteePrincipal=BOB, Operations=["Decrypt"])
     app.create_grant(KeyId=key_id, GranteePrincipal=BOB, Operations=["Decrypt", "CreateGrant"])
     # An allowed CreateGrant is not remembered as "allowed" for the next, different request.
@@ -70,7 +71,9 @@ def test_grantee_may_only_delegate_an_equally_strict_constraint(kms: LocalKMS, k
     _grant(kms, key_id, APP, ["Decrypt", "CreateGrant"], Constraints={"EncryptionContextSubset": {"dept": "eng"}})
     app = kms.for_principal(APP)
     extra = {} if child is None else {"Constraints": child}
-    create = lambda: app.create_grant(KeyId=key_id, GranteePrincipal=BOB, Operations=["Decrypt"], **extra)
+    def create() -> object:
+        return app.create_grant(KeyId=key_id, GranteePrincipal=BOB, Operations=["Decrypt"], **extra)
+
     if allowed:
         create()
     else:
@@ -81,7 +84,8 @@ def test_equals_constraint_may_only_be_delegated_as_the_same_equals(kms: LocalKM
     _grant(kms, key_id, APP, ["Encrypt", "CreateGrant"], Constraints={"EncryptionContextEquals": {"a": "1"}})
     app = kms.for_principal(APP)
     for weaker in ({"EncryptionContextSubset": {"a": "1"}}, {"EncryptionContextEquals": {"a": "1", "b": "2"}}):
-        _denied(lambda c=weaker: app.create_grant(KeyId=key_id, GranteePrincipal=BOB, Operations=["Encrypt"],
+        _denied(lambda c=weaker: app.create_grant(  # type: ignore[misc]  # a default-bound loop value
+            KeyId=key_id, GranteePrincipal=BOB, Operations=["Encrypt"],
                                                   Constraints=c))
     app.create_grant(KeyId=key_id, GranteePrincipal=BOB, Operations=["Encrypt"],
                      Constraints={"EncryptionContextEquals": {"A": "1"}})

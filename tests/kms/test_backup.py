@@ -165,10 +165,10 @@ def test_a_restore_cut_short_is_finished_by_the_next_opener(tmp_path: Path, monk
             raise KeyboardInterrupt  # a kill between two renames
         real(src, dst)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(backup_module.os, "replace", crash_after_one)
+    monkeypatch.setattr(os, "replace", crash_after_one)  # the os module backup.py calls
     with pytest.raises(KeyboardInterrupt):
         restore(dest, store, force=True)
-    monkeypatch.setattr(backup_module.os, "replace", real)
+    monkeypatch.setattr(os, "replace", real)
     assert list(store.glob(".restore-*"))
     check_messages(store, messages)  # the opener finished the restore first
     assert not list(store.glob(".restore-*"))

@@ -224,7 +224,8 @@ def test_conditional_decisions_follow_each_request(kms: LocalKMS, key_id: str) -
 
 
 def test_key_policy_changes_apply_to_the_next_call(kms: LocalKMS, key_id: str) -> None:
-    allow = {"Sid": "app", "Effect": "Allow", "Principal": {"AWS": APP}, "Action": "kms:Encrypt", "Resource": "*"}
+    allow: dict[str, object] = {"Sid": "app", "Effect": "Allow", "Principal": {"AWS": APP}, "Action": "kms:Encrypt",
+                                "Resource": "*"}
     app = kms.for_principal(APP)
     _denied(lambda: app.encrypt(KeyId=key_id, Plaintext=b"x"))
     kms.put_key_policy(KeyId=key_id, Policy=_key_policy(allow))

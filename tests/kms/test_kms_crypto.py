@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -102,6 +103,7 @@ def test_disabled_key_refuses_crypto_and_recovers(kms: LocalKMS, key_id: str) ->
 def test_pending_deletion_refuses_crypto(kms: LocalKMS, key_id: str) -> None:
     blob = kms.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
     kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    call: Callable[[], object]
     for call in (lambda: kms.decrypt(CiphertextBlob=blob), lambda: kms.encrypt(KeyId=key_id, Plaintext=b"y")):
         with pytest.raises(KMSError) as exc:
             call()
@@ -259,6 +261,7 @@ def test_hmac(kms: LocalKMS, spec: str, algorithm: str, length: int) -> None:
 
 
 def test_dry_run_authorizes_but_does_nothing(kms: LocalKMS, key_id: str) -> None:
+    call: Callable[[], object]
     for call in (lambda: kms.encrypt(KeyId=key_id, Plaintext=b"x", DryRun=True),
                  lambda: kms.generate_data_key(KeyId=key_id, KeySpec="AES_256", DryRun=True),
                  lambda: kms.create_grant(KeyId=key_id, GranteePrincipal="arn:aws:iam::111122223333:role/A",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -186,6 +187,7 @@ def test_service_managed_keys(kms: LocalKMS) -> None:
     via = kms.for_principal(f"arn:aws:iam::{ACCOUNT}:role/App", via_service="s3.us-east-1.amazonaws.com")
     blob = via.encrypt(KeyId="alias/aws/s3", Plaintext=b"x")["CiphertextBlob"]
     assert via.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+    call: Callable[[], object]
     for call in (lambda: kms.schedule_key_deletion(KeyId=meta["KeyId"]),
                  lambda: kms.disable_key(KeyId=meta["KeyId"]),
                  lambda: kms.put_key_policy(KeyId=meta["KeyId"], Policy="{}"),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -72,6 +73,7 @@ def test_on_demand_rotation_and_its_limit(kms: LocalKMS, key_id: str) -> None:
 
 def test_rotation_is_for_symmetric_keys_only(kms: LocalKMS) -> None:
     arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    call: Callable[[], object]
     for call in (lambda: kms.enable_key_rotation(KeyId=arn), lambda: kms.rotate_key_on_demand(KeyId=arn)):
         with pytest.raises(KMSError) as exc:
             call()

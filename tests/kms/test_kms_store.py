@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,7 @@ def test_a_deleted_chain_head_stops_calls_instead_of_restarting_the_chain(disk_k
     db.execute("DELETE FROM audit_head")
     db.commit()
     count = disk_kms.audit.verify().count
+    call: Callable[[], object]
     for call in (lambda: disk_kms.decrypt(CiphertextBlob=blob),
                  lambda: disk_kms.describe_key(KeyId="alias/none")):  # a success and a failure
         with pytest.raises(KMSError) as exc:

@@ -89,7 +89,7 @@ def _import(kms: LocalKMS, material: bytes) -> str:
                                                     algorithm=hashes.SHA256(), label=None))
     kms.import_key_material(KeyId=key_id, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped,
                             ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
-    return key_id
+    return str(key_id)
 
 
 def test_rotation_reseals_everything(tmp_path: Path) -> None:

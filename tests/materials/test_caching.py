@@ -31,10 +31,10 @@ from envelope.materials.materials import DecryptionMaterials, EncryptionMaterial
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    from aws_encryption_sdk.caches import build_decryption_materials_cache_key, build_encryption_materials_cache_key
-    from aws_encryption_sdk.identifiers import Algorithm
-    from aws_encryption_sdk.materials_managers import DecryptionMaterialsRequest, EncryptionMaterialsRequest
-    from aws_encryption_sdk.structures import EncryptedDataKey as ESDKEncryptedDataKey
+    from aws_encryption_sdk.caches import build_decryption_materials_cache_key, build_encryption_materials_cache_key  # type: ignore[import-untyped]
+    from aws_encryption_sdk.identifiers import Algorithm  # type: ignore[import-untyped]
+    from aws_encryption_sdk.materials_managers import DecryptionMaterialsRequest, EncryptionMaterialsRequest  # type: ignore[import-untyped]
+    from aws_encryption_sdk.structures import EncryptedDataKey as ESDKEncryptedDataKey  # type: ignore[import-untyped]
     from aws_encryption_sdk.structures import MasterKeyInfo
 
 UNSIGNED = AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY

@@ -36,7 +36,7 @@ class Endpoint:
 
     def client(self, service: str = "kms", *, access_key_id: str | None = None, secret: str | None = None,
                region: str = REGION, **config: Any) -> Any:
-        from botocore.config import Config
+        from botocore.config import Config  # type: ignore[import-untyped]
 
         return boto3.client(service, endpoint_url=self.url, region_name=region,
                             aws_access_key_id=access_key_id or self.access_key_id,

@@ -55,14 +55,14 @@ def _capture(run: Callable[[], int]) -> tuple[int, str, str]:
         sys.stdout, sys.stderr = saved
     out.flush()
     err.flush()
-    return code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()  # type: ignore[attr-defined]
+    return code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()
 
 
 @pytest.fixture
 def clis(endpoint: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     """(aws, envelope): each runs one command line in this process against the endpoint."""
-    import awscli
-    from awscli.clidriver import create_clidriver
+    import awscli  # type: ignore[import-untyped]
+    from awscli.clidriver import create_clidriver  # type: ignore[import-untyped]
 
     config = tmp_path / "aws-config"
     # aws CLI v2's default timestamp format, which envelope prints (v1's default is epoch seconds)
@@ -176,7 +176,7 @@ def test_service_errors_exit_254_through_the_endpoint(endpoint: Endpoint, monkey
 
 
 def _esdk_session(endpoint: Endpoint, tmp_path: Path) -> Any:
-    import botocore.session
+    import botocore.session  # type: ignore[import-untyped]
 
     config = tmp_path / "esdk-config"
     config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint.url}\n"

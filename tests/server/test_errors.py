@@ -10,11 +10,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import botocore.auth
+import botocore.auth  # type: ignore[import-untyped]
 import pytest
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 if TYPE_CHECKING:
     from .conftest import Endpoint
@@ -37,6 +37,7 @@ def send(endpoint: Endpoint, body: bytes | str, *, target: str | None = "TrentSe
         SigV4Auth(Credentials(access_key_id or endpoint.access_key_id, secret or endpoint.secret),
                   service, region).add_auth(request)
     parts = urlsplit(endpoint.url)
+    assert parts.hostname is not None
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
         payload = data if sent_body is None else sent_body

@@ -29,7 +29,7 @@ def _botocore_session(endpoint: Endpoint, tmp_path: Path) -> Any:
     ESDK 4.0.7 takes ``botocore_session=`` and builds each regional client from it, so the
     endpoint comes from the session's profile (``endpoint_url``, honoured by botocore >= 1.31).
     """
-    import botocore.session
+    import botocore.session  # type: ignore[import-untyped]
 
     config = tmp_path / "aws-config"
     config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint.url}\n"

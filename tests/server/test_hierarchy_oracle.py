@@ -41,7 +41,7 @@ def ddb_url() -> Iterator[str]:
 
 
 def _ddb(url: str) -> Any:
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     return boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -50,9 +50,9 @@ def _ddb(url: str) -> Any:
 @pytest.fixture(scope="module")
 def setup(endpoint: Endpoint, ddb_url: str) -> dict[str, Any]:
     """One KMS key, one table, the MPL's KeyStore and ours over it (the table made by the MPL)."""
-    from aws_cryptographic_material_providers.keystore import KeyStore
-    from aws_cryptographic_material_providers.keystore.config import KeyStoreConfig
-    from aws_cryptographic_material_providers.keystore.models import CreateKeyStoreInput, KMSConfigurationKmsKeyArn
+    from aws_cryptographic_material_providers.keystore import KeyStore  # type: ignore[import-untyped]
+    from aws_cryptographic_material_providers.keystore.config import KeyStoreConfig  # type: ignore[import-untyped]
+    from aws_cryptographic_material_providers.keystore.models import CreateKeyStoreInput, KMSConfigurationKmsKeyArn  # type: ignore[import-untyped]
 
     kms = endpoint.client()
     arn = kms.create_key(Description="branch key store")["KeyMetadata"]["Arn"]
@@ -66,9 +66,9 @@ def setup(endpoint: Endpoint, ddb_url: str) -> dict[str, Any]:
 
 
 def _mpl_keyring(mpl_store: Any, branch_key_id: str) -> Any:
-    from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
-    from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
-    from aws_cryptographic_material_providers.mpl.models import CreateAwsKmsHierarchicalKeyringInput
+    from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders  # type: ignore[import-untyped]
+    from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig  # type: ignore[import-untyped]
+    from aws_cryptographic_material_providers.mpl.models import CreateAwsKmsHierarchicalKeyringInput  # type: ignore[import-untyped]
 
     mpl = AwsCryptographicMaterialProviders(MaterialProvidersConfig())
     return mpl.create_aws_kms_hierarchical_keyring(CreateAwsKmsHierarchicalKeyringInput(

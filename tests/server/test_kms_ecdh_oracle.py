@@ -25,16 +25,16 @@ CONTEXT = {"tenant": "t-3", "purpose": "kms ecdh interop"}
 
 def _mpl_kms_ecdh(curve: str, boto: Any, *, sender: str | None = None, recipient_public: bytes | None = None,
                   discovery: str | None = None) -> Any:
-    from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
-    from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
-    from aws_cryptographic_material_providers.mpl.models import (
+    from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders  # type: ignore[import-untyped]
+    from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig  # type: ignore[import-untyped]
+    from aws_cryptographic_material_providers.mpl.models import (  # type: ignore[import-untyped]
         CreateAwsKmsEcdhKeyringInput,
         KmsEcdhStaticConfigurationsKmsPrivateKeyToStaticPublicKey,
         KmsEcdhStaticConfigurationsKmsPublicKeyDiscovery,
         KmsPrivateKeyToStaticPublicKeyInput,
         KmsPublicKeyDiscoveryInput,
     )
-    from aws_cryptography_primitives.smithygenerated.aws_cryptography_primitives.models import ECDHCurveSpec
+    from aws_cryptography_primitives.smithygenerated.aws_cryptography_primitives.models import ECDHCurveSpec  # type: ignore[import-untyped]
 
     scheme: Any
     if discovery is not None:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import boto3
+import boto3  # type: ignore[import-untyped]
 import pytest
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
 
 from envelope.kms import LocalKMS
 from envelope.kms.server import AccessKeys, KMSServer

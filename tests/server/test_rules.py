@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from envelope.errors import KMSError
 from envelope.kms import LocalKMS
@@ -48,7 +48,7 @@ def _error(call: Callable[[], object]) -> tuple[str, str]:
     """The (code, message) a call fails with: a KMSError in-process, a ClientError from boto3."""
     with pytest.raises((KMSError, ClientError)) as exc:
         call()
-    error = exc.value.response["Error"]  # type: ignore[union-attr]
+    error = exc.value.response["Error"]
     return error["Code"], error["Message"]
 
 
@@ -147,7 +147,8 @@ def test_alias_refused_where_only_a_key_id_is_taken(via: Callable[..., Any], met
     alias = f"alias/only-{method.replace('_', '-')}"
     kms.create_alias(AliasName=alias, TargetKeyId=key_id)
     for value in (alias, f"arn:aws:kms:us-east-1:{ACCOUNT}:{alias}"):
-        assert _error(lambda v=value: getattr(kms, method)(KeyId=v, **KEY_ONLY_CALLS[method])) == (
+        assert _error(lambda v=value: getattr(kms, method)(  # type: ignore[misc]  # a default-bound loop value
+            KeyId=v, **KEY_ONLY_CALLS[method])) == (
             "NotFoundException", f"Invalid keyId {value}")
     assert kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyState"] == "Enabled"  # nothing changed
 

@@ -168,7 +168,9 @@ def test_decompressor_stays_failed() -> None:
     with pytest.raises(envelope.PolicyError):
         decompressor.write(stream)
     received = sum(map(len, pieces))
-    for call in (lambda: decompressor.write(stream), lambda: decompressor.write(b""), decompressor.finish):
+    calls: tuple[Callable[[], object], ...] = (lambda: decompressor.write(stream), lambda: decompressor.write(b""),
+                                               decompressor.finish)
+    for call in calls:
         with pytest.raises(envelope.PolicyError):
             call()
     assert sum(map(len, pieces)) == received <= 1000

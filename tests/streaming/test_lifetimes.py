@@ -18,7 +18,7 @@ import envelope
 from envelope.streaming import pipeline
 
 KEYRING = envelope.RawAESKeyring("life-ns", "life-key", bytes(range(32)))
-FRAME = 16 * 1024  # the smallest frame the threaded pipeline takes (sync._PIPELINE_MIN_FRAME)
+FRAME = 16 * 1024  # the smallest frame the threaded pipeline takes (limits.PIPELINE_MIN_FRAME)
 _ALPHABET = bytes.maketrans(bytes(range(256)), b"etaoin \n" * 32)
 PLAINTEXT = random.Random(12).randbytes(256 * 1024).translate(_ALPHABET)  # compresses to ~6 frames
 

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 from _lifetime_helpers import flip, watching
-from test_lifetimes import FRAME, KEYRING, OPTIONS, OUTCOMES, PLAINTEXT, message
+from streaming.test_lifetimes import FRAME, KEYRING, OPTIONS, OUTCOMES, PLAINTEXT, message
 
 import envelope
 import envelope.aio

@@ -9,11 +9,11 @@ import random
 from typing import Any
 
 import pytest
+from _esdk_helpers import esdk_aes_key, esdk_decrypt, esdk_encrypt, policy_for
 
 import envelope
 from envelope.format.body import FRAME_OVERHEAD
 from envelope.format.header import parse_header
-from tests._esdk_helpers import esdk_aes_key, esdk_decrypt, esdk_encrypt, policy_for
 
 KEY = bytes(range(32))
 KEYRING = envelope.RawAESKeyring("ns", "ranged", KEY)

@@ -8,10 +8,7 @@ import os
 from typing import Any
 
 import pytest
-
-import envelope
-from envelope.format.header import parse_header
-from tests._esdk_helpers import (
+from _esdk_helpers import (
     AWSEncryptionSDKClientError,
     esdk_aes_key,
     esdk_decrypt,
@@ -19,6 +16,9 @@ from tests._esdk_helpers import (
     esdk_multi,
     policy_for,
 )
+
+import envelope
+from envelope.format.header import parse_header
 
 OLD_KEY, NEW_KEY, OTHER_KEY = bytes(range(32)), bytes(range(1, 33)), bytes(range(2, 34))
 OLD = envelope.RawAESKeyring("ns", "old", OLD_KEY)

@@ -14,8 +14,8 @@ from ..authz.policy import default_key_policy, parse_policy
 from ..engine.due import copy_key_versions, key_versions, update_replica_lists
 from ..model.errors import AlreadyExistsError, MalformedPolicyDocumentError, UnsupportedOperationError, ValidationError
 from ..model.keys import insert_key, load_key, metadata, update_key
+from ..model.regions import REGIONS
 from ..store.database import bump_counter
-from ..store.partition import _REGION_NAME
 
 if TYPE_CHECKING:
     from ..engine.runtime import Call
@@ -37,7 +37,7 @@ def replicate_key(call: Call) -> dict[str, Any]:
         raise UnsupportedOperationError(f"{entry.arn} is not a multi-Region key.")
     if rec.primary_region != here:
         raise UnsupportedOperationError(f"{entry.arn} is a replica; replicate its primary key.")
-    if not _REGION_NAME.match(target) or target == here:
+    if target not in REGIONS or target == here:
         raise ValidationError(f"ReplicaRegion {target!r} is not a valid region for a replica.")
     partition = call.session.partition
     other = partition.region(target)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -27,9 +28,15 @@ def bind(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> socket.socket:
     """A listening TCP socket (``port=0``: an ephemeral port); connections queue from now on."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        # Name the address: "Address already in use" alone does not say which.
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise OSError(exc.errno, f"cannot listen on {shown}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -41,13 +48,31 @@ def _uvicorn() -> Any:
     try:
         import uvicorn
     except ImportError:
-        raise ImportError("`envelope kms serve` needs uvicorn: pip install 'envelope[serve]'") from None
+        raise ImportError("`envelope kms serve` needs uvicorn: pip install 'envelope-crypto[serve]'") from None
     return uvicorn
+
+
+def _check_tls(certfile: str, keyfile: str) -> None:
+    """Load the certificate and key now, so a bad file is reported by name before the endpoint
+    announces itself (uvicorn would load them later and report only "No such file or directory")."""
+    for what, path in (("certificate", certfile), ("key", keyfile)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot read the TLS {what} file {path}: {exc.strerror or exc}") from None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:
+        raise ValueError(f"the TLS certificate file {certfile} and key file {keyfile} do not load as a PEM "
+                         f"certificate and its private key ({exc.reason or exc})") from None
 
 
 def _config(app: Any, certfile: str | None, keyfile: str | None, graceful_timeout: int, **extra: Any) -> Any:
     if (certfile is None) != (keyfile is None):
         raise ValueError("TLS needs both a certificate file and a key file")
+    if certfile is not None and keyfile is not None:
+        _check_tls(certfile, keyfile)
     # proxy_headers=False: uvicorn would otherwise trust X-Forwarded-For from loopback peers, letting
     # any local client choose the source address written to the access and audit logs.
     return _uvicorn().Config(app, lifespan="on", access_log=False, log_level="warning", server_header=False,

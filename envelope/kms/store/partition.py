@@ -7,7 +7,6 @@ caches of key state, which are checked against each database's change counter on
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 import weakref
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..model.access import Decision, Grant
 from ..model.keys import KeyRecord, key_arn
+from ..model.regions import check_region
 from .audit import AuditLog
 from .database import IAM_SCHEMA, REGION_SCHEMA, Database
 from .datadir import IAM_FILE, StoreLock, region_file
@@ -30,7 +30,6 @@ from .sealing import Sealer, fingerprint
 __all__ = ["DATA_DIR_ENV", "KeyEntry", "Partition", "Region", "default_data_dir", "open_partition"]
 
 DATA_DIR_ENV = "ENVELOPE_DATA_DIR"
-_REGION_NAME = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d{1,2}$")
 # Weak: a partition (and its SQLite connections) lives as long as some client uses it.
 _registry: weakref.WeakValueDictionary[Path, Partition] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
@@ -126,8 +125,7 @@ class Partition:
         found = self._regions.get(name)
         if found is not None:
             return found
-        if not _REGION_NAME.match(name):
-            raise ValueError(f"not a region name: {name!r}")
+        check_region(name)  # before the region's database file is made: an unknown name leaves none
         with self._lock:
             found = self._regions.get(name)
             if found is None:

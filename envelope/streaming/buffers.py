@@ -1,13 +1,58 @@
-"""Output buffers for the async stream driver: a few reused buffers lent to a file-like sink's
-``write``, which, like `io.RawIOBase.write`, must not keep what it is given; fresh ``bytes`` for
-stream sinks (``send``), which may keep every item."""
+"""The buffer pools of the streaming drivers: where frames are read into and sealed or opened into.
+
+Two lending disciplines over one idea, a few reused bytearrays instead of fresh memory per frame:
+
+- `Pool`: the threaded pipeline's (pipeline.py; and envelope.aio's file reader, which runs it).
+  Every user gives its buffer back explicitly with `Pool.put` once the next stage is done with
+  it; at most `limits.POOL_DEPTH` buffers exist, so a stage that runs ahead waits, and memory
+  stays a few hand-offs (format-spec/message.md §9: memory follows the data, never a claim).
+- `Outputs`: the async driver's output batches (envelope.aio.streams, batcher.py). A batch is
+  lent to a file-like sink's ``write``, which, like `io.RawIOBase.write`, must not keep what it is
+  given, and is reclaimed only once nothing else holds a view of it; stream sinks (``send``), which
+  may keep every item, get fresh ``bytes``.
+"""
 
 from __future__ import annotations
 
+import queue
 import sys
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["Outputs"]
+from .limits import POOL_DEPTH
+
+__all__ = ["Outputs", "Pool"]
+
+
+class Pool:
+    """Up to `POOL_DEPTH` buffers of ``size`` bytes, allocated only when needed, so memory
+    follows the data (a short message never pays for a full pool of large frames)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._made = 0
+        self.free: queue.Queue[Any] = queue.Queue()
+
+    def take(self, check: Callable[[], None] | None = None) -> Any:
+        """A free buffer (a memoryview of ``size`` bytes); with all in use, wait for one, calling
+        ``check`` meanwhile (it raises another stage's error instead of waiting forever)."""
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            pass
+        if self._made < POOL_DEPTH:
+            self._made += 1
+            return memoryview(bytearray(self._size))
+        while True:
+            try:
+                return self.free.get(timeout=0.05)
+            except queue.Empty:
+                if check is not None:
+                    check()
+
+    def put(self, buf: Any) -> None:
+        self.free.put(buf)
 
 # References to a lent view while `Outputs._reclaim` looks at it: the pending deque, the
 # parameter and getrefcount's own argument. More means someone still holds the view itself.

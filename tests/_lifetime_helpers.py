@@ -31,7 +31,7 @@ import envelope.crypto
 import envelope.streaming
 
 # Code that streams a message (a KMS store's own background threads are not a message's).
-_STREAMING_DIRS = tuple(os.path.dirname(package.__file__) + os.sep
+_STREAMING_DIRS = tuple(os.path.dirname(str(package.__file__)) + os.sep
                         for package in (envelope.streaming, envelope.aio, envelope.crypto))
 
 
@@ -114,7 +114,7 @@ def watching() -> Iterator[Lifetimes]:
     patch = pytest.MonkeyPatch()
     try:
         for cls in watched_classes():
-            patch.setattr(cls, "__init__", _recording(cls, cls.__init__, active))
+            patch.setattr(cls, "__init__", _recording(cls, cls.__init__, active))  # type: ignore[misc]
         record = Lifetimes()
         active.append(record)
         yield record

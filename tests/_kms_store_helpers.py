@@ -12,7 +12,7 @@ from typing import Any
 
 from envelope.kms import LocalKMS
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "kms" / "fixtures"
 
 
 def store_from_fixture(version: int, directory: Path) -> dict[str, Any]:
