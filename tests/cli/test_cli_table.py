@@ -21,7 +21,7 @@ from envelope_cli.main import build_parser
 from envelope.kms.model.operations import OPERATIONS as MODEL
 
 botocore_session = pytest.importorskip("botocore.session")
-from botocore import xform_name
+from botocore import xform_name  # type: ignore[import-untyped]
 
 # Commands of `envelope kms` that are not KMS operations, defined by hand on purpose.
 NOT_AWS = {"audit", "serve", "create-access-key", "list-access-keys", "delete-access-key", "backup", "restore",

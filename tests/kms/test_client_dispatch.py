@@ -54,7 +54,7 @@ def test_the_endpoint_decodes_the_table_blob_members() -> None:
 def test_names_and_types_are_checked_as_botocore_does(kwargs: dict[str, object], message: str) -> None:
     kms = LocalKMS(":memory:")
     with pytest.raises(TypeError, match=f"^GenerateDataKey: {message.replace('(', '.').replace(')', '.')}$"):
-        kms.generate_data_key(**kwargs)  # type: ignore[arg-type]
+        kms.generate_data_key(**kwargs)
     # the refused call is audited as a ValidationException, as before
     assert kms.audit.lookup(limit=1)[0]["errorCode"] == "ValidationException"
 
@@ -83,4 +83,4 @@ def test_a_missing_required_member_is_a_type_error_before_anything_else() -> Non
     kms = LocalKMS(":memory:")
     # botocore refuses it before sending, whatever else is wrong with the call
     with pytest.raises(TypeError, match="^ScheduleKeyDeletion: missing required parameter KeyId$"):
-        kms.schedule_key_deletion(PendingWindowInDays=3)  # type: ignore[call-arg]
+        kms.schedule_key_deletion(PendingWindowInDays=3)

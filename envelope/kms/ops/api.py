@@ -15,7 +15,7 @@ __all__ = ["ClientAPI"]
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
-    from typing import Any, Literal, Required, TypedDict, Unpack
+    from typing import Any, Literal, Required, TypedDict
 
     class GrantConstraints(TypedDict, total=False):
         EncryptionContextSubset: Mapping[str, str]
@@ -410,190 +410,190 @@ class ClientAPI:
     """The KMS operations LocalKMS serves, as type checkers see them (boto3's names and shapes)."""
 
     if TYPE_CHECKING:
-        def cancel_key_deletion(self, **kwargs: Unpack[CancelKeyDeletionRequest]) -> dict[str, Any]:
-            """KMS CancelKeyDeletion: Cancels the deletion of a KMS key."""
+        def cancel_key_deletion(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS CancelKeyDeletion: Cancels the deletion of a KMS key. (Arguments: `CancelKeyDeletionRequest`.)"""
             ...
 
-        def create_alias(self, **kwargs: Unpack[CreateAliasRequest]) -> dict[str, Any]:
-            """KMS CreateAlias: Creates a friendly name for a KMS key."""
+        def create_alias(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS CreateAlias: Creates a friendly name for a KMS key. (Arguments: `CreateAliasRequest`.)"""
             ...
 
-        def create_grant(self, **kwargs: Unpack[CreateGrantRequest]) -> dict[str, Any]:
-            """KMS CreateGrant: Adds a grant to a KMS key."""
+        def create_grant(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS CreateGrant: Adds a grant to a KMS key. (Arguments: `CreateGrantRequest`.)"""
             ...
 
-        def create_key(self, **kwargs: Unpack[CreateKeyRequest]) -> dict[str, Any]:
-            """KMS CreateKey: Creates a unique customer managed KMS key in your Amazon Web Services account and Region."""
+        def create_key(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS CreateKey: Creates a unique customer managed KMS key in your Amazon Web Services account and Region. (Arguments: `CreateKeyRequest`.)"""
             ...
 
-        def decrypt(self, **kwargs: Unpack[DecryptRequest]) -> dict[str, Any]:
-            """KMS Decrypt: Decrypts ciphertext that was encrypted by a KMS key using any of the following operations: Encrypt GenerateDataKey GenerateDataKeyPair GenerateDataKeyWithoutPlaintext GenerateDataKeyPairWithoutPlaintext You can use this operation to decrypt ciphertext that was encrypted under a symmetric encryption KMS key or an asymmetric encryption KMS key."""
+        def decrypt(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS Decrypt: Decrypts ciphertext that was encrypted by a KMS key using any of the following operations: Encrypt GenerateDataKey GenerateDataKeyPair GenerateDataKeyWithoutPlaintext GenerateDataKeyPairWithoutPlaintext You can use this operation to decrypt ciphertext that was encrypted under a symmetric encryption KMS key or an asymmetric encryption KMS key. (Arguments: `DecryptRequest`.)"""
             ...
 
-        def delete_alias(self, **kwargs: Unpack[DeleteAliasRequest]) -> dict[str, Any]:
-            """KMS DeleteAlias: Deletes the specified alias."""
+        def delete_alias(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS DeleteAlias: Deletes the specified alias. (Arguments: `DeleteAliasRequest`.)"""
             ...
 
-        def delete_imported_key_material(self, **kwargs: Unpack[DeleteImportedKeyMaterialRequest]) -> dict[str, Any]:
-            """KMS DeleteImportedKeyMaterial: Deletes key material that was previously imported."""
+        def delete_imported_key_material(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS DeleteImportedKeyMaterial: Deletes key material that was previously imported. (Arguments: `DeleteImportedKeyMaterialRequest`.)"""
             ...
 
-        def derive_shared_secret(self, **kwargs: Unpack[DeriveSharedSecretRequest]) -> dict[str, Any]:
-            """KMS DeriveSharedSecret: Derives a shared secret using a key agreement algorithm."""
+        def derive_shared_secret(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS DeriveSharedSecret: Derives a shared secret using a key agreement algorithm. (Arguments: `DeriveSharedSecretRequest`.)"""
             ...
 
-        def describe_key(self, **kwargs: Unpack[DescribeKeyRequest]) -> dict[str, Any]:
-            """KMS DescribeKey: Provides detailed information about a KMS key."""
+        def describe_key(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS DescribeKey: Provides detailed information about a KMS key. (Arguments: `DescribeKeyRequest`.)"""
             ...
 
-        def disable_key(self, **kwargs: Unpack[DisableKeyRequest]) -> dict[str, Any]:
-            """KMS DisableKey: Sets the state of a KMS key to disabled."""
+        def disable_key(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS DisableKey: Sets the state of a KMS key to disabled. (Arguments: `DisableKeyRequest`.)"""
             ...
 
-        def disable_key_rotation(self, **kwargs: Unpack[DisableKeyRotationRequest]) -> dict[str, Any]:
-            """KMS DisableKeyRotation: Disables automatic rotation of the key material of the specified symmetric encryption KMS key."""
+        def disable_key_rotation(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS DisableKeyRotation: Disables automatic rotation of the key material of the specified symmetric encryption KMS key. (Arguments: `DisableKeyRotationRequest`.)"""
             ...
 
-        def enable_key(self, **kwargs: Unpack[EnableKeyRequest]) -> dict[str, Any]:
-            """KMS EnableKey: Sets the key state of a KMS key to enabled."""
+        def enable_key(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS EnableKey: Sets the key state of a KMS key to enabled. (Arguments: `EnableKeyRequest`.)"""
             ...
 
-        def enable_key_rotation(self, **kwargs: Unpack[EnableKeyRotationRequest]) -> dict[str, Any]:
-            """KMS EnableKeyRotation: Enables automatic rotation of the key material of the specified symmetric encryption KMS key."""
+        def enable_key_rotation(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS EnableKeyRotation: Enables automatic rotation of the key material of the specified symmetric encryption KMS key. (Arguments: `EnableKeyRotationRequest`.)"""
             ...
 
-        def encrypt(self, **kwargs: Unpack[EncryptRequest]) -> dict[str, Any]:
-            """KMS Encrypt: Encrypts plaintext of up to 4,096 bytes using a KMS key."""
+        def encrypt(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS Encrypt: Encrypts plaintext of up to 4,096 bytes using a KMS key. (Arguments: `EncryptRequest`.)"""
             ...
 
-        def generate_data_key(self, **kwargs: Unpack[GenerateDataKeyRequest]) -> dict[str, Any]:
-            """KMS GenerateDataKey: Returns a unique symmetric data key for use outside of KMS. This operation returns a plaintext copy of the data key and a copy that is encrypted under a symmetric encryption KMS key that you specify."""
+        def generate_data_key(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GenerateDataKey: Returns a unique symmetric data key for use outside of KMS. This operation returns a plaintext copy of the data key and a copy that is encrypted under a symmetric encryption KMS key that you specify. (Arguments: `GenerateDataKeyRequest`.)"""
             ...
 
-        def generate_data_key_pair(self, **kwargs: Unpack[GenerateDataKeyPairRequest]) -> dict[str, Any]:
-            """KMS GenerateDataKeyPair: Returns a unique asymmetric data key pair for use outside of KMS. This operation returns a plaintext public key, a plaintext private key, and a copy of the private key that is encrypted under the symmetric encryption KMS key you specify."""
+        def generate_data_key_pair(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GenerateDataKeyPair: Returns a unique asymmetric data key pair for use outside of KMS. This operation returns a plaintext public key, a plaintext private key, and a copy of the private key that is encrypted under the symmetric encryption KMS key you specify. (Arguments: `GenerateDataKeyPairRequest`.)"""
             ...
 
-        def generate_data_key_pair_without_plaintext(self, **kwargs: Unpack[GenerateDataKeyPairWithoutPlaintextRequest]) -> dict[str, Any]:
-            """KMS GenerateDataKeyPairWithoutPlaintext: Returns a unique asymmetric data key pair for use outside of KMS. This operation returns a plaintext public key and a copy of the private key that is encrypted under the symmetric encryption KMS key you specify."""
+        def generate_data_key_pair_without_plaintext(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GenerateDataKeyPairWithoutPlaintext: Returns a unique asymmetric data key pair for use outside of KMS. This operation returns a plaintext public key and a copy of the private key that is encrypted under the symmetric encryption KMS key you specify. (Arguments: `GenerateDataKeyPairWithoutPlaintextRequest`.)"""
             ...
 
-        def generate_data_key_without_plaintext(self, **kwargs: Unpack[GenerateDataKeyWithoutPlaintextRequest]) -> dict[str, Any]:
-            """KMS GenerateDataKeyWithoutPlaintext: Returns a unique symmetric data key for use outside of KMS. This operation returns a data key that is encrypted under a symmetric encryption KMS key that you specify."""
+        def generate_data_key_without_plaintext(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GenerateDataKeyWithoutPlaintext: Returns a unique symmetric data key for use outside of KMS. This operation returns a data key that is encrypted under a symmetric encryption KMS key that you specify. (Arguments: `GenerateDataKeyWithoutPlaintextRequest`.)"""
             ...
 
-        def generate_mac(self, **kwargs: Unpack[GenerateMacRequest]) -> dict[str, Any]:
-            """KMS GenerateMac: Generates a hash-based message authentication code (HMAC) for a message using an HMAC KMS key and a MAC algorithm that the key supports."""
+        def generate_mac(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GenerateMac: Generates a hash-based message authentication code (HMAC) for a message using an HMAC KMS key and a MAC algorithm that the key supports. (Arguments: `GenerateMacRequest`.)"""
             ...
 
-        def generate_random(self, **kwargs: Unpack[GenerateRandomRequest]) -> dict[str, Any]:
-            """KMS GenerateRandom: Returns a random byte string that is cryptographically secure."""
+        def generate_random(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GenerateRandom: Returns a random byte string that is cryptographically secure. (Arguments: `GenerateRandomRequest`.)"""
             ...
 
-        def get_key_policy(self, **kwargs: Unpack[GetKeyPolicyRequest]) -> dict[str, Any]:
-            """KMS GetKeyPolicy: Gets a key policy attached to the specified KMS key."""
+        def get_key_policy(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GetKeyPolicy: Gets a key policy attached to the specified KMS key. (Arguments: `GetKeyPolicyRequest`.)"""
             ...
 
-        def get_key_rotation_status(self, **kwargs: Unpack[GetKeyRotationStatusRequest]) -> dict[str, Any]:
-            """KMS GetKeyRotationStatus: Provides detailed information about the rotation status for a KMS key, including whether automatic rotation of the key material is enabled for the specified KMS key, the rotation period , and the next scheduled rotation date."""
+        def get_key_rotation_status(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GetKeyRotationStatus: Provides detailed information about the rotation status for a KMS key, including whether automatic rotation of the key material is enabled for the specified KMS key, the rotation period , and the next scheduled rotation date. (Arguments: `GetKeyRotationStatusRequest`.)"""
             ...
 
-        def get_parameters_for_import(self, **kwargs: Unpack[GetParametersForImportRequest]) -> dict[str, Any]:
-            """KMS GetParametersForImport: Returns the public key and an import token you need to import or reimport key material for a KMS key."""
+        def get_parameters_for_import(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GetParametersForImport: Returns the public key and an import token you need to import or reimport key material for a KMS key. (Arguments: `GetParametersForImportRequest`.)"""
             ...
 
-        def get_public_key(self, **kwargs: Unpack[GetPublicKeyRequest]) -> dict[str, Any]:
-            """KMS GetPublicKey: Returns the public key of an asymmetric KMS key."""
+        def get_public_key(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS GetPublicKey: Returns the public key of an asymmetric KMS key. (Arguments: `GetPublicKeyRequest`.)"""
             ...
 
-        def import_key_material(self, **kwargs: Unpack[ImportKeyMaterialRequest]) -> dict[str, Any]:
-            """KMS ImportKeyMaterial: Imports or reimports key material into an existing KMS key that was created without key material."""
+        def import_key_material(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ImportKeyMaterial: Imports or reimports key material into an existing KMS key that was created without key material. (Arguments: `ImportKeyMaterialRequest`.)"""
             ...
 
-        def list_aliases(self, **kwargs: Unpack[ListAliasesRequest]) -> dict[str, Any]:
-            """KMS ListAliases: Gets a list of aliases in the caller's Amazon Web Services account and region."""
+        def list_aliases(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ListAliases: Gets a list of aliases in the caller's Amazon Web Services account and region. (Arguments: `ListAliasesRequest`.)"""
             ...
 
-        def list_grants(self, **kwargs: Unpack[ListGrantsRequest]) -> dict[str, Any]:
-            """KMS ListGrants: Gets a list of all grants for the specified KMS key."""
+        def list_grants(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ListGrants: Gets a list of all grants for the specified KMS key. (Arguments: `ListGrantsRequest`.)"""
             ...
 
-        def list_key_policies(self, **kwargs: Unpack[ListKeyPoliciesRequest]) -> dict[str, Any]:
-            """KMS ListKeyPolicies: Gets the names of the key policies that are attached to a KMS key."""
+        def list_key_policies(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ListKeyPolicies: Gets the names of the key policies that are attached to a KMS key. (Arguments: `ListKeyPoliciesRequest`.)"""
             ...
 
-        def list_key_rotations(self, **kwargs: Unpack[ListKeyRotationsRequest]) -> dict[str, Any]:
-            """KMS ListKeyRotations: Returns information about the key materials associated with the specified KMS key."""
+        def list_key_rotations(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ListKeyRotations: Returns information about the key materials associated with the specified KMS key. (Arguments: `ListKeyRotationsRequest`.)"""
             ...
 
-        def list_keys(self, **kwargs: Unpack[ListKeysRequest]) -> dict[str, Any]:
-            """KMS ListKeys: Gets a list of all KMS keys in the caller's Amazon Web Services account and Region."""
+        def list_keys(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ListKeys: Gets a list of all KMS keys in the caller's Amazon Web Services account and Region. (Arguments: `ListKeysRequest`.)"""
             ...
 
-        def list_resource_tags(self, **kwargs: Unpack[ListResourceTagsRequest]) -> dict[str, Any]:
-            """KMS ListResourceTags: Returns all tags on the specified KMS key."""
+        def list_resource_tags(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ListResourceTags: Returns all tags on the specified KMS key. (Arguments: `ListResourceTagsRequest`.)"""
             ...
 
-        def list_retirable_grants(self, **kwargs: Unpack[ListRetirableGrantsRequest]) -> dict[str, Any]:
-            """KMS ListRetirableGrants: Returns information about all grants in the Amazon Web Services account and Region that have the specified retiring principal or retiring service principal."""
+        def list_retirable_grants(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ListRetirableGrants: Returns information about all grants in the Amazon Web Services account and Region that have the specified retiring principal or retiring service principal. (Arguments: `ListRetirableGrantsRequest`.)"""
             ...
 
-        def put_key_policy(self, **kwargs: Unpack[PutKeyPolicyRequest]) -> dict[str, Any]:
-            """KMS PutKeyPolicy: Attaches a key policy to the specified KMS key."""
+        def put_key_policy(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS PutKeyPolicy: Attaches a key policy to the specified KMS key. (Arguments: `PutKeyPolicyRequest`.)"""
             ...
 
-        def re_encrypt(self, **kwargs: Unpack[ReEncryptRequest]) -> dict[str, Any]:
-            """KMS ReEncrypt: Decrypts ciphertext and then reencrypts it entirely within KMS. You can use this operation to change the KMS key under which data is encrypted, such as when you manually rotate a KMS key or change the KMS key that protects a ciphertext."""
+        def re_encrypt(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ReEncrypt: Decrypts ciphertext and then reencrypts it entirely within KMS. You can use this operation to change the KMS key under which data is encrypted, such as when you manually rotate a KMS key or change the KMS key that protects a ciphertext. (Arguments: `ReEncryptRequest`.)"""
             ...
 
-        def replicate_key(self, **kwargs: Unpack[ReplicateKeyRequest]) -> dict[str, Any]:
-            """KMS ReplicateKey: Replicates a multi-Region key into the specified Region."""
+        def replicate_key(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ReplicateKey: Replicates a multi-Region key into the specified Region. (Arguments: `ReplicateKeyRequest`.)"""
             ...
 
-        def retire_grant(self, **kwargs: Unpack[RetireGrantRequest]) -> dict[str, Any]:
-            """KMS RetireGrant: Deletes a grant."""
+        def retire_grant(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS RetireGrant: Deletes a grant. (Arguments: `RetireGrantRequest`.)"""
             ...
 
-        def revoke_grant(self, **kwargs: Unpack[RevokeGrantRequest]) -> dict[str, Any]:
-            """KMS RevokeGrant: Deletes the specified grant."""
+        def revoke_grant(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS RevokeGrant: Deletes the specified grant. (Arguments: `RevokeGrantRequest`.)"""
             ...
 
-        def rotate_key_on_demand(self, **kwargs: Unpack[RotateKeyOnDemandRequest]) -> dict[str, Any]:
-            """KMS RotateKeyOnDemand: Immediately initiates rotation of the key material of the specified symmetric encryption KMS key."""
+        def rotate_key_on_demand(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS RotateKeyOnDemand: Immediately initiates rotation of the key material of the specified symmetric encryption KMS key. (Arguments: `RotateKeyOnDemandRequest`.)"""
             ...
 
-        def schedule_key_deletion(self, **kwargs: Unpack[ScheduleKeyDeletionRequest]) -> dict[str, Any]:
-            """KMS ScheduleKeyDeletion: Schedules the deletion of a KMS key."""
+        def schedule_key_deletion(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS ScheduleKeyDeletion: Schedules the deletion of a KMS key. (Arguments: `ScheduleKeyDeletionRequest`.)"""
             ...
 
-        def sign(self, **kwargs: Unpack[SignRequest]) -> dict[str, Any]:
-            """KMS Sign: Creates a digital signature for a message or message digest by using the private key in an asymmetric signing KMS key."""
+        def sign(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS Sign: Creates a digital signature for a message or message digest by using the private key in an asymmetric signing KMS key. (Arguments: `SignRequest`.)"""
             ...
 
-        def tag_resource(self, **kwargs: Unpack[TagResourceRequest]) -> dict[str, Any]:
-            """KMS TagResource: Adds or edits tags on a customer managed key . Tagging or untagging a KMS key can allow or deny permission to the KMS key."""
+        def tag_resource(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS TagResource: Adds or edits tags on a customer managed key . Tagging or untagging a KMS key can allow or deny permission to the KMS key. (Arguments: `TagResourceRequest`.)"""
             ...
 
-        def untag_resource(self, **kwargs: Unpack[UntagResourceRequest]) -> dict[str, Any]:
-            """KMS UntagResource: Deletes tags from a customer managed key . To delete a tag, specify the tag key and the KMS key."""
+        def untag_resource(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS UntagResource: Deletes tags from a customer managed key . To delete a tag, specify the tag key and the KMS key. (Arguments: `UntagResourceRequest`.)"""
             ...
 
-        def update_alias(self, **kwargs: Unpack[UpdateAliasRequest]) -> dict[str, Any]:
-            """KMS UpdateAlias: Associates an existing KMS alias with a different KMS key."""
+        def update_alias(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS UpdateAlias: Associates an existing KMS alias with a different KMS key. (Arguments: `UpdateAliasRequest`.)"""
             ...
 
-        def update_key_description(self, **kwargs: Unpack[UpdateKeyDescriptionRequest]) -> dict[str, Any]:
-            """KMS UpdateKeyDescription: Updates the description of a KMS key."""
+        def update_key_description(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS UpdateKeyDescription: Updates the description of a KMS key. (Arguments: `UpdateKeyDescriptionRequest`.)"""
             ...
 
-        def update_primary_region(self, **kwargs: Unpack[UpdatePrimaryRegionRequest]) -> dict[str, Any]:
-            """KMS UpdatePrimaryRegion: Changes the primary key of a multi-Region key."""
+        def update_primary_region(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS UpdatePrimaryRegion: Changes the primary key of a multi-Region key. (Arguments: `UpdatePrimaryRegionRequest`.)"""
             ...
 
-        def verify(self, **kwargs: Unpack[VerifyRequest]) -> dict[str, Any]:
-            """KMS Verify: Verifies a digital signature that was generated by the Sign operation."""
+        def verify(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS Verify: Verifies a digital signature that was generated by the Sign operation. (Arguments: `VerifyRequest`.)"""
             ...
 
-        def verify_mac(self, **kwargs: Unpack[VerifyMacRequest]) -> dict[str, Any]:
-            """KMS VerifyMac: Verifies the hash-based message authentication code (HMAC) for a specified message, HMAC KMS key, and MAC algorithm."""
+        def verify_mac(self, **kwargs: Any) -> dict[str, Any]:
+            """KMS VerifyMac: Verifies the hash-based message authentication code (HMAC) for a specified message, HMAC KMS key, and MAC algorithm. (Arguments: `VerifyMacRequest`.)"""
             ...

@@ -6,10 +6,12 @@ committed file is current. No botocore needed: the table already holds the model
 
 Each served operation gets a ``TypedDict`` of its request (required members ``Required``, enums
 as ``Literal``, structures as their own ``TypedDict``, lists as ``Sequence``, maps as
-``Mapping``, blobs as bytes-like) and a method ``name(self, **kwargs: Unpack[NameRequest])``
-declared for type checkers only: at run time LocalKMS's methods come from the same table
-(`client.py`), so a misspelt parameter fails under ``mypy --strict`` exactly where it fails at
-run time.
+``Mapping``, blobs as bytes-like) and a method ``name(self, **kwargs: Any)`` declared for type
+checkers only: a misspelt method fails under ``mypy --strict``; at run time LocalKMS's methods
+come from the same table (`client.py`). The methods take ``**kwargs: Any``, not
+``Unpack[NameRequest]``, so that LocalKMS still satisfies the keyrings' client protocols
+(``**kwargs: Any``, as boto3's untyped client does); build a typed request with the TypedDict
+(``req: EncryptRequest = {...}; kms.encrypt(**req)``) to have mypy check its members.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ __all__ = ["ClientAPI"]
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
-    from typing import Any, Literal, Required, TypedDict, Unpack
+    from typing import Any, Literal, Required, TypedDict
 '''
 
 
@@ -107,8 +109,8 @@ def generate(operations: Iterable[Operation]) -> str:
     out.append("\n    if TYPE_CHECKING:\n")
     for op in sorted(ops, key=lambda o: o.method):
         summary = op.summary.replace("\\", "\\\\").replace('"""', "'''")
-        out.append(f"        def {op.method}(self, **kwargs: Unpack[{_request(op)}]) -> dict[str, Any]:\n")
-        out.append(f'            """KMS {op.name}: {summary}"""\n')
+        out.append(f"        def {op.method}(self, **kwargs: Any) -> dict[str, Any]:\n")
+        out.append(f'            """KMS {op.name}: {summary} (Arguments: `{_request(op)}`.)"""\n')
         out.append("            ...\n\n")
     return "".join(out).rstrip("\n") + "\n"
 
