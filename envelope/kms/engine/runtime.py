@@ -6,7 +6,6 @@ alone in a new transaction (after rolling the call back) when it fails or is den
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from ..model.errors import AccessDeniedError, InvalidCiphertextError
 from ..model.keys import KeyRecord, load_key, parse_key_ref
 from ..model.operations import OPERATIONS
 from ..model.params import Args
+from ..model.sql import Connection
 from ..model.validation import KEY_ONLY_MEMBERS, is_alias, key_only_error, validate
 from ..store.audit import AuditLog, encode_event
 from ..store.database import bump_counter
@@ -75,7 +75,7 @@ class Call:
         "session",
     )
 
-    def __init__(self, session: Session, region: Region, conn: sqlite3.Connection, now: float,
+    def __init__(self, session: Session, region: Region, conn: Connection, now: float,
                  args: Args, may_retry: bool) -> None:
         self.session = session
         self.region = region

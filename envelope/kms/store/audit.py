@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from json.encoder import encode_basestring as _json_str
 from typing import IO, NamedTuple
 
 from ...errors import KMSError
+from ..model.sql import Connection
 
 __all__ = ["GENESIS_HASH", "AuditLog", "AuditVerification", "EncodedEvent", "build_event", "encode_event"]
 
@@ -332,19 +332,19 @@ class AuditLog:
         be shared with the store).
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], Connection]) -> None:
         if not callable(connect):
-            raise TypeError("connect must be a callable returning a sqlite3.Connection")
+            raise TypeError("connect must be a callable returning a Connection")
         self._connect = connect
 
     @staticmethod
-    def create_schema(conn: sqlite3.Connection) -> None:
+    def create_schema(conn: Connection) -> None:
         """Create the audit tables if they do not exist (idempotent)."""
         for statement in _SCHEMA:
             conn.execute(statement)
 
     @staticmethod
-    def append(conn: sqlite3.Connection, event: Mapping[str, object]) -> dict[str, object]:
+    def append(conn: Connection, event: Mapping[str, object]) -> dict[str, object]:
         """Chain one event onto the log and return it with ``sequenceNumber``, ``previousHash``, ``hash``.
 
         Call it inside the caller's write transaction (``BEGIN IMMEDIATE``) so the event commits
@@ -369,7 +369,7 @@ class AuditLog:
         return record
 
     @staticmethod
-    def append_encoded(conn: sqlite3.Connection, event: EncodedEvent,
+    def append_encoded(conn: Connection, event: EncodedEvent,
                        head: tuple[int | None, str | None] | None = None) -> tuple[int, str, str]:
         """Chain an event made by `encode_event`; return its sequence number, previous hash and hash.
 

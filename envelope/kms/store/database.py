@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..model.sql import Connection
+
 __all__ = ["IAM_SCHEMA", "REGION_SCHEMA", "Database", "bump_counter", "read_counter"]
 
 SCHEMA_VERSION = 1
@@ -206,7 +208,7 @@ class Database:
             raise
         return conn
 
-    def commit(self, conn: sqlite3.Connection) -> None:
+    def commit(self, conn: Connection) -> None:
         """Commit the transaction begun by `begin` (in a group: keep it for `commit_group`)."""
         if getattr(self._local, "group", None) is not None:
             conn.execute("RELEASE call")
@@ -217,7 +219,7 @@ class Database:
             if self._memory_conn is not None:
                 self._memory_lock.release()
 
-    def rollback(self, conn: sqlite3.Connection) -> None:
+    def rollback(self, conn: Connection) -> None:
         """Roll back the transaction begun by `begin` (a no-op if it already ended)."""
         if getattr(self._local, "group", None) is not None:
             if conn.in_transaction:
@@ -280,6 +282,10 @@ class Database:
             raise
         self.commit(conn)
 
+    def data_version(self) -> int:
+        """Changes whenever another connection committed to the file (SQLite's ``data_version``)."""
+        return int(self.connect().execute("PRAGMA data_version").fetchone()[0])
+
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
         conn = getattr(self._local, "conn", None)
@@ -288,7 +294,7 @@ class Database:
             self._local.conn = None
 
 
-def _execute_when_free(conn: sqlite3.Connection, statement: str) -> None:
+def _execute_when_free(conn: Connection, statement: str) -> None:
     """Run ``statement``; while another connection holds the lock, retry (the first try is
     direct: the common, uncontended case costs no closure)."""
     try:
@@ -303,7 +309,7 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
     _execute_when_free(conn, "BEGIN IMMEDIATE")
 
 
-def _commit(conn: sqlite3.Connection) -> None:
+def _commit(conn: Connection) -> None:
     try:
         _execute_when_free(conn, "COMMIT")
     except BaseException:
@@ -314,12 +320,12 @@ def _commit(conn: sqlite3.Connection) -> None:
         raise
 
 
-def read_counter(conn: sqlite3.Connection) -> int:
+def read_counter(conn: Connection) -> int:
     """The database's change counter: bumped by every change that cached state depends on."""
     row = conn.execute("SELECT value FROM meta WHERE name = 'change_counter'").fetchone()
     return int(row[0])
 
 
-def bump_counter(conn: sqlite3.Connection) -> None:
+def bump_counter(conn: Connection) -> None:
     """Record a change so every process's caches of this database reload."""
     conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'change_counter'")

@@ -1,7 +1,9 @@
 """A partition: the data directory (or a private in-memory store) holding every region's database.
 
-It owns the root-key sealer, one Database per region and one for principals, and the in-process
+It owns the root-key sealer, one store per region and one for principals, and the in-process
 caches of key state, which are checked against each database's change counter on every call.
+The stores are SQLite files in the data directory, or schemas of a PostgreSQL database
+(``database=postgresql://...``; the data directory then holds only the root key).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..model.access import Decision, Grant
 from ..model.keys import KeyRecord, key_arn
 from .audit import AuditLog
+from .backend import Store, is_postgres_url
 from .database import IAM_SCHEMA, REGION_SCHEMA, Database
 from .sealing import Sealer, load_root_key
 
@@ -28,7 +31,10 @@ __all__ = ["DATA_DIR_ENV", "KeyEntry", "Partition", "Region", "default_data_dir"
 DATA_DIR_ENV = "ENVELOPE_DATA_DIR"
 _REGION_NAME = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d{1,2}$")
 # Weak: a partition (and its SQLite connections) lives as long as some client uses it.
-_registry: weakref.WeakValueDictionary[Path, Partition] = weakref.WeakValueDictionary()
+_registry: weakref.WeakValueDictionary[tuple[Path, str | None], Partition] = weakref.WeakValueDictionary()
+# PostgreSQL only: rows in ``keys`` keep their insertion order for ListKeys (SQLite's rowid).
+_PG_REGION_EXTRA = "ALTER TABLE keys ADD COLUMN IF NOT EXISTS rowid BIGSERIAL"
+PG_IAM_SCHEMA_NAME = "iam"
 _registry_lock = threading.Lock()
 
 
@@ -71,9 +77,9 @@ class KeyEntry:
 class Region:
     """One region's database, audit log and caches."""
 
-    def __init__(self, name: str, path: Path | None) -> None:
+    def __init__(self, name: str, db: Store) -> None:
         self.name = name
-        self.db = Database(path, REGION_SCHEMA, AuditLog.create_schema)
+        self.db = db
         self.audit = AuditLog(self.db.connect)
         self.counter = -1
         self.keys: dict[str, KeyEntry | None] = {}
@@ -90,14 +96,25 @@ class Region:
 
 
 class Partition:
-    """All regions of one data directory (``directory=None``: a private in-memory partition)."""
+    """All regions of one data directory (``directory=None``: a private in-memory partition).
 
-    def __init__(self, directory: Path | None) -> None:
+    :param database: a PostgreSQL URL: the regions and principals live there (one schema each;
+        a ``{region}`` in the URL puts each region in its own database, the principals in the one
+        named with ``iam``), and ``directory`` holds only the root key.
+    """
+
+    def __init__(self, directory: Path | None, database: str | None = None) -> None:
         self.directory = directory
+        self.database = database
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.sealer = Sealer(load_root_key(directory))
-        self.iam = Database(None if directory is None else directory / "iam.sqlite3", IAM_SCHEMA)
+        self.iam: Store
+        if database is not None:
+            self.iam = self._postgres(PG_IAM_SCHEMA_NAME, IAM_SCHEMA,
+                                      counted=("principals", "identity_policies"))
+        else:
+            self.iam = Database(None if directory is None else directory / "iam.sqlite3", IAM_SCHEMA)
         self.identity_cache: dict[str, tuple[dict[str, object], ...]] = {}
         self._iam_seen = threading.local()
         self._regions: dict[str, Region] = {}
@@ -113,34 +130,71 @@ class Partition:
         with self._lock:
             found = self._regions.get(name)
             if found is None:
-                path = None if self.directory is None else self.directory / f"kms-{name}.sqlite3"
-                found = Region(name, path)
+                found = Region(name, self._region_store(name))
                 self._regions[name] = found
             return found
 
+    def _postgres(self, name: str, schema: str, extra: str = "", counted: tuple[str, ...] = (),
+                  extra_init: Any = None) -> Store:
+        from .postgres import PostgresDatabase, region_schema
+
+        url = str(self.database).replace("{region}", name)
+        return PostgresDatabase(url, region_schema(name), schema + (";" + extra if extra else ""),
+                                extra_init, counted)
+
+    def _region_store(self, name: str) -> Store:
+        if self.database is not None:
+            return self._postgres(name, REGION_SCHEMA, _PG_REGION_EXTRA, extra_init=AuditLog.create_schema)
+        path = None if self.directory is None else self.directory / f"kms-{name}.sqlite3"
+        return Database(path, REGION_SCHEMA, AuditLog.create_schema)
+
+    def region_names(self) -> list[str]:
+        """The regions with a store (opened in this process, or present on disk / in the database)."""
+        names = set(self._regions)
+        if self.database is not None:
+            from .postgres import list_region_schemas
+
+            names.update(list_region_schemas(self.database))
+        elif self.directory is not None:
+            names.update(p.name[4:-8] for p in self.directory.glob("kms-*.sqlite3"))
+        return sorted(n for n in names if _REGION_NAME.match(n))
+
     def region_exists(self, name: str) -> bool:
-        """Whether the region has a store (in memory: has been opened; on disk: its file exists)."""
+        """Whether the region has a store (opened, or its file / schema exists)."""
         if name in self._regions:
             return True
+        if self.database is not None:
+            if not _REGION_NAME.match(name):
+                return False
+            from .postgres import PostgresDatabase, region_schema
+
+            url = self.database.replace("{region}", name)
+            return PostgresDatabase(url, region_schema(name), "").exists()
         return self.directory is not None and (self.directory / f"kms-{name}.sqlite3").exists()
 
     def check_identity_cache(self) -> None:
         """Drop cached identity policies if another connection changed the principal store."""
-        conn = self.iam.connect()
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self.iam.data_version()
         if getattr(self._iam_seen, "version", None) != version:
             self._iam_seen.version = version
             self.identity_cache.clear()
 
 
-def open_partition(path: str | os.PathLike[str] | None) -> Partition:
-    """The partition for a data directory (shared within the process), or a new in-memory one."""
+def open_partition(path: str | os.PathLike[str] | None, database: str | None = None) -> Partition:
+    """The partition for a data directory (shared within the process), or a new in-memory one.
+
+    :param database: a PostgreSQL URL holding the stores (the directory then holds the root key).
+    """
+    if database is not None and not is_postgres_url(database):
+        raise ValueError("database must be a postgresql:// URL")
     if path == ":memory:":
+        if database is not None:
+            raise ValueError("an in-memory store cannot use a database")
         return Partition(None)
     directory = (Path(path) if path is not None else default_data_dir()).expanduser().resolve()
     with _registry_lock:
-        found = _registry.get(directory)
+        found = _registry.get((directory, database))
         if found is None or found.directory is None:
-            found = Partition(directory)
-            _registry[directory] = found
+            found = Partition(directory, database)
+            _registry[(directory, database)] = found
         return found

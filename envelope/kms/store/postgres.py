@@ -1,0 +1,399 @@
+"""PostgreSQL storage: one schema per region (plus ``kms_iam``), shared by any number of instances.
+
+The service's queries are written in SQLite's dialect; `translate` maps each one (once, cached)
+to PostgreSQL's: ``?`` placeholders, ``INSERT OR IGNORE``/``OR REPLACE`` (``ON CONFLICT``, with
+the primary key read from the table's DDL), ``instr``, SQLite's types in DDL. The schema itself
+is the SQLite schema, translated, so both stores have the same tables and columns.
+
+Concurrency (see `backend`): connections run in autocommit mode and every write transaction
+starts with ``BEGIN`` + the region's ``meta`` change-counter row locked ``FOR UPDATE`` (READ
+COMMITTED: each later statement sees everything committed before the lock was granted). That
+one row lock plays SQLite's ``BEGIN IMMEDIATE``: the calls of one region are serialized across
+instances, so the audit chain head, the change counter (which validates every instance's key
+cache) and due rotations/deletions are read and written by one writer at a time, and a
+due transition is applied exactly once, by whichever instance meets it first.
+
+Failures: a lost connection (PostgreSQL restarted, network) and a deadlock between regions
+raise `StoreUnavailableError` (KMS DependencyTimeoutException, HTTP 503, which SDKs retry); the
+broken connection is dropped and the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..model.sql import Connection, Cursor
+from .backend import StoreUnavailableError
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["SCHEMA_VERSION", "PostgresDatabase", "region_schema", "translate", "translate_ddl"]
+
+SCHEMA_VERSION = 1
+_CONNECT_TIMEOUT_S = 5
+_LOCK = "SELECT value FROM meta WHERE name = 'change_counter' FOR UPDATE"
+_SCHEMA_LOCK = 0x656E76_6B6D73  # pg_advisory_xact_lock key: one schema change at a time
+# Primary keys by table, read from the DDL as it is translated (INSERT OR REPLACE needs them).
+_PRIMARY_KEYS: dict[str, tuple[str, ...]] = {}
+_fork_generation = 0
+
+
+def _forked() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ImportError("a PostgreSQL store needs psycopg: pip install 'envelope[postgres]'") from None
+    return psycopg
+
+
+def region_schema(name: str) -> str:
+    """The PostgreSQL schema of a region (``us-east-1`` -> ``kms_us_east_1``) or of ``iam``."""
+    return "kms_" + re.sub(r"[^a-z0-9]", "_", name)
+
+
+def _split_top(body: str) -> list[str]:
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(body):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(body[start:i].strip())
+            start = i + 1
+    items.append(body[start:].strip())
+    return items
+
+
+def _register_primary_key(ddl: str) -> None:
+    match = re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)\s*\((.*)\)\s*$", ddl, re.DOTALL)
+    if match is None:
+        return
+    table, body = match.groups()
+    for item in _split_top(body):
+        found = re.match(r"PRIMARY KEY\s*\(([^)]*)\)", item)
+        if found:
+            _PRIMARY_KEYS[table] = tuple(c.strip() for c in found.group(1).split(","))
+            return
+        words = item.split()
+        if "PRIMARY" in words and words[words.index("PRIMARY") + 1:][:1] == ["KEY"]:
+            _PRIMARY_KEYS[table] = (words[0],)
+            return
+
+
+def translate_ddl(statement: str) -> str:
+    """A SQLite DDL statement in PostgreSQL's types (INTEGER -> BIGINT, REAL, BLOB -> BYTEA)."""
+    _register_primary_key(statement)
+    out = re.sub(r"\bINTEGER\b", "BIGINT", statement)
+    out = re.sub(r"\bREAL\b", "DOUBLE PRECISION", out)
+    out = re.sub(r"\bBLOB\b", "BYTEA", out)
+    if out.lstrip().startswith("INSERT OR IGNORE"):
+        out = out.replace("INSERT OR IGNORE", "INSERT", 1) + " ON CONFLICT DO NOTHING"
+    return out
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """One statement of the service (SQLite dialect) in PostgreSQL's dialect."""
+    head = sql.lstrip()[:12].upper()
+    if head.startswith(("CREATE", "DROP")):
+        return translate_ddl(sql)
+    out = sql.replace("%", "%%").replace("?", "%s")
+    match = re.match(r"\s*INSERT OR (IGNORE|REPLACE) INTO (\w+)\s*\(([^)]*)\)(.*)$", out, re.DOTALL)
+    if match is not None:
+        verb, table, columns, rest = match.groups()
+        out = f"INSERT INTO {table} ({columns}){rest}"
+        if verb == "IGNORE":
+            out += " ON CONFLICT DO NOTHING"
+        else:
+            key = _PRIMARY_KEYS.get(table)
+            if key is None:
+                raise RuntimeError(f"envelope: internal error: no primary key known for {table}")
+            names = [c.strip() for c in columns.split(",")]
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c not in key)
+            out += f" ON CONFLICT ({', '.join(key)}) " + (f"DO UPDATE SET {updates}" if updates else "DO NOTHING")
+    out = re.sub(r"\binstr\(([\w.]+), %s\)", r"strpos(\1, %s)", out)
+    return re.sub(r"\bWHERE 1\b(?= AND| ORDER| LIMIT|\s*$)", "WHERE TRUE", out)
+
+
+class PgConnection:
+    """A psycopg connection behind the `Connection` surface (SQLite-dialect statements translated)."""
+
+    __slots__ = ("_db", "raw")
+
+    def __init__(self, raw: psycopg.Connection[Any], db: PostgresDatabase) -> None:
+        self.raw = raw
+        self._db = db
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.raw.info.transaction_status != 0)  # 0: IDLE
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        if sql == "BEGIN IMMEDIATE":  # AuditLog.append outside a transaction
+            self._db.begin_on(self)
+            return self.raw.cursor()
+        try:
+            return self.raw.execute(translate(sql), parameters or None)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise self._db.failure(exc) from exc
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        try:
+            cursor = self.raw.cursor()
+            cursor.executemany(translate(sql), list(parameters))
+            return cursor
+        except Exception as exc:
+            raise self._db.failure(exc) from exc
+
+
+class PostgresDatabase:
+    """One region's (or the principal store's) schema in a PostgreSQL database.
+
+    :param url: a libpq connection URL (``postgresql://user@host:port/db``).
+    :param schema_name: the schema holding this store's tables (created on first use).
+    :param schema: SQLite-dialect DDL (``;``-separated), translated and run at first use.
+    :param extra_init: more DDL, given a connection inside the schema transaction.
+    :param counted_tables: tables whose every change bumps ``meta.change_counter`` (a trigger),
+        for stores whose writers do not bump it themselves; `data_version` reads it.
+    """
+
+    def __init__(self, url: str, schema_name: str, schema: str,
+                 extra_init: Callable[[Connection], None] | None = None,
+                 counted_tables: Sequence[str] = ()) -> None:
+        self.path: Path | None = None
+        self.url = url
+        self.schema_name = schema_name
+        self._schema = schema
+        self._extra_init = extra_init
+        self._counted = tuple(counted_tables)
+        self._local = threading.local()
+        self._generation = _fork_generation
+        self._init_lock = threading.Lock()
+        self._initialized = False
+
+    def __repr__(self) -> str:
+        return f"PostgresDatabase(schema={self.schema_name!r})"
+
+    # -- errors --------------------------------------------------------------------------------
+    def failure(self, exc: Exception) -> Exception:
+        """The error to raise for a psycopg error: retryable ones become `StoreUnavailableError`."""
+        psycopg = _psycopg()
+        if isinstance(exc, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)):
+            return StoreUnavailableError("The key store was busy with a conflicting request; retry it.")
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            self._drop()
+            return StoreUnavailableError("The key store's database is unavailable; retry the request.")
+        return exc
+
+    def _drop(self) -> None:
+        conn: PgConnection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        self._local.group = None
+        if conn is not None:
+            try:
+                conn.raw.close()
+            except Exception:  # noqa: BLE001, S110 - closing a broken connection
+                pass
+
+    # -- connections ---------------------------------------------------------------------------
+    def connect(self) -> PgConnection:
+        """This thread's connection (opened, and the schema ensured, on first use)."""
+        if self._generation != _fork_generation:
+            self._local = threading.local()
+            self._generation = _fork_generation
+            self._initialized = False
+        conn: PgConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and not conn.raw.closed and not conn.raw.broken:
+            return conn
+        psycopg = _psycopg()
+        try:
+            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:
+            raise StoreUnavailableError("The key store's database is unavailable; retry the request.") from exc
+        conn = PgConnection(raw, self)
+        try:
+            with self._init_lock:
+                if not self._initialized:
+                    self._initialize(conn)
+                    self._initialized = True
+            raw.execute(f'SET search_path TO "{self.schema_name}"')
+        except Exception as exc:
+            raw.close()
+            raise self.failure(exc) from exc
+        self._local.conn = conn
+        return conn
+
+    def _initialize(self, conn: PgConnection) -> None:
+        raw = conn.raw
+        raw.execute("BEGIN")
+        try:
+            raw.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"')
+            raw.execute(f'SET LOCAL search_path TO "{self.schema_name}"')
+            for statement in self._schema.split(";"):
+                if statement.strip():
+                    raw.execute(translate_ddl(statement))
+            if self._extra_init is not None:
+                self._extra_init(conn)
+            for table in self._counted:
+                raw.execute(_COUNTER_FUNCTION)
+                raw.execute(f"CREATE OR REPLACE TRIGGER {table}_counted AFTER INSERT OR UPDATE OR DELETE "
+                            f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION bump_change_counter()")
+            raw.execute("INSERT INTO meta (name, value) VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+                        (SCHEMA_VERSION,))
+            row = raw.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise RuntimeError(f"the database schema {self.schema_name} is version {row[0]}, newer than "
+                                   f"this envelope's {SCHEMA_VERSION}: upgrade envelope")
+            raw.execute("COMMIT")
+        except BaseException:
+            raw.execute("ROLLBACK") if not raw.broken else None
+            raise
+
+    def schema_version(self) -> int:
+        """The schema version stored in the database (creating the schema if needed)."""
+        row = self.connect().execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        return int(row[0])
+
+    def exists(self) -> bool:
+        """Whether this store's schema exists (without creating it)."""
+        psycopg = _psycopg()
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S) as raw:
+                row = raw.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema_name,)).fetchone()
+                return row is not None
+        except psycopg.OperationalError:
+            return False
+
+    # -- transactions --------------------------------------------------------------------------
+    def begin_on(self, conn: PgConnection) -> None:
+        """BEGIN and take the store's writer lock (the change-counter row) on ``conn``."""
+        try:
+            conn.raw.execute("BEGIN")
+            conn.raw.execute(_LOCK)
+        except Exception as exc:
+            raise self.failure(exc) from exc
+
+    def begin(self) -> PgConnection:
+        """Start a write transaction (inside a group: a savepoint of the group's transaction)."""
+        conn = self.connect()
+        group = getattr(self._local, "group", None)
+        if group is not None:
+            if not group[0]:
+                self.begin_on(conn)
+                group[0] = True
+            elif not conn.in_transaction:
+                raise StoreUnavailableError("The key store's transaction was lost; retry the request.")
+            conn.execute("SAVEPOINT call")
+            return conn
+        self.begin_on(conn)
+        return conn
+
+    def commit(self, conn: Connection) -> None:
+        """Commit the transaction begun by `begin` (in a group: keep it for `commit_group`)."""
+        if getattr(self._local, "group", None) is not None:
+            conn.execute("RELEASE call")
+            return
+        conn.execute("COMMIT")
+
+    def rollback(self, conn: Connection) -> None:
+        """Roll back the transaction begun by `begin` (a no-op if it already ended or the link broke)."""
+        if not isinstance(conn, PgConnection) or conn.raw.broken or conn.raw.closed:
+            return
+        try:
+            if getattr(self._local, "group", None) is not None:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO call")
+                    conn.execute("RELEASE call")
+                return
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except StoreUnavailableError:
+            pass
+
+    @contextmanager
+    def transaction(self) -> Iterator[PgConnection]:
+        """A write transaction: commits on success, rolls back on any exception."""
+        conn = self.begin()
+        try:
+            yield conn
+        except BaseException:
+            self.rollback(conn)
+            raise
+        self.commit(conn)
+
+    # -- group commit --------------------------------------------------------------------------
+    def open_group(self) -> bool:
+        """Start a group on this thread (see `database.Database.open_group`); False if one is open."""
+        if getattr(self._local, "group", None) is not None:
+            return False
+        self._local.group = [False]
+        return True
+
+    def commit_group(self) -> None:
+        """Commit this thread's group (if any) and end it."""
+        group = getattr(self._local, "group", None)
+        self._local.group = None
+        if group is not None and group[0]:
+            conn = self.connect()
+            if not conn.in_transaction:
+                raise StoreUnavailableError("The key store's transaction was lost; retry the request.")
+            conn.execute("COMMIT")
+
+    def rollback_group(self) -> None:
+        """Roll back this thread's group (if any) and end it."""
+        group = getattr(self._local, "group", None)
+        self._local.group = None
+        conn: PgConnection | None = getattr(self._local, "conn", None)
+        if group is not None and group[0] and conn is not None and not conn.raw.broken:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except StoreUnavailableError:
+                pass
+
+    def data_version(self) -> int:
+        """The change counter: differs from an earlier reading once anyone committed a change."""
+        return int(self.connect().execute("SELECT value FROM meta WHERE name = 'change_counter'").fetchone()[0])
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        self._drop()
+
+
+_COUNTER_FUNCTION = """CREATE OR REPLACE FUNCTION bump_change_counter() RETURNS trigger AS $$
+BEGIN
+    UPDATE meta SET value = value + 1 WHERE name = 'change_counter';
+    RETURN NULL;
+END $$ LANGUAGE plpgsql"""
+
+
+def list_region_schemas(url: str) -> list[str]:
+    """The regions with a schema in the database ``url`` names (none when ``url`` has ``{region}``)."""
+    if "{region}" in url:
+        return []
+    psycopg = _psycopg()
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S) as raw:
+            rows = raw.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'kms\\_%%'").fetchall()
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailableError("The key store's database is unavailable; retry the request.") from exc
+    return sorted(str(name)[4:].replace("_", "-") for (name,) in rows if name != "kms_iam")
