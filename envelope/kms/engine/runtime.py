@@ -30,6 +30,7 @@ from ..model.params import Args
 from ..model.sql import Connection
 from ..model.validation import KEY_ONLY_MEMBERS, is_alias, key_only_error, validate
 from ..store.audit import AuditLog, encode_event
+from ..store.backend import StoreUnavailableError
 from ..store.database import bump_counter
 from ..store.partition import KeyEntry, Region
 from . import due as _due
@@ -378,7 +379,8 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
             region.db.rollback(conn)
             if call.changed:
                 region.reset_cache()
-            _audit_failure(session, region, op, raw, exc, now, call.key_arns, read_only)
+            if not isinstance(exc, StoreUnavailableError):  # nothing to write the event to: the
+                _audit_failure(session, region, op, raw, exc, now, call.key_arns, read_only)  # call did nothing
             raise
         try:
             region.db.commit(conn)

@@ -1,4 +1,5 @@
-"""Access keys of the KMS endpoint: id -> sealed secret and principal, in ``access-keys.sqlite3``.
+"""Access keys of the KMS endpoint: id -> sealed secret and principal, in ``access-keys.sqlite3``
+(or, with a PostgreSQL store, in its ``kms_iam`` schema, shared by every instance).
 
 Secrets are sealed with AES-256-GCM under a key derived from the data directory's KMS root key
 (bound to the access key id); they are returned once, by `AccessKeys.create`, and never logged.
@@ -10,7 +11,6 @@ import base64
 import hashlib
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -21,7 +21,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..engine.principals import validate_principal
-from ..store.partition import default_data_dir
+from ..store.backend import Store, database_url
+from ..store.database import Database
+from ..store.partition import PG_IAM_SCHEMA_NAME, default_data_dir
 from ..store.sealing import load_root_key
 
 __all__ = ["ACCESS_KEYS_FILE", "AccessKeys"]
@@ -30,9 +32,11 @@ ACCESS_KEYS_FILE = "access-keys.sqlite3"
 DEFAULT_ACCOUNT = "111122223333"  # LocalKMS's default account
 _SEAL_LABEL = b"envelope-kms-access-key-seal-v1\x00"
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_SCHEMA = """CREATE TABLE IF NOT EXISTS access_keys (
+_SCHEMA = """CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS access_keys (
     access_key_id TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, principal TEXT NOT NULL,
-    status TEXT NOT NULL, created REAL NOT NULL)"""
+    status TEXT NOT NULL, created REAL NOT NULL);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('change_counter', 0)"""
 
 
 def _user_name(principal: str) -> str:
@@ -49,27 +53,32 @@ class AccessKeys:
 
     :param data_dir: the KMS data directory; default the same one `LocalKMS` uses
         (``$ENVELOPE_DATA_DIR`` or the per-user data directory).
+    :param database: a PostgreSQL URL (default ``$ENVELOPE_KMS_DATABASE``; None: the SQLite file).
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, database: str | None = None) -> None:
         directory = (Path(data_dir) if data_dir is not None else default_data_dir()).expanduser().resolve()
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = directory / ACCESS_KEYS_FILE
         self._aead = AESGCM(hashlib.sha256(_SEAL_LABEL + load_root_key(directory)).digest())
         self._lock = threading.Lock()
-        fresh = not self.path.exists()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        if fresh:
-            os.chmod(self.path, 0o600)
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute(_SCHEMA)
+        url = database_url(database)
+        self._db: Store
+        if url is None:
+            self._db = Database(self.path, _SCHEMA)
+        else:
+            from ..store.postgres import PostgresDatabase, region_schema
+
+            self._db = PostgresDatabase(url.replace("{region}", PG_IAM_SCHEMA_NAME),
+                                        region_schema(PG_IAM_SCHEMA_NAME), _SCHEMA, counted_tables=("access_keys",))
+        self._db.connect()
         self._cache: dict[str, tuple[str, str] | None] = {}
         self._version: int | None = None
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close this thread's database connection."""
         with self._lock:
-            self._conn.close()
+            self._db.close()
 
     def create(self, principal: str | None = None) -> dict[str, Any]:
         """Register a new access key for ``principal`` (default the account root).
@@ -85,9 +94,8 @@ class AccessKeys:
         nonce = secrets.token_bytes(12)
         sealed = nonce + self._aead.encrypt(nonce, secret.encode(), access_key_id.encode())
         created = time.time()
-        with self._lock:
-            self._conn.execute("INSERT INTO access_keys VALUES (?, ?, ?, 'Active', ?)",
-                               (access_key_id, sealed, arn, created))
+        with self._lock, self._db.transaction() as conn:
+            conn.execute("INSERT INTO access_keys VALUES (?, ?, ?, 'Active', ?)", (access_key_id, sealed, arn, created))
         return {"AccessKey": {"UserName": _user_name(arn), "AccessKeyId": access_key_id,
                               "Status": "Active", "SecretAccessKey": secret,
                               "CreateDate": _iso(created), "PrincipalArn": arn}}
@@ -95,7 +103,7 @@ class AccessKeys:
     def list(self) -> dict[str, Any]:
         """IAM ListAccessKeys' shape (without secrets), plus each key's ``PrincipalArn``."""
         with self._lock:
-            rows = self._conn.execute(
+            rows = self._db.connect().execute(
                 "SELECT access_key_id, principal, status, created FROM access_keys ORDER BY created").fetchall()
         return {"AccessKeyMetadata": [
             {"UserName": _user_name(arn), "AccessKeyId": akid, "Status": status,
@@ -107,9 +115,10 @@ class AccessKeys:
         :raises KeyError: no such access key.
         """
         with self._lock:
-            cur = self._conn.execute("DELETE FROM access_keys WHERE access_key_id = ?", (access_key_id,))
+            with self._db.transaction() as conn:
+                count = conn.execute("DELETE FROM access_keys WHERE access_key_id = ?", (access_key_id,)).rowcount
             self._cache.clear()  # data_version does not change for this connection's own writes
-        if cur.rowcount == 0:
+        if count == 0:
             raise KeyError(access_key_id)
 
     def update(self, access_key_id: str, status: str) -> None:
@@ -120,10 +129,11 @@ class AccessKeys:
         if status not in ("Active", "Inactive"):
             raise ValueError("status must be 'Active' or 'Inactive'")
         with self._lock:
-            cur = self._conn.execute("UPDATE access_keys SET status = ? WHERE access_key_id = ?",
-                                     (status, access_key_id))
+            with self._db.transaction() as conn:
+                count = conn.execute("UPDATE access_keys SET status = ? WHERE access_key_id = ?",
+                                     (status, access_key_id)).rowcount
             self._cache.clear()
-        if cur.rowcount == 0:
+        if count == 0:
             raise KeyError(access_key_id)
 
     def lookup(self, access_key_id: str) -> tuple[str, str] | None:
@@ -133,13 +143,13 @@ class AccessKeys:
         """
         with self._lock:
             # data_version changes when another connection commits: drop the cache then.
-            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            version = self._db.data_version()
             if version != self._version:
                 self._cache.clear()
                 self._version = version
             if access_key_id in self._cache:
                 return self._cache[access_key_id]
-            row = self._conn.execute(
+            row = self._db.connect().execute(
                 "SELECT sealed_secret, principal, status FROM access_keys WHERE access_key_id = ?",
                 (access_key_id,)).fetchone()
             found: tuple[str, str] | None = None

@@ -151,7 +151,7 @@ class PgConnection:
             self._db.begin_on(self)
             return self.raw.cursor()
         try:
-            return self.raw.execute(translate(sql), parameters or None)  # type: ignore[arg-type]
+            return self.raw.execute(translate(sql), parameters or None)
         except Exception as exc:
             raise self._db.failure(exc) from exc
 
