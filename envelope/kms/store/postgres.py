@@ -27,13 +27,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..model.sql import Connection, Cursor
 from .backend import StoreUnavailableError
-
-if TYPE_CHECKING:
-    import psycopg
 
 __all__ = ["SCHEMA_VERSION", "PostgresDatabase", "region_schema", "translate", "translate_ddl"]
 
@@ -138,7 +135,7 @@ class PgConnection:
 
     __slots__ = ("_db", "raw")
 
-    def __init__(self, raw: psycopg.Connection[Any], db: PostgresDatabase) -> None:
+    def __init__(self, raw: Any, db: PostgresDatabase) -> None:  # raw: a psycopg.Connection (an extra)
         self.raw = raw
         self._db = db
 
@@ -149,16 +146,19 @@ class PgConnection:
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         if sql == "BEGIN IMMEDIATE":  # AuditLog.append outside a transaction
             self._db.begin_on(self)
-            return self.raw.cursor()
+            empty: Cursor = self.raw.cursor()
+            return empty
         try:
-            return self.raw.execute(translate(sql), parameters or None)
+            cursor: Cursor = self.raw.execute(translate(sql), parameters or None)
+            return cursor
         except Exception as exc:
             raise self._db.failure(exc) from exc
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
         try:
-            cursor = self.raw.cursor()
-            cursor.executemany(translate(sql), list(parameters))
+            many = self.raw.cursor()
+            many.executemany(translate(sql), list(parameters))
+            cursor: Cursor = many
             return cursor
         except Exception as exc:
             raise self._db.failure(exc) from exc
