@@ -31,7 +31,7 @@ from ..model.sql import Connection
 from ..model.validation import KEY_ONLY_MEMBERS, is_alias, key_only_error, validate
 from ..store.audit import AuditLog, encode_event
 from ..store.backend import StoreUnavailableError
-from ..store.database import bump_counter
+from ..store.database import STATE_QUERY, bump_counter
 from ..store.partition import KeyEntry, Region
 from . import due as _due
 from .principals import load_identity_policies
@@ -42,9 +42,6 @@ __all__ = ["Call", "Retry", "execute", "record_rejected"]
 
 _MAX_ATTEMPTS = 4
 _DECISIONS_PER_KEY = 256  # cached authorization decisions per key entry
-# The change counter (store.database.read_counter) and the audit chain head in one query: every call needs both.
-_STATE = ("SELECT m.value, h.seq, h.hash FROM meta AS m LEFT JOIN audit_head AS h ON h.id = 1 "
-          "WHERE m.name = 'change_counter'")
 
 
 class Retry(Exception):
@@ -356,7 +353,7 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
         conn = region.db.begin()
         call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1)
         try:
-            counter, head_seq, head_hash = conn.execute(_STATE).fetchone()
+            counter, head_seq, head_hash = conn.execute(STATE_QUERY).fetchone()
             if counter != region.counter:
                 region.reset_cache(counter)
             args.reset()

@@ -32,6 +32,7 @@ ACCESS_KEYS_FILE = "access-keys.sqlite3"
 DEFAULT_ACCOUNT = "111122223333"  # LocalKMS's default account
 _SEAL_LABEL = b"envelope-kms-access-key-seal-v1\x00"
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_RECHECK_S = 1.0
 _SCHEMA = """CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS access_keys (
     access_key_id TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, principal TEXT NOT NULL,
@@ -74,6 +75,12 @@ class AccessKeys:
         self._db.connect()
         self._cache: dict[str, tuple[str, str] | None] = {}
         self._version: int | None = None
+        # SQLite's data_version is a cheap local read, checked on every lookup. PostgreSQL's change
+        # counter costs a round trip, so it is checked at most once a second: another instance's
+        # deletion or deactivation of a key takes effect here within a second (IAM access-key
+        # changes are eventually consistent on AWS too).
+        self._recheck_s = 0.0 if url is None else _RECHECK_S
+        self._checked = -_RECHECK_S
 
     def close(self) -> None:
         """Close this thread's database connection."""
@@ -143,10 +150,13 @@ class AccessKeys:
         """
         with self._lock:
             # data_version changes when another connection commits: drop the cache then.
-            version = self._db.data_version()
-            if version != self._version:
-                self._cache.clear()
-                self._version = version
+            now = time.monotonic()
+            if now - self._checked >= self._recheck_s:
+                self._checked = now
+                version = self._db.data_version()
+                if version != self._version:
+                    self._cache.clear()
+                    self._version = version
             if access_key_id in self._cache:
                 return self._cache[access_key_id]
             row = self._db.connect().execute(

@@ -17,11 +17,16 @@ from pathlib import Path
 
 from ..model.sql import Connection
 
-__all__ = ["IAM_SCHEMA", "REGION_SCHEMA", "Database", "bump_counter", "read_counter"]
+__all__ = ["BUMP_COUNTER", "IAM_SCHEMA", "REGION_SCHEMA", "STATE_QUERY", "Database", "bump_counter", "read_counter"]
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_MS = 30_000
 _RETRY_FOR_S = 120.0
+
+# The change counter (`read_counter`) and the audit chain head in one query: every call needs both.
+STATE_QUERY = ("SELECT m.value, h.seq, h.hash FROM meta AS m LEFT JOIN audit_head AS h ON h.id = 1 "
+               "WHERE m.name = 'change_counter'")
+BUMP_COUNTER = "UPDATE meta SET value = value + 1 WHERE name = 'change_counter'"
 
 REGION_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -328,4 +333,4 @@ def read_counter(conn: Connection) -> int:
 
 def bump_counter(conn: Connection) -> None:
     """Record a change so every process's caches of this database reload."""
-    conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'change_counter'")
+    conn.execute(BUMP_COUNTER)

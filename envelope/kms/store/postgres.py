@@ -31,6 +31,7 @@ from typing import Any
 
 from ..model.sql import Connection, Cursor
 from .backend import StoreUnavailableError
+from .database import BUMP_COUNTER, STATE_QUERY
 
 __all__ = ["SCHEMA_VERSION", "PostgresDatabase", "region_schema", "translate", "translate_ddl"]
 
@@ -130,36 +131,153 @@ def translate(sql: str) -> str:
     return re.sub(r"\bWHERE 1\b(?= AND| ORDER| LIMIT|\s*$)", "WHERE TRUE", out)
 
 
-class PgConnection:
-    """A psycopg connection behind the `Connection` surface (SQLite-dialect statements translated)."""
+# The audit append (store.audit) writes an event, then moves the chain head.
+_AUDIT_INSERT = "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_HEAD_UPDATE = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
+_HEAD_INSERT = "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)"
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_IDLE, _IN_ERROR = 0, 3  # psycopg.pq.TransactionStatus values
 
-    __slots__ = ("_db", "raw")
+
+class _Row:
+    """A one-row result known without asking the database."""
+
+    rowcount = 1
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self._row = row
+
+    def fetchone(self) -> tuple[Any, ...]:
+        return self._row
+
+    def fetchall(self) -> list[Any]:
+        return [self._row]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([self._row])
+
+
+class PgConnection:
+    """A psycopg connection behind the `Connection` surface (SQLite-dialect statements translated).
+
+    Round trips are what a call costs here, so while this connection holds its store's writer lock
+    (between `PostgresDatabase.begin_on` and the end of the transaction) it keeps what only its own
+    transaction can change: the change counter and the audit chain head (`STATE_QUERY` is answered
+    from them after the first time), and the audit events, sent in one batch before any other
+    statement, savepoint or commit. In a group, a call's savepoint is made only before its first
+    write other than its audit event (most calls only read and append their event). Every
+    statement is prepared: the same few run over and over.
+    """
+
+    __slots__ = ("_db", "_events", "_head", "_state", "raw", "savepoint")
 
     def __init__(self, raw: Any, db: PostgresDatabase) -> None:  # raw: a psycopg.Connection (an extra)
         self.raw = raw
         self._db = db
+        self._events: list[Sequence[Any]] = []
+        self._head: tuple[str, Sequence[Any]] | None = None
+        self._state: list[Any] | None = None  # [counter, head seq, head hash] while the lock is held
+        # None: outside a group call; False: a group call without its savepoint yet; True: made.
+        self.savepoint: bool | None = None
 
     @property
     def in_transaction(self) -> bool:
-        return bool(self.raw.info.transaction_status != 0)  # 0: IDLE
+        return bool(self.raw.info.transaction_status != _IDLE)
+
+    @property
+    def failed(self) -> bool:
+        """The transaction hit an error and can only be rolled back (PostgreSQL's INERROR state)."""
+        return bool(self.raw.info.transaction_status == _IN_ERROR)
+
+    def locked(self) -> None:
+        """The writer lock was just taken: nothing is known yet."""
+        self._events, self._head, self._state, self.savepoint = [], None, None, None
+
+    def discard(self) -> None:
+        """Forget held-back events and known state (a rollback is coming)."""
+        self._events, self._head, self._state = [], None, None
+
+    def flush(self) -> None:
+        """Send the held-back audit events and chain head."""
+        events, head = self._events, self._head
+        if not events and head is None:
+            return
+        self._events, self._head = [], None
+        insert = translate(_AUDIT_INSERT)
+        if len(events) == 1 and head is not None:
+            self.raw.execute(f"WITH event AS ({insert}) {head[0]}", (*events[0], *head[1]), prepare=True)
+            return
+        if events:
+            self.raw.cursor().executemany(insert, events)
+        if head is not None:
+            self.raw.execute(head[0], head[1], prepare=True)
+
+    def flush_or_fail(self) -> None:
+        """`flush`, with errors mapped like `execute`'s."""
+        try:
+            self.flush()
+        except Exception as exc:
+            self.discard()
+            raise self._db.failure(exc) from exc
+
+    def _held(self, sql: str, parameters: Sequence[Any]) -> Cursor | None:
+        """Answer or hold back a statement while the lock is held; None: send it now."""
+        state = self._state
+        if sql == STATE_QUERY:
+            return None if state is None else _Row((state[0], state[1], state[2]))
+        if state is None:
+            return None
+        if sql == _AUDIT_INSERT:
+            self._events.append(parameters)
+            return _Row(())
+        if sql in (_HEAD_UPDATE, _HEAD_INSERT):
+            self._head = (translate(sql), parameters)
+            state[1], state[2] = parameters[0], parameters[1]
+            return _Row(())
+        if sql == BUMP_COUNTER:
+            state[0] += 1  # and sent below, as any other write
+        return None
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
-        if sql == "BEGIN IMMEDIATE":  # AuditLog.append outside a transaction
-            self._db.begin_on(self)
-            empty: Cursor = self.raw.cursor()
-            return empty
         try:
-            cursor: Cursor = self.raw.execute(translate(sql), parameters or None)
+            if sql == "BEGIN IMMEDIATE":  # AuditLog.append outside a transaction
+                self._db.begin_on(self)
+                return _Row(())
+            held = self._held(sql, parameters)
+            if held is not None:
+                return held
+            self.flush()
+            if self.savepoint is False and sql.lstrip()[:7].upper().startswith(_WRITES):
+                self.raw.execute("SAVEPOINT call", prepare=True)
+                self.savepoint = True
+            cursor: Cursor = self.raw.execute(translate(sql), parameters or None, prepare=True)
+            if sql == STATE_QUERY and self.in_transaction and not self.failed:
+                row = cursor.fetchone()
+                self._state = list(row)
+                return _Row(tuple(row))
             return cursor
         except Exception as exc:
+            self.discard()
             raise self._db.failure(exc) from exc
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
         try:
+            self.flush()
+            if self.savepoint is False:
+                self.raw.execute("SAVEPOINT call", prepare=True)
+                self.savepoint = True
             many = self.raw.cursor()
             many.executemany(translate(sql), list(parameters))
             cursor: Cursor = many
             return cursor
+        except Exception as exc:
+            self.discard()
+            raise self._db.failure(exc) from exc
+
+    def control(self, statement: str) -> None:
+        """Run a transaction-control statement (errors mapped like `execute`'s)."""
+        try:
+            self.raw.execute(statement, prepare=True)
         except Exception as exc:
             raise self._db.failure(exc) from exc
 
@@ -287,10 +405,11 @@ class PostgresDatabase:
     def begin_on(self, conn: PgConnection) -> None:
         """BEGIN and take the store's writer lock (the change-counter row) on ``conn``."""
         try:
-            conn.raw.execute("BEGIN")
-            conn.raw.execute(_LOCK)
+            conn.discard()
+            conn.raw.execute("BEGIN; " + _LOCK)  # one round trip
         except Exception as exc:
             raise self.failure(exc) from exc
+        conn.locked()
 
     def begin(self) -> PgConnection:
         """Start a write transaction (inside a group: a savepoint of the group's transaction)."""
@@ -300,19 +419,24 @@ class PostgresDatabase:
             if not group[0]:
                 self.begin_on(conn)
                 group[0] = True
-            elif not conn.in_transaction:
+            elif not conn.in_transaction or conn.failed:
+                # The group's transaction is lost or failed: none of its calls may be acknowledged.
                 raise StoreUnavailableError("The key store's transaction was lost; retry the request.")
-            conn.execute("SAVEPOINT call")
+            conn.savepoint = False  # made before the call's first write (see PgConnection)
             return conn
         self.begin_on(conn)
         return conn
 
     def commit(self, conn: Connection) -> None:
         """Commit the transaction begun by `begin` (in a group: keep it for `commit_group`)."""
+        if not isinstance(conn, PgConnection):
+            raise TypeError("not a PostgreSQL connection")
         if getattr(self._local, "group", None) is not None:
-            conn.execute("RELEASE call")
+            if conn.savepoint:
+                conn.control("RELEASE call")
+            conn.savepoint = None
             return
-        conn.execute("COMMIT")
+        self._commit(conn)
 
     def rollback(self, conn: Connection) -> None:
         """Roll back the transaction begun by `begin` (a no-op if it already ended or the link broke)."""
@@ -320,12 +444,20 @@ class PostgresDatabase:
             return
         try:
             if getattr(self._local, "group", None) is not None:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK TO call")
-                    conn.execute("RELEASE call")
+                # Held-back events of the group's earlier calls stay: they were held after this
+                # call's savepoint was made (which sent everything held before it), or this call
+                # has no savepoint and wrote nothing.
+                if conn.savepoint and conn.in_transaction:
+                    conn.control("ROLLBACK TO call")
+                    conn.control("RELEASE call")
+                    conn.locked()  # the counter and head are read again (events were sent before the savepoint)
+                # Without a savepoint the call wrote nothing; if one of its statements failed, the
+                # group's transaction is failed and the group's commit will refuse (`_commit`).
+                conn.savepoint = None
                 return
+            conn.discard()
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                conn.control("ROLLBACK")
         except StoreUnavailableError:
             pass
 
@@ -356,7 +488,7 @@ class PostgresDatabase:
             conn = self.connect()
             if not conn.in_transaction:
                 raise StoreUnavailableError("The key store's transaction was lost; retry the request.")
-            conn.execute("COMMIT")
+            self._commit(conn)
 
     def rollback_group(self) -> None:
         """Roll back this thread's group (if any) and end it."""
@@ -364,11 +496,21 @@ class PostgresDatabase:
         self._local.group = None
         conn: PgConnection | None = getattr(self._local, "conn", None)
         if group is not None and group[0] and conn is not None and not conn.raw.broken:
+            conn.discard()
+            conn.savepoint = None
             try:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    conn.control("ROLLBACK")
             except StoreUnavailableError:
                 pass
+
+    def _commit(self, conn: PgConnection) -> None:
+        conn.flush_or_fail()
+        if conn.failed:
+            # COMMIT of a failed transaction "succeeds" as a ROLLBACK: never report that as a commit.
+            conn.control("ROLLBACK")
+            raise StoreUnavailableError("The key store's transaction failed; retry the request.")
+        conn.control("COMMIT")
 
     def data_version(self) -> int:
         """The change counter: differs from an earlier reading once anyone committed a change."""
