@@ -8,7 +8,6 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
 from pgserver import ENABLE_HINT, create_database, postgres_server
 
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pgserver import create_database
 
 from envelope.kms import LocalKMS, ManualClock
-from pgserver import create_database
 
 START = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 ACCOUNT = "111122223333"
