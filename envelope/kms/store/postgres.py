@@ -511,6 +511,7 @@ class PostgresDatabase:
             conn.control("ROLLBACK")
             raise StoreUnavailableError("The key store's transaction failed; retry the request.")
         conn.control("COMMIT")
+        conn.locked()  # the lock is released: what it protected is no longer known
 
     def data_version(self) -> int:
         """The change counter: differs from an earlier reading once anyone committed a change."""
