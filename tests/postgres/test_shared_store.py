@@ -111,3 +111,28 @@ def test_cli_database_flag_and_migrate(postgres_url: str, tmp_path: Path, monkey
     assert LocalKMS(tmp_path / "data", region="eu-central-1", database=postgres_url).describe_key(
         KeyId=key_id)["KeyMetadata"]["Description"] == "via cli"
     assert not list((tmp_path / "data").glob("kms-*.sqlite3"))
+
+
+def test_a_group_whose_connection_dies_is_never_reported_committed(postgres_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    from envelope.kms.store.backend import StoreUnavailableError
+
+    kms = LocalKMS(tmp_path / "g", database=postgres_url)
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    region = kms._region_state()
+    before = kms.audit.head()[0]
+    assert region.db.open_group()
+    kms.encrypt(KeyId=key_id, Plaintext=b"held in the group")  # done, not yet committed
+    pid = region.db.connect().raw.info.backend_pid  # type: ignore[attr-defined]
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # the database drops the connection
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    kms.encrypt(KeyId=key_id, Plaintext=b"after the drop")  # held too (it needs no round trip)
+    with pytest.raises(StoreUnavailableError) as failed:
+        kms.create_key()  # a write: it reaches the database and finds the connection gone
+    assert failed.value.code == "DependencyTimeoutException"  # HTTP 503: SDKs retry it
+    with pytest.raises(StoreUnavailableError):  # the calls before it must not be reported done
+        region.db.commit_group()
+    assert kms.audit.head()[0] == before  # neither call happened
+    assert kms.encrypt(KeyId=key_id, Plaintext=b"reconnected")["KeyId"].endswith(key_id)
+    assert kms.audit.verify().ok

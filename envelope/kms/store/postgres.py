@@ -323,8 +323,9 @@ class PostgresDatabase:
 
     def _drop(self) -> None:
         conn: PgConnection | None = getattr(self._local, "conn", None)
+        # An open group stays open: its transaction died with the connection, so its commit (and any
+        # later call of it) must fail, never find "no group" and report its calls committed.
         self._local.conn = None
-        self._local.group = None
         if conn is not None:
             try:
                 conn.raw.close()
