@@ -100,7 +100,8 @@ def test_cli_database_flag_and_migrate(postgres_url: str, tmp_path: Path, monkey
     from envelope_cli.main import main
 
     monkeypatch.setenv("ENVELOPE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("ENVELOPE_KMS_DATABASE", raising=False)
+    # Set (empty: unset for LocalKMS) so that what --database exports is undone after the test.
+    monkeypatch.setenv("ENVELOPE_KMS_DATABASE", "")
     assert main(["kms", "migrate", "--database", postgres_url, "--region", "eu-central-1"]) == 0
     schemas = json.loads(capsys.readouterr().out)["Schemas"]
     assert {"kms_eu_central_1", "kms_iam"} <= set(schemas)
