@@ -296,7 +296,7 @@ class _KeyView:
 
     __slots__ = ("_conn", "_rec", "_region")
 
-    def __init__(self, rec: KeyRecord, conn: sqlite3.Connection, region: str) -> None:
+    def __init__(self, rec: KeyRecord, conn: Connection, region: str) -> None:
         self._rec, self._conn, self._region = rec, conn, region
 
     @property
