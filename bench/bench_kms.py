@@ -64,7 +64,7 @@ def _localkms(path: str, audit: bool) -> Iterator[Any]:
     names = vars(runtime)
     saved_append, saved_encode = log_class.__dict__["append_encoded"], names["encode_event"]
     if not audit:
-        log_class.append_encoded = staticmethod(lambda conn, event, head=None: (0, "", ""))
+        log_class.append_encoded = staticmethod(lambda conn, event, head=None, key=None: (0, "", ""))
         names["encode_event"] = lambda **kwargs: None
     try:
         yield LocalKMS(path=path)

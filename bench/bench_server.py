@@ -4,6 +4,8 @@ Run: ``.venv/bin/python bench/bench_server.py [--seconds 5] [--concurrency 50] [
 With ``--database postgresql://...`` (a server where the bench may create a database): one SQLite
 instance, one PostgreSQL instance and two PostgreSQL instances side by side (the load split over
 both), with the CPU split between the server processes and PostgreSQL, instead of moto.
+``--with-backup [--keys 100000]``: envelope only, its store filled with that many keys; each measurement
+runs twice, unloaded and while `envelope kms backup` runs in a loop, and the p99 ratio is reported.
 Each server runs in its own process on loopback; a load generator (asyncio, keep-alive connections,
 requests pre-signed with botocore's SigV4 signer and replayed) keeps ``--concurrency`` requests in flight.
 Rounds interleave servers and operations. Besides req/s and p50/p99 it reports the server process's
@@ -113,14 +115,50 @@ class Server:
                             aws_secret_access_key=self.secret)
 
 
+def fill_store(data_dir: Path, keys: int) -> None:
+    """Create ``keys`` keys (and their audit events) in a store, before its server starts."""
+    from envelope.kms import LocalKMS
+
+    kms = LocalKMS(data_dir)
+    started = time.perf_counter()
+    for i in range(keys):
+        kms.create_key(Description=f"fill {i}")
+    print(f"filled the store with {keys:,} keys in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+class BackupLoop:
+    """`envelope kms backup` of a data directory, again and again, in another process, until stopped."""
+
+    def __init__(self, data_dir: Path, workdir: Path) -> None:
+        # At nice 10, as the README recommends for an online backup beside a busy server.
+        code = ("import os, sys, shutil, time; from pathlib import Path; from envelope.kms import backup\n"
+                "os.nice(10); n = 0\n"
+                "while True:\n"
+                "    dest = Path(sys.argv[2]) / f'b{n % 2}'; shutil.rmtree(dest, ignore_errors=True)\n"
+                "    t = time.perf_counter(); backup(Path(sys.argv[1]), dest)\n"
+                "    print(f'{time.perf_counter() - t:.2f}', flush=True); n += 1\n")
+        workdir.mkdir(exist_ok=True)
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(data_dir), str(workdir)],
+                                     stdout=subprocess.PIPE, text=True)
+
+    def stop(self) -> list[float]:
+        """Stop; return how long each finished backup took (seconds)."""
+        self.proc.kill()
+        out, _ = self.proc.communicate()
+        return [float(line) for line in out.split()]
+
+
 class EnvelopeServer(Server):
     name = "envelope kms serve"
 
-    def __init__(self, workdir: Path, workers: int = 1, database: str | None = None, instances: int = 1) -> None:
+    def __init__(self, workdir: Path, workers: int = 1, fill: int = 0, database: str | None = None,
+                 instances: int = 1) -> None:
         from envelope.kms.server import AccessKeys
 
         self.data_dir = workdir / "envelope-data"
         self.database = database
+        if fill:
+            fill_store(self.data_dir, fill)
         keys = AccessKeys(self.data_dir, database)
         created = keys.create()["AccessKey"]
         keys.close()
@@ -185,7 +223,7 @@ def bench_database(url: str) -> tuple[str, Any]:
 class MotoServer(Server):
     name = "moto server"
 
-    def __init__(self, workdir: Path, workers: int = 1) -> None:
+    def __init__(self, workdir: Path, workers: int = 1, fill: int = 0) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -321,7 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--database", default=None, metavar="URL",
                         help="a PostgreSQL server (postgresql://...): compare SQLite, PostgreSQL x1 and x2")
+    parser.add_argument("--with-backup", action="store_true",
+                        help="envelope only: measure each operation unloaded and while a backup runs")
+    parser.add_argument("--keys", type=int, default=100_000, help="keys in the store with --with-backup")
     args = parser.parse_args(argv)
+    if args.with_backup:
+        args.only = "envelope"
 
     print(f"load average before: {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs; concurrency {args.concurrency}; "
           f"{args.seconds:g} s x {args.rounds} rounds per operation", flush=True)
@@ -338,12 +381,13 @@ def main(argv: list[str] | None = None) -> int:
                 pg_cpu = postgres_cpu(args.database)
                 for label, db, count in (("sqlite x1", None, 1), ("postgres x1", database, 1),
                                          ("postgres x2", database, 2)):
-                    server = EnvelopeServer(Path(tmp) / label.replace(" ", "-"), args.workers, db, count)
+                    server = EnvelopeServer(Path(tmp) / label.replace(" ", "-"), args.workers, database=db,
+                                            instances=count)
                     server.name = label
                     servers.append(server)
                 kinds = []
             for kind in kinds:
-                servers.append(kind(Path(tmp) / kind.__name__, args.workers))
+                servers.append(kind(Path(tmp) / kind.__name__, args.workers, args.keys if args.with_backup else 0))
             setups = []
             for server in servers:
                 key_id = server.client().create_key(Description="bench")["KeyMetadata"]["KeyId"]
@@ -355,22 +399,34 @@ def main(argv: list[str] | None = None) -> int:
                       for server, key_id, _ in setups if isinstance(server, EnvelopeServer)}
             sent = {id(server): {op: 0 for op in OPERATIONS} for server in servers}
             # Rounds interleave servers and operations, so a burst of other load hits one row of each.
+            backups: list[float] = []
             for _ in range(args.rounds):
                 for op in OPERATIONS:
                     for server, _, requests in setups:
-                        cpu_before = _cpu(server)
-                        db_before = pg_cpu() if pg_cpu is not None else 0.0
-                        latencies, errors, seconds = run_load(_urls(server), requests[op], args.concurrency,
-                                                              args.seconds)
-                        cpu = _cpu(server) - cpu_before
-                        db_cpu = (pg_cpu() - db_before) if pg_cpu is not None else 0.0
-                        row = Result(server.name, op, len(latencies), errors, seconds, cpu, latencies, db_cpu)
-                        results.append(row)
-                        sent[id(server)][op] += len(latencies)
-                        shown = f"  {row.db_cpu_us:6.0f} PostgreSQL-CPU us/req" if pg_cpu is not None else ""
-                        print(f"  {server.name:20} {op:16} {row.rps:9,.0f} req/s  p50 {row.percentile(0.50):7.2f} ms"
-                              f"  p99 {row.percentile(0.99):7.2f} ms  {row.cpu_us:7.0f} server-CPU us/req{shown}"
-                              f"  errors {errors}", flush=True)
+                        for loaded in ((False, True) if args.with_backup else (False,)):
+                            loop = BackupLoop(server.data_dir, Path(tmp) / "backups") \
+                                if loaded and isinstance(server, EnvelopeServer) else None
+                            if loop is not None:
+                                time.sleep(1.0)  # the backup process is started and copying
+                            cpu_before = _cpu(server)
+                            db_before = pg_cpu() if pg_cpu is not None else 0.0
+                            latencies, errors, seconds = run_load(_urls(server), requests[op], args.concurrency,
+                                                                  args.seconds)
+                            cpu = _cpu(server) - cpu_before
+                            db_cpu = (pg_cpu() - db_before) if pg_cpu is not None else 0.0
+                            if loop is not None:
+                                backups += loop.stop()
+                            name = server.name + (" + backup" if loaded else "")
+                            row = Result(name, op, len(latencies), errors, seconds, cpu, latencies, db_cpu)
+                            results.append(row)
+                            sent[id(server)][op] += len(latencies)
+                            shown = f"  {row.db_cpu_us:6.0f} PostgreSQL-CPU us/req" if pg_cpu is not None else ""
+                            print(f"  {name:20} {op:16} {row.rps:9,.0f} req/s  p50 {row.percentile(0.50):7.2f} ms"
+                                  f"  p99 {row.percentile(0.99):7.2f} ms  {row.cpu_us:7.0f} server-CPU us/req{shown}"
+                                  f"  errors {errors}", flush=True)
+            if args.with_backup:
+                print(f"  backups completed during the loaded runs: {len(backups)}, "
+                      f"seconds each: {', '.join(f'{b:.1f}' for b in backups) or 'none finished'}")
             for server, key_id, _ in setups:
                 if isinstance(server, EnvelopeServer):
                     for op in OPERATIONS:
@@ -411,7 +467,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ratio {name} / sqlite x1, {op}: throughput {row['rps'] / base['rps']:.2f}x, "
                       f"p99 {row['p99_ms']:.1f} ms; CPU per request: servers {row['cpu_us']:.0f} us + "
                       f"PostgreSQL {row['pg_cpu_us']:.0f} us (SQLite instance: {base['cpu_us']:.0f} us)")
-    if len(summary) == 2:
+    elif args.with_backup and len(summary) == 2:
+        print()
+        for op in OPERATIONS:
+            quiet, busy = summary["envelope kms serve"][op], summary["envelope kms serve + backup"][op]
+            print(f"backup running / unloaded, {op}: p99 {busy['p99_ms'] / quiet['p99_ms']:.2f}x, "
+                  f"p50 {busy['p50_ms'] / quiet['p50_ms']:.2f}x, throughput {busy['rps'] / quiet['rps']:.2f}x")
+    elif len(summary) == 2:
         print()
         for op in OPERATIONS:
             ours, theirs = summary["envelope kms serve"][op], summary["moto server"][op]

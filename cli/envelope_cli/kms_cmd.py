@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -95,6 +96,9 @@ def add_parsers(subparsers: Any, epilog: str) -> None:
     for name, op in OPERATIONS.items():
         _add_operation(ops, name, op, full_epilog)
     _add_audit(ops, full_epilog)
+    from .kms_operator import add_commands as add_operator_commands
+
+    add_operator_commands(ops)
     try:  # `kms serve` and its access keys (cli/envelope_cli/kms_serve.py), when present
         from .kms_serve import add_commands
     except ImportError:  # pragma: no cover
@@ -134,10 +138,19 @@ def _add_audit(ops: Any, epilog: str) -> None:
                                          "an anchor)", epilog=epilog,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     head.set_defaults(run=_run_audit_head)
-    export = verbs.add_parser("export", help="write every event as JSON lines, oldest first", epilog=epilog,
+    export = verbs.add_parser("export", help="write the events as JSON lines, oldest first", epilog=epilog,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("--since", metavar="T", help="only events at or after T (ISO 8601 or epoch seconds)")
+    export.add_argument("--until", metavar="T", help="only events at or before T (ISO 8601 or epoch seconds)")
     export.add_argument("--outfile", default="-", help="file to write (default: stdout)")
     export.set_defaults(run=_run_audit_export)
+    prune = verbs.add_parser("prune", help="delete the events before T, keeping the rest verifiable",
+                             epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                             description="Verify the chain, then delete the oldest events (those before T); a "
+                                         "checkpoint records the last one deleted, so `audit verify` still checks "
+                                         "the rest. Export them first if they must be kept.")
+    prune.add_argument("--before", metavar="T", required=True, help="ISO 8601 time or epoch seconds")
+    prune.set_defaults(run=_run_audit_prune)
 
 
 def _globals(args: argparse.Namespace) -> GlobalOptions:
@@ -276,9 +289,19 @@ def _run_audit_verify(args: argparse.Namespace) -> int:
 
 def _run_audit_export(args: argparse.Namespace) -> int:
     audit = _embedded_for(args, "`kms audit export`").audit
+    since, until = _when("--since", args.since), _when("--until", args.until)
     if args.outfile == "-":
-        audit.export_jsonl(sys.stdout)
+        audit.export_jsonl(sys.stdout, since=since, until=until)
     else:
         with open(args.outfile, "w", encoding="utf-8") as fp:
-            audit.export_jsonl(fp)
+            audit.export_jsonl(fp, since=since, until=until)
+    return ExitCode.OK
+
+
+def _run_audit_prune(args: argparse.Namespace) -> int:
+    audit = _embedded_for(args, "`kms audit prune`").audit
+    pruned = audit.prune(parse_time("--before", args.before), now=time.time())
+    checkpoint = audit.checkpoint()
+    emit_response(args, {"Pruned": pruned, "PrunedThrough": checkpoint.pruned_through if checkpoint else 0,
+                 "PrunedTotal": checkpoint.pruned_count if checkpoint else 0}, "AuditPrune")
     return ExitCode.OK

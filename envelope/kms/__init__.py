@@ -11,7 +11,9 @@ checks this on the source)::
 
     model   values and validation: errors, clock, keys (records, specs, ARNs), blobs, params
             (request arguments), access (grants, grant tokens, decisions)
-    store   persistence: database (SQLite), sealing (root key), audit, partition (regions, caches)
+    store   persistence: database (SQLite), migrations (schema versions), datadir (files, lock),
+            rootkey, sealing, audit (auditevents, auditchain), partition (regions, caches),
+            opening, rotation (root key), backup (and restore)
     authz   pure authorization: request, conditions, policy; imports model only
     engine  one service call: session, runtime (Call, execute), due (lazy lifecycle work, replica
             sync), servicekeys (AWS managed keys), principals (IAM store), ratelimit
@@ -21,12 +23,18 @@ checks this on the source)::
     server  the HTTP endpoint (KMS JSON 1.1, STS, SigV4) over LocalKMS
 
 A layer may import any lower layer (ops may import model directly), never a higher one; store and
-authz do not import each other. This package's `__init__` exports LocalKMS and ManualClock.
+authz do not import each other. This package's `__init__` exports LocalKMS and ManualClock, and the operator functions (backup,
+restore, rotate_root_key; StoreError).
 """
 
 from __future__ import annotations
 
 from .client import LocalKMS as LocalKMS
 from .model.clock import ManualClock as ManualClock
+from .store.backup import backup as backup
+from .store.backup import restore as restore
+from .store.datadir import StoreError as StoreError
+from .store.partition import default_data_dir as default_data_dir
+from .store.rotation import rotate_root_key as rotate_root_key
 
-__all__ = ["LocalKMS", "ManualClock"]
+__all__ = ["LocalKMS", "ManualClock", "StoreError", "backup", "default_data_dir", "restore", "rotate_root_key"]

@@ -39,7 +39,10 @@ class LocalKMS:
     ``$ENVELOPE_DATA_DIR``, else the per-user data directory (``~/.local/share/envelope`` on
     Linux). ``path=":memory:"`` gives a private in-memory store shared only by the clients derived
     from this one with `for_principal` / `for_region`. Key material is sealed under a root key
-    held outside the database (``$ENVELOPE_KMS_ROOT_KEY``, or a 0600 file in the data directory).
+    held outside the database (``$ENVELOPE_KMS_ROOT_KEY``, the file ``$ENVELOPE_KMS_ROOT_KEY_FILE``
+    names, or ``kms-root.key`` (0600) in the data directory; see `envelope.kms.store.rootkey`).
+    Opening a store that is newer than this build, or sealed under another root key, raises
+    `StoreError`; an older one is migrated.
 
     :param principal: the caller's ARN; default the account root ``arn:aws:iam::<account>:root``.
     :param clock: a callable returning epoch seconds (or an aware datetime): the service's time

@@ -21,6 +21,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
     # Never touch the user's data directory or a root key from the developer's environment.
     monkeypatch.delenv("ENVELOPE_KMS_ROOT_KEY", raising=False)
     monkeypatch.delenv("ENVELOPE_KMS_DATABASE", raising=False)
+    monkeypatch.delenv("ENVELOPE_KMS_ROOT_KEY_FILE", raising=False)
     monkeypatch.setenv("ENVELOPE_DATA_DIR", str(tmp_path / "default-data"))
     yield
 

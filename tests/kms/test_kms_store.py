@@ -125,13 +125,15 @@ def test_wrong_root_key_cannot_open_material(tmp_path: Path, monkeypatch: pytest
         import base64, os
         os.environ["ENVELOPE_KMS_ROOT_KEY"] = base64.b64encode(b"b" * 32).decode()
         from envelope.kms import LocalKMS
+        from envelope.kms import StoreError
         try:
             LocalKMS(path={str(tmp_path / "d")!r}).encrypt(KeyId={key_id!r}, Plaintext=b"x")
-        except RuntimeError as exc:
-            print("refused", "internal error" in str(exc))
+        except StoreError as exc:
+            print("refused", "sealed under another root key" in str(exc), "ENVELOPE_KMS_ROOT_KEY" in str(exc))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "refused True"
+    # Refused when the store is opened, naming the file and the key's source (issue 12 item 4).
+    assert out.stdout.strip() == "refused True True"
 
 
 def test_every_call_appends_one_audit_event(kms: LocalKMS, key_id: str, clock: ManualClock) -> None:

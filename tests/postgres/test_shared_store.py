@@ -10,11 +10,19 @@ import threading
 from pathlib import Path
 
 import pytest
+from pgserver import create_database
 
 from envelope.kms import LocalKMS, ManualClock
 from envelope.kms.model.clock import DAY
 
 START = 1_767_225_600.0  # 2026-01-01
+
+
+@pytest.fixture
+def postgres_url(postgres_base_url: str) -> str:
+    """A fresh database per test: each test has its own root key, and a store records the key that
+    seals it (a store under another key is refused)."""
+    return create_database(postgres_base_url)
 
 
 @pytest.fixture

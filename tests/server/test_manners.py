@@ -161,12 +161,16 @@ def test_an_internal_failure_is_a_kms_internal_exception(tmp_path: Path, monkeyp
     import base64
     import io
     import json
+    import sqlite3
 
     data_dir = tmp_path / "data"
     monkeypatch.setenv("ENVELOPE_KMS_ROOT_KEY", base64.b64encode(b"\x01" * 32).decode())
-    created = AccessKeys(data_dir).create()["AccessKey"]
-    # The server runs under another root key: the stored secret no longer opens.
-    monkeypatch.setenv("ENVELOPE_KMS_ROOT_KEY", base64.b64encode(b"\x02" * 32).decode())
+    keys = AccessKeys(data_dir)
+    created = keys.create()["AccessKey"]
+    keys.close()
+    # The stored secret is damaged: it no longer opens (another root key is refused at start).
+    with sqlite3.connect(data_dir / "access-keys.sqlite3") as conn:
+        conn.execute("UPDATE access_keys SET sealed_secret = zeroblob(64)")
     log = io.StringIO()
     with KMSServer(data_dir, access_log=log) as server:
         kms = boto3.client("kms", endpoint_url=server.url, region_name="us-east-1",

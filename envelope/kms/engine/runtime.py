@@ -366,7 +366,7 @@ def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Cal
                 response_elements=result if call.response_elements else None, error_code=None,
                 error_message=None, key_arns=call.key_arns, now=now,
                 source_ip=session.source_ip, user_agent=session.user_agent, read_only=read_only),
-                head=(head_seq, head_hash))
+                head=(head_seq, head_hash), key=region.audit_key)
         except Retry as retry:
             region.db.rollback(conn)
             region.reset_cache()
@@ -427,4 +427,4 @@ def _audit_failure(session: Session, region: Region, op: str, raw: Mapping[str, 
                          error_code=code, error_message=message, key_arns=key_arns, now=now,
                          source_ip=session.source_ip, user_agent=session.user_agent, read_only=read_only)
     with region.db.transaction() as conn:
-        AuditLog.append_encoded(conn, event)
+        AuditLog.append_encoded(conn, event, key=region.audit_key)

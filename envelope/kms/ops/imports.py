@@ -125,7 +125,7 @@ def import_key_material(call: Call) -> dict[str, Any]:
         raise IncorrectKeyMaterialError("Symmetric key material must be 32 bytes (256 bits).")
     rec = entry.record
     sealer = call.session.partition.sealer
-    fingerprint = sealer.fingerprint(material)
+    fingerprint = call.region.fingerprint(material)
     if rec.fingerprint is not None and not hmac.compare_digest(rec.fingerprint, fingerprint):
         raise IncorrectKeyMaterialError("The key material is not the material previously imported "
                                         "into this key; a key only accepts the same material again.")

@@ -8,7 +8,6 @@ Secrets are sealed with AES-256-GCM under a key derived from the data directory'
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import secrets
 import threading
@@ -18,26 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..engine.principals import validate_principal
 from ..store.backend import Store, database_url
 from ..store.database import Database
+from ..store.datadir import ACCESS_KEYS_FILE
+from ..store.migrations import ACCESS_KEYS_SCHEMA, prepare_access_keys
+from ..store.opening import open_store
 from ..store.partition import PG_IAM_SCHEMA_NAME, default_data_dir
-from ..store.sealing import load_root_key
+from ..store.sealing import access_key_aead
 
 __all__ = ["ACCESS_KEYS_FILE", "AccessKeys"]
 
-ACCESS_KEYS_FILE = "access-keys.sqlite3"
 DEFAULT_ACCOUNT = "111122223333"  # LocalKMS's default account
-_SEAL_LABEL = b"envelope-kms-access-key-seal-v1\x00"
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _RECHECK_S = 1.0
-_SCHEMA = """CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS access_keys (
-    access_key_id TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, principal TEXT NOT NULL,
-    status TEXT NOT NULL, created REAL NOT NULL);
-INSERT OR IGNORE INTO meta (name, value) VALUES ('change_counter', 0)"""
+# PostgreSQL: the access keys share kms_iam, whose change counter (bumped by a trigger) is what
+# other instances' caches check.
+_PG_COUNTER = ";INSERT OR IGNORE INTO meta (name, value) VALUES ('change_counter', 0)"
 
 
 def _user_name(principal: str) -> str:
@@ -59,19 +56,21 @@ class AccessKeys:
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, database: str | None = None) -> None:
         directory = (Path(data_dir) if data_dir is not None else default_data_dir()).expanduser().resolve()
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = directory / ACCESS_KEYS_FILE
-        self._aead = AESGCM(hashlib.sha256(_SEAL_LABEL + load_root_key(directory)).digest())
+        self._store_lock, root = open_store(directory)
+        self._aead = access_key_aead(root.key)
         self._lock = threading.Lock()
         url = database_url(database)
         self._db: Store
+        # Created (SQLite: 0600, WAL), checked against the root key and migrated by the store's rules.
         if url is None:
-            self._db = Database(self.path, _SCHEMA)
+            self._db = Database(self.path, ACCESS_KEYS_SCHEMA, prepare_access_keys(root))
         else:
             from ..store.postgres import PostgresDatabase, region_schema
 
             self._db = PostgresDatabase(url.replace("{region}", PG_IAM_SCHEMA_NAME),
-                                        region_schema(PG_IAM_SCHEMA_NAME), _SCHEMA, counted_tables=("access_keys",))
+                                        region_schema(PG_IAM_SCHEMA_NAME), ACCESS_KEYS_SCHEMA + _PG_COUNTER,
+                                        prepare_access_keys(root), counted_tables=("access_keys",))
         self._db.connect()
         self._cache: dict[str, tuple[str, str] | None] = {}
         self._version: int | None = None
@@ -86,6 +85,7 @@ class AccessKeys:
         """Close this thread's database connection."""
         with self._lock:
             self._db.close()
+            self._store_lock.release()
 
     def create(self, principal: str | None = None) -> dict[str, Any]:
         """Register a new access key for ``principal`` (default the account root).

@@ -1,13 +1,15 @@
 """Copy an embedded (SQLite) store into PostgreSQL, then verify the copy.
 
 Every table is copied row for row (keys in creation order, the audit chain with its sequence
-numbers and hashes), one transaction per region, into schemas that must hold no keys and no
+numbers and hashes, its checkpoint, and the region's sealed store keys: the audit chain key the
+hashes and the checkpoint's MAC are made with, and the imported-material fingerprint key), one
+transaction per region, into schemas that must hold no keys and no
 audit events yet. Sealed key material and access-key secrets copy as they are: both are sealed
 under the root key, which stays outside the database, so the PostgreSQL instances must use the
 same root key (the data directory's ``kms-root.key`` or ``$ENVELOPE_KMS_ROOT_KEY``).
 
-Verification: row counts per table; the target's audit chain verifies and ends at the source's
-head; every version of every key's material opens under the root key and equals the source's.
+Verification: row counts per table; the store keys and the checkpoint equal the source's; the
+target's audit chain verifies (under the copied chain key) and ends at the source's head; every version of every key's material opens under the root key and equals the source's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ __all__ = ["REGION_TABLES", "CopyReport", "copy_store", "verify_copy"]
 
 # Parents before children is not needed (no foreign keys); keys first keeps ListKeys order.
 REGION_TABLES = ("keys", "key_versions", "aliases", "grants", "tags", "import_params", "audit_events",
-                 "audit_head")
+                 "audit_head", "audit_checkpoint", "store_keys")
+# Rows the target's opening wrote itself (its own chain head, checkpoint and store keys): replaced.
+_REPLACED = ("audit_head", "audit_checkpoint", "store_keys")
 IAM_TABLES = ("principals", "identity_policies")
 ACCESS_KEY_TABLES = ("access_keys",)
 _ORDER = {"keys": "rowid", "audit_events": "seq"}
@@ -46,6 +50,13 @@ class CopyReport:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "tables": self.counts, "keys_checked": self.keys_checked,
                 "key_versions_checked": self.versions_checked, "problems": self.problems}
+
+
+def _plain(value: object) -> object:
+    """A value as compared across stores (a text value in a BLOB column comes back as bytes from PostgreSQL)."""
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value.encode() if isinstance(value, str) else value
 
 
 def _columns(conn: Connection, table: str) -> list[str]:
@@ -70,8 +81,8 @@ def _copy_tables(source: Store, target: Store, tables: tuple[str, ...], name: st
                                code="ValidationException")
             columns = [c for c in _columns(src, table) if c != "rowid"]
             rows = _rows(src, table, columns)
-            if table == "audit_head":
-                dst.execute("DELETE FROM audit_head")
+            if table in _REPLACED:
+                dst.execute(f"DELETE FROM {table}")
             if rows:
                 marks = ", ".join("?" for _ in columns)
                 dst.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
@@ -87,6 +98,7 @@ def copy_store(source: Partition, target: Partition, access_keys: tuple[Store, S
     names = regions if regions is not None else source.region_names()
     for name in names:
         _copy_tables(source.region(name).db, target.region(name).db, REGION_TABLES, name, report)
+        target.reopen(name)  # its chain and fingerprint keys are now the source's
     _copy_tables(source.iam, target.iam, IAM_TABLES, "iam", report)
     if access_keys is not None:
         _copy_tables(access_keys[0], access_keys[1], ACCESS_KEY_TABLES, "access-keys", report)
@@ -110,16 +122,23 @@ def verify_copy(source: Partition, target: Partition, regions: list[str], report
                 report.problems.append(f"{name}.{table}: {got} rows copied, {want} in the source")
     for name in regions:
         src_region, dst_region = source.region(name), target.region(name)
+        for table, order in (("store_keys", " ORDER BY name"), ("audit_checkpoint", "")):
+            want_rows = [tuple(map(_plain, r)) for r in
+                         src_region.db.connect().execute(f"SELECT * FROM {table}{order}").fetchall()]
+            got_rows = [tuple(map(_plain, r)) for r in
+                        dst_region.db.connect().execute(f"SELECT * FROM {table}{order}").fetchall()]
+            if want_rows != got_rows:
+                report.problems.append(f"{name}.{table}: the copy differs from the source")
         result = dst_region.audit.verify(anchor=src_region.audit.head())
         if not result.ok:
             report.problems.append(f"{name}: the copied audit chain does not verify: {result.reason}")
         sealer = target.sealer
-        want_rows = src_region.db.connect().execute(
+        key_rows = src_region.db.connect().execute(
             "SELECT key_id, version, sealed FROM key_versions ORDER BY key_id, version").fetchall()
         got = {(k, v): bytes(s) for k, v, s in dst_region.db.connect().execute(
             "SELECT key_id, version, sealed FROM key_versions").fetchall()}
         keys: set[str] = set()
-        for key_id, version, sealed in want_rows:
+        for key_id, version, sealed in key_rows:
             copied = got.get((key_id, version))
             try:
                 same = copied is not None and sealer.open(copied, key_id, version) == \

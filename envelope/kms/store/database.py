@@ -16,10 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..model.sql import Connection
+from .datadir import StoreError
 
-__all__ = ["BUMP_COUNTER", "IAM_SCHEMA", "REGION_SCHEMA", "STATE_QUERY", "Database", "bump_counter", "read_counter"]
+__all__ = ["BUMP_COUNTER", "IAM_SCHEMA", "REGION_SCHEMA", "SCHEMA_VERSION", "STATE_QUERY", "Database",
+           "bump_counter", "read_counter", "refuse_newer", "schema_version"]
 
-SCHEMA_VERSION = 1
+# The version of every database file this build writes (meta.schema_version). A build opens
+# files of its own or an older version (migrating them, in the transaction that opens them:
+# `envelope.kms.migrations`) and refuses newer ones. Bump it with every change of any schema,
+# and keep a store written by the old version under tests/kms/fixtures/.
+SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_MS = 30_000
 _RETRY_FOR_S = 120.0
 
@@ -108,14 +114,16 @@ class Database:
 
     :param path: the file, or None for an in-memory database (one connection behind a lock).
     :param schema: SQL run once at open inside a write transaction (idempotent DDL).
-    :param extra_init: run once at open in autocommit mode (e.g. another module's schema).
+    :param prepare: run once at open in that same transaction, after the DDL, with the version
+        the file had before (None: a new file): migrations and checks (`envelope.kms.migrations`).
+    :raises StoreError: (at first use) the file was written by a newer schema version.
     """
 
     def __init__(self, path: Path | None, schema: str,
-                 extra_init: Callable[[sqlite3.Connection], None] | None = None) -> None:
+                 prepare: Callable[[Connection, int | None], None] | None = None) -> None:
         self.path = path
         self._schema = schema
-        self._extra_init = extra_init
+        self._prepare = prepare
         self._local = threading.local()
         self._generation = _fork_generation
         self._init_lock = threading.Lock()
@@ -143,19 +151,21 @@ class Database:
         def _create() -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                before = schema_version(conn)
+                refuse_newer(before, self.path)
                 for statement in self._schema.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
+                if self._prepare is not None:
+                    self._prepare(conn, before)
+                conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('schema_version', ?)",
                              (SCHEMA_VERSION,))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         _retrying(_create)
-        if self._extra_init is not None:
-            init = self._extra_init
-            _retrying(lambda: init(conn))
 
     def connect(self) -> sqlite3.Connection:
         """This thread's connection (opened, and the schema ensured, on first use)."""
@@ -323,6 +333,27 @@ def _commit(conn: Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def schema_version(conn: sqlite3.Connection) -> int | None:
+    """The file's schema version; None for a new (empty) file. Files from before versions were
+    recorded (an access-keys file without ``meta``) count as version 1."""
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return None
+    if "meta" not in tables:
+        return 1
+    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+    return 1 if row is None else int(row[0])
+
+
+def refuse_newer(version: int | None, path: Path | str | None) -> None:
+    """:raises StoreError: ``version`` is newer than this build's (``path``: the file, or a description)."""
+    if version is not None and version > SCHEMA_VERSION:
+        where = "an in-memory database" if path is None else str(path)
+        raise StoreError(f"{where} has schema version {version}, newer than this build of envelope "
+                         f"reads (up to {SCHEMA_VERSION}); it was not changed",
+                         hint="upgrade envelope, or restore a backup made by this version")
 
 
 def read_counter(conn: Connection) -> int:

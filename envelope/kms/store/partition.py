@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..model.access import Decision, Grant
 from ..model.keys import KeyRecord, key_arn
+from ..model.sql import Connection
 from .audit import AuditLog
 from .backend import Store, is_postgres_url
 from .database import IAM_SCHEMA, REGION_SCHEMA, Database
-from .sealing import Sealer, load_root_key
+from .datadir import IAM_FILE, StoreLock, region_file
+from .migrations import prepare_iam, prepare_region, read_store_keys
+from .opening import open_store
+from .rootkey import RootKey, load_root_key
+from .sealing import Sealer, fingerprint
 
 __all__ = ["DATA_DIR_ENV", "KeyEntry", "Partition", "Region", "default_data_dir", "open_partition"]
 
@@ -75,12 +81,18 @@ class KeyEntry:
 
 
 class Region:
-    """One region's database, audit log and caches."""
+    """One region's database, audit log and caches.
 
-    def __init__(self, name: str, db: Store) -> None:
+    :raises StoreError: the store is newer than this build, or sealed under another root key.
+    """
+
+    def __init__(self, name: str, db: Store, root: RootKey) -> None:
         self.name = name
         self.db = db
-        self.audit = AuditLog(self.db.connect)
+        keys = read_store_keys(self.db.connect(), root)
+        self.audit_key = keys.audit_chain_key
+        self._fingerprint_key = keys.fingerprint_key
+        self.audit = AuditLog(self.db.connect, keys.audit_chain_key)
         self.counter = -1
         self.keys: dict[str, KeyEntry | None] = {}
         self.aliases: dict[tuple[str, str], str | None] = {}
@@ -94,6 +106,10 @@ class Region:
     def arn(self, account: str, key_id: str) -> str:
         return key_arn(self.name, account, key_id)
 
+    def fingerprint(self, material: bytes) -> bytes:
+        """The region's keyed digest of imported key material (see `sealing.fingerprint`)."""
+        return fingerprint(self._fingerprint_key, material)
+
 
 class Partition:
     """All regions of one data directory (``directory=None``: a private in-memory partition).
@@ -106,15 +122,19 @@ class Partition:
     def __init__(self, directory: Path | None, database: str | None = None) -> None:
         self.directory = directory
         self.database = database
+        # Held (shared) while the partition lives: rotation and restore wait for it to go.
+        self._store_lock: StoreLock | None = None
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.sealer = Sealer(load_root_key(directory))
+            self._store_lock, self.root = open_store(directory)
+        else:
+            self.root = load_root_key(None)
+        self.sealer = Sealer(self.root.key)
         self.iam: Store
         if database is not None:
-            self.iam = self._postgres(PG_IAM_SCHEMA_NAME, IAM_SCHEMA,
+            self.iam = self._postgres(PG_IAM_SCHEMA_NAME, IAM_SCHEMA, prepare=prepare_iam,
                                       counted=("principals", "identity_policies"))
         else:
-            self.iam = Database(None if directory is None else directory / "iam.sqlite3", IAM_SCHEMA)
+            self.iam = Database(None if directory is None else directory / IAM_FILE, IAM_SCHEMA, prepare_iam)
         self.identity_cache: dict[str, tuple[dict[str, object], ...]] = {}
         self._iam_seen = threading.local()
         self._regions: dict[str, Region] = {}
@@ -130,23 +150,29 @@ class Partition:
         with self._lock:
             found = self._regions.get(name)
             if found is None:
-                found = Region(name, self._region_store(name))
+                found = Region(name, self._region_store(name), self.root)
                 self._regions[name] = found
             return found
 
+    def reopen(self, name: str) -> None:
+        """Forget the region's cached state (its store keys were replaced: `copy.copy_store`)."""
+        with self._lock:
+            self._regions.pop(name, None)
+
     def _postgres(self, name: str, schema: str, extra: str = "", counted: tuple[str, ...] = (),
-                  extra_init: Any = None) -> Store:
+                  prepare: Callable[[Connection, int | None], None] | None = None) -> Store:
         from .postgres import PostgresDatabase, region_schema
 
         url = str(self.database).replace("{region}", name)
         return PostgresDatabase(url, region_schema(name), schema + (";" + extra if extra else ""),
-                                extra_init, counted)
+                                prepare, counted)
 
     def _region_store(self, name: str) -> Store:
+        # The same schema, migrations and root-key checks on both stores (`migrations.prepare_region`).
         if self.database is not None:
-            return self._postgres(name, REGION_SCHEMA, _PG_REGION_EXTRA, extra_init=AuditLog.create_schema)
-        path = None if self.directory is None else self.directory / f"kms-{name}.sqlite3"
-        return Database(path, REGION_SCHEMA, AuditLog.create_schema)
+            return self._postgres(name, REGION_SCHEMA, _PG_REGION_EXTRA, prepare=prepare_region(self.root))
+        path = None if self.directory is None else self.directory / region_file(name)
+        return Database(path, REGION_SCHEMA, prepare_region(self.root))
 
     def region_names(self) -> list[str]:
         """The regions with a store (opened in this process, or present on disk / in the database)."""
@@ -156,7 +182,7 @@ class Partition:
 
             names.update(list_region_schemas(self.database))
         elif self.directory is not None:
-            names.update(p.name[4:-8] for p in self.directory.glob("kms-*.sqlite3"))
+            names.update(p.name[4:-8] for p in self.directory.glob(region_file("*")))
         return sorted(n for n in names if _REGION_NAME.match(n))
 
     def region_exists(self, name: str) -> bool:
@@ -170,7 +196,7 @@ class Partition:
 
             url = self.database.replace("{region}", name)
             return PostgresDatabase(url, region_schema(name), "").exists()
-        return self.directory is not None and (self.directory / f"kms-{name}.sqlite3").exists()
+        return self.directory is not None and (self.directory / region_file(name)).exists()
 
     def check_identity_cache(self) -> None:
         """Drop cached identity policies if another connection changed the principal store."""

@@ -31,16 +31,17 @@ from typing import Any
 
 from ..model.sql import Connection, Cursor
 from .backend import StoreUnavailableError
-from .database import BUMP_COUNTER, STATE_QUERY
+from .database import BUMP_COUNTER, SCHEMA_VERSION, STATE_QUERY, refuse_newer
 
 __all__ = ["SCHEMA_VERSION", "PostgresDatabase", "region_schema", "translate", "translate_ddl"]
 
-SCHEMA_VERSION = 1
 _CONNECT_TIMEOUT_S = 5
 _LOCK = "SELECT value FROM meta WHERE name = 'change_counter' FOR UPDATE"
 _SCHEMA_LOCK = 0x656E76_6B6D73  # pg_advisory_xact_lock key: one schema change at a time
-# Primary keys by table, read from the DDL as it is translated (INSERT OR REPLACE needs them).
+# Primary keys and columns by table, read from the DDL as it is translated (INSERT OR REPLACE
+# needs the key; an INSERT OR ... without a column list needs the columns).
 _PRIMARY_KEYS: dict[str, tuple[str, ...]] = {}
+_COLUMNS: dict[str, tuple[str, ...]] = {}
 _fork_generation = 0
 
 
@@ -85,15 +86,19 @@ def _register_primary_key(ddl: str) -> None:
     if match is None:
         return
     table, body = match.groups()
+    columns = []
     for item in _split_top(body):
         found = re.match(r"PRIMARY KEY\s*\(([^)]*)\)", item)
         if found:
             _PRIMARY_KEYS[table] = tuple(c.strip() for c in found.group(1).split(","))
-            return
+            continue
         words = item.split()
+        if not words or words[0].upper() in ("CHECK", "UNIQUE", "FOREIGN", "CONSTRAINT"):
+            continue
+        columns.append(words[0])
         if "PRIMARY" in words and words[words.index("PRIMARY") + 1:][:1] == ["KEY"]:
             _PRIMARY_KEYS[table] = (words[0],)
-            return
+    _COLUMNS[table] = tuple(columns)
 
 
 def translate_ddl(statement: str) -> str:
@@ -114,6 +119,10 @@ def translate(sql: str) -> str:
     if head.startswith(("CREATE", "DROP")):
         return translate_ddl(sql)
     out = sql.replace("%", "%%").replace("?", "%s")
+    bare = re.match(r"\s*(INSERT OR (?:IGNORE|REPLACE) INTO (\w+))\s+VALUES\b(.*)$", out, re.DOTALL)
+    if bare is not None and bare.group(2) in _COLUMNS:
+        head, table, rest = bare.groups()
+        out = f"{head} ({', '.join(_COLUMNS[table])}) VALUES{rest}"
     match = re.match(r"\s*INSERT OR (IGNORE|REPLACE) INTO (\w+)\s*\(([^)]*)\)(.*)$", out, re.DOTALL)
     if match is not None:
         verb, table, columns, rest = match.groups()
@@ -170,6 +179,11 @@ class PgConnection:
     """
 
     __slots__ = ("_db", "_events", "_head", "_state", "raw", "savepoint")
+
+    @property
+    def location(self) -> str:
+        """What this connection's store is, for messages (see `migrations`)."""
+        return f"the PostgreSQL schema {self._db.schema_name}"
 
     def __init__(self, raw: Any, db: PostgresDatabase) -> None:  # raw: a psycopg.Connection (an extra)
         self.raw = raw
@@ -251,6 +265,8 @@ class PgConnection:
                 self.raw.execute("SAVEPOINT call", prepare=True)
                 self.savepoint = True
             cursor: Cursor = self.raw.execute(translate(sql), parameters or None, prepare=True)
+            if sql in ("COMMIT", "ROLLBACK"):  # a transaction of AuditLog's own (append, prune) ended
+                self.locked()
             if sql == STATE_QUERY and self.in_transaction and not self.failed:
                 row = cursor.fetchone()
                 self._state = list(row)
@@ -288,19 +304,20 @@ class PostgresDatabase:
     :param url: a libpq connection URL (``postgresql://user@host:port/db``).
     :param schema_name: the schema holding this store's tables (created on first use).
     :param schema: SQLite-dialect DDL (``;``-separated), translated and run at first use.
-    :param extra_init: more DDL, given a connection inside the schema transaction.
+    :param prepare: run in the schema transaction after the DDL with the version the schema had
+        before (None: new), as `database.Database`'s: the same migrations and root-key checks.
     :param counted_tables: tables whose every change bumps ``meta.change_counter`` (a trigger),
         for stores whose writers do not bump it themselves; `data_version` reads it.
     """
 
     def __init__(self, url: str, schema_name: str, schema: str,
-                 extra_init: Callable[[Connection], None] | None = None,
+                 prepare: Callable[[Connection, int | None], None] | None = None,
                  counted_tables: Sequence[str] = ()) -> None:
         self.path: Path | None = None
         self.url = url
         self.schema_name = schema_name
         self._schema = schema
-        self._extra_init = extra_init
+        self._prepare = prepare
         self._counted = tuple(counted_tables)
         self._local = threading.local()
         self._generation = _fork_generation
@@ -365,27 +382,38 @@ class PostgresDatabase:
         raw.execute("BEGIN")
         try:
             raw.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            before = self._version_before(raw)
+            refuse_newer(before, self.location)
             raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"')
             raw.execute(f'SET LOCAL search_path TO "{self.schema_name}"')
             for statement in self._schema.split(";"):
                 if statement.strip():
                     raw.execute(translate_ddl(statement))
-            if self._extra_init is not None:
-                self._extra_init(conn)
+            if self._prepare is not None:
+                self._prepare(conn, before)
             for table in self._counted:
                 raw.execute(_COUNTER_FUNCTION)
                 raw.execute(f"CREATE OR REPLACE TRIGGER {table}_counted AFTER INSERT OR UPDATE OR DELETE "
                             f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION bump_change_counter()")
-            raw.execute("INSERT INTO meta (name, value) VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
-                        (SCHEMA_VERSION,))
-            row = raw.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-            if row is not None and int(row[0]) > SCHEMA_VERSION:
-                raise RuntimeError(f"the database schema {self.schema_name} is version {row[0]}, newer than "
-                                   f"this envelope's {SCHEMA_VERSION}: upgrade envelope")
+            raw.execute("INSERT INTO meta (name, value) VALUES ('schema_version', %s) "
+                        "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value", (SCHEMA_VERSION,))
             raw.execute("COMMIT")
         except BaseException:
             raw.execute("ROLLBACK") if not raw.broken else None
             raise
+
+    @property
+    def location(self) -> str:
+        return f"the PostgreSQL schema {self.schema_name}"
+
+    def _version_before(self, raw: Any) -> int | None:
+        """The schema's version before this opening (None: no tables yet), like `database.schema_version`."""
+        found = raw.execute("SELECT to_regclass(%s)", (f'"{self.schema_name}".meta',)).fetchone()
+        if found is None or found[0] is None:
+            return None
+        row = raw.execute(f'SELECT value FROM "{self.schema_name}".meta WHERE name = %s',
+                          ("schema_version",)).fetchone()
+        return 1 if row is None else int(row[0])
 
     def schema_version(self) -> int:
         """The schema version stored in the database (creating the schema if needed)."""
