@@ -64,6 +64,10 @@ def disk_kms(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock,
     """
     if request.param == "postgres":
         monkeypatch.setenv("ENVELOPE_KMS_DATABASE", create_database(request.getfixturevalue("postgres_base_url")))
+    else:
+        # SQLite files, even when the test's `kms` is a PostgreSQL one (its own root key: one
+        # database under two root keys is refused).
+        monkeypatch.delenv("ENVELOPE_KMS_DATABASE", raising=False)
     return LocalKMS(path=tmp_path / "kms", clock=clock)
 
 
