@@ -1,6 +1,9 @@
 """KMS endpoint benchmark: `envelope kms serve` beside moto's server mode, Encrypt/Decrypt/GenerateDataKey.
 
 Run: ``.venv/bin/python bench/bench_server.py [--seconds 5] [--concurrency 50] [--rounds 3] [--json out.json]``.
+With ``--database postgresql://...`` (a server where the bench may create a database): one SQLite
+instance, one PostgreSQL instance and two PostgreSQL instances side by side (the load split over
+both), with the CPU split between the server processes and PostgreSQL, instead of moto.
 ``--with-backup [--keys 100000]``: envelope only, its store filled with that many keys; each measurement
 runs twice, unloaded and while `envelope kms backup` runs in a loop, and the p99 ratio is reported.
 Each server runs in its own process on loopback; a load generator (asyncio, keep-alive connections,
@@ -49,6 +52,12 @@ class Result:
     seconds: float
     cpu: float
     latencies: list[float] = field(repr=False, default_factory=list)
+    db_cpu: float = 0.0
+
+    @property
+    def db_cpu_us(self) -> float:
+        """PostgreSQL's CPU time per request (microseconds; 0 without PostgreSQL)."""
+        return self.db_cpu / max(self.requests, 1) * 1e6
 
     @property
     def cpu_us(self) -> float:
@@ -142,32 +151,73 @@ class BackupLoop:
 class EnvelopeServer(Server):
     name = "envelope kms serve"
 
-    def __init__(self, workdir: Path, workers: int = 1, fill: int = 0) -> None:
+    def __init__(self, workdir: Path, workers: int = 1, fill: int = 0, database: str | None = None,
+                 instances: int = 1) -> None:
         from envelope.kms.server import AccessKeys
 
         self.data_dir = workdir / "envelope-data"
+        self.database = database
         if fill:
             fill_store(self.data_dir, fill)
-        keys = AccessKeys(self.data_dir)
+        keys = AccessKeys(self.data_dir, database)
         created = keys.create()["AccessKey"]
         keys.close()
         self.access_key_id, self.secret = created["AccessKeyId"], created["SecretAccessKey"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENVELOPE_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "envelope_cli.kms_serve", "serve", "--port", "0", "--data-dir", str(self.data_dir),
-             "--access-log", str(workdir / "access.log"), "--workers", str(workers)], stdout=subprocess.PIPE, env=env)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        match = re.search(rb"listening on (\S+)", self.proc.stdout.readline()) if ready else None
-        if match is None:
-            self.stop()
-            raise RuntimeError("envelope kms serve did not start")
-        self.url = match.group(1).decode()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.urls: list[str] = []
+        for n in range(instances):
+            command = [sys.executable, "-m", "envelope_cli.kms_serve", "serve", "--port", "0", "--data-dir",
+                       str(self.data_dir), "--access-log", str(workdir / f"access-{n}.log"), "--workers", str(workers)]
+            proc = subprocess.Popen(command + (["--database", database] if database else []),
+                                    stdout=subprocess.PIPE, env=env)
+            self.procs.append(proc)
+            self.proc = proc
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            match = re.search(rb"listening on (\S+)", proc.stdout.readline()) if ready else None
+            if match is None:
+                self.stop()
+                raise RuntimeError("envelope kms serve did not start")
+            self.urls.append(match.group(1).decode())
+        self.url = self.urls[0]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            self.proc = proc
+            super().stop()
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(proc.pid) for proc in self.procs)
 
     def audited(self, key_id: str, operation: str) -> int:
         from envelope.kms import LocalKMS
 
-        return len(LocalKMS(self.data_dir).audit.lookup(event_name=operation, key_id=key_id))
+        return len(LocalKMS(self.data_dir, database=self.database).audit.lookup(event_name=operation, key_id=key_id))
+
+
+def postgres_cpu(url: str) -> Any:
+    """A function returning the CPU seconds of the PostgreSQL server at ``url`` (postmaster + backends)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+    pid = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+    return lambda: cpu_seconds(pid)
+
+
+def bench_database(url: str) -> tuple[str, Any]:
+    """A fresh database on the server of ``url`` (and a function dropping it)."""
+    import psycopg
+
+    name = f"bench_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+
+    def drop() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return url.rsplit("/", 1)[0] + "/" + name, drop
 
 
 class MotoServer(Server):
@@ -189,6 +239,14 @@ class MotoServer(Server):
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("moto server did not start")
+
+
+def _urls(server: Server) -> list[str]:
+    return server.urls if isinstance(server, EnvelopeServer) else [server.url]
+
+
+def _cpu(server: Server) -> float:
+    return server.cpu() if isinstance(server, EnvelopeServer) else cpu_seconds(server.proc.pid)
 
 
 # -- requests ------------------------------------------------------------------------------------
@@ -263,24 +321,28 @@ async def _connection(host: str, port: int, requests: list[bytes], offset: int, 
         writer.close()
 
 
-async def _load(url: str, requests: list[bytes], concurrency: int, seconds: float) -> tuple[list[float], int, float]:
-    host, port = url.split("://", 1)[1].rsplit(":", 1)
+async def _load(urls: list[str], requests: list[bytes], concurrency: int,
+                seconds: float) -> tuple[list[float], int, float]:
+    addresses = [url.split("://", 1)[1].rsplit(":", 1) for url in urls]
     latencies: list[float] = []
     errors = [0]
     started = time.perf_counter()
     stop_at = started + seconds
-    await asyncio.gather(*(_connection(host, int(port), requests, i, stop_at, latencies, errors)
-                           for i in range(concurrency)))
+    # Connections spread over the instances (a load balancer's round robin).
+    await asyncio.gather(*(_connection(addresses[i % len(addresses)][0], int(addresses[i % len(addresses)][1]),
+                                       requests, i, stop_at, latencies, errors) for i in range(concurrency)))
     return latencies, errors[0], time.perf_counter() - started
 
 
-def run_load(url: str, requests: list[bytes], concurrency: int, seconds: float) -> tuple[list[float], int, float]:
+def run_load(url: str | list[str], requests: list[bytes], concurrency: int,
+             seconds: float) -> tuple[list[float], int, float]:
+    urls = [url] if isinstance(url, str) else url
     try:
         import uvloop
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    result: tuple[list[float], int, float] = runner(_load(url, requests, concurrency, seconds))
+    result: tuple[list[float], int, float] = runner(_load(urls, requests, concurrency, seconds))
     return result
 
 
@@ -295,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="envelope server worker processes")
     parser.add_argument("--only", choices=["envelope", "moto"], default=None)
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--database", default=None, metavar="URL",
+                        help="a PostgreSQL server (postgresql://...): compare SQLite, PostgreSQL x1 and x2")
     parser.add_argument("--with-backup", action="store_true",
                         help="envelope only: measure each operation unloaded and while a backup runs")
     parser.add_argument("--keys", type=int, default=100_000, help="keys in the store with --with-backup")
@@ -306,10 +370,22 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.seconds:g} s x {args.rounds} rounds per operation", flush=True)
     results: list[Result] = []
     failed = False
+    drop: Any = None
+    pg_cpu: Any = None
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         kinds = [k for k in (EnvelopeServer, MotoServer) if args.only is None or args.only in k.name]
         servers: list[Server] = []
         try:
+            if args.database:
+                database, drop = bench_database(args.database)
+                pg_cpu = postgres_cpu(args.database)
+                for label, db, count in (("sqlite x1", None, 1), ("postgres x1", database, 1),
+                                         ("postgres x2", database, 2)):
+                    server = EnvelopeServer(Path(tmp) / label.replace(" ", "-"), args.workers, database=db,
+                                            instances=count)
+                    server.name = label
+                    servers.append(server)
+                kinds = []
             for kind in kinds:
                 servers.append(kind(Path(tmp) / kind.__name__, args.workers, args.keys if args.with_backup else 0))
             setups = []
@@ -318,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 setups.append((server, key_id, requests_for(server, key_id)))
             for server, _, requests in setups:  # warm up every path once
                 for op in OPERATIONS:
-                    run_load(server.url, requests[op], args.concurrency, args.warmup)
+                    run_load(_urls(server), requests[op], args.concurrency, args.warmup)
             before = {id(server): {op: server.audited(key_id, op) for op in OPERATIONS}
                       for server, key_id, _ in setups if isinstance(server, EnvelopeServer)}
             sent = {id(server): {op: 0 for op in OPERATIONS} for server in servers}
@@ -332,18 +408,21 @@ def main(argv: list[str] | None = None) -> int:
                                 if loaded and isinstance(server, EnvelopeServer) else None
                             if loop is not None:
                                 time.sleep(1.0)  # the backup process is started and copying
-                            cpu_before = cpu_seconds(server.proc.pid)
-                            latencies, errors, seconds = run_load(server.url, requests[op], args.concurrency,
+                            cpu_before = _cpu(server)
+                            db_before = pg_cpu() if pg_cpu is not None else 0.0
+                            latencies, errors, seconds = run_load(_urls(server), requests[op], args.concurrency,
                                                                   args.seconds)
-                            cpu = cpu_seconds(server.proc.pid) - cpu_before
+                            cpu = _cpu(server) - cpu_before
+                            db_cpu = (pg_cpu() - db_before) if pg_cpu is not None else 0.0
                             if loop is not None:
                                 backups += loop.stop()
                             name = server.name + (" + backup" if loaded else "")
-                            row = Result(name, op, len(latencies), errors, seconds, cpu, latencies)
+                            row = Result(name, op, len(latencies), errors, seconds, cpu, latencies, db_cpu)
                             results.append(row)
                             sent[id(server)][op] += len(latencies)
+                            shown = f"  {row.db_cpu_us:6.0f} PostgreSQL-CPU us/req" if pg_cpu is not None else ""
                             print(f"  {name:20} {op:16} {row.rps:9,.0f} req/s  p50 {row.percentile(0.50):7.2f} ms"
-                                  f"  p99 {row.percentile(0.99):7.2f} ms  {row.cpu_us:7.0f} server-CPU us/req"
+                                  f"  p99 {row.percentile(0.99):7.2f} ms  {row.cpu_us:7.0f} server-CPU us/req{shown}"
                                   f"  errors {errors}", flush=True)
             if args.with_backup:
                 print(f"  backups completed during the loaded runs: {len(backups)}, "
@@ -359,10 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in servers:
                 server.stop()
+            if drop is not None:
+                drop()
     print(f"load average after: {os.getloadavg()[0]:.2f}\n")
 
     print(f"{'server':20} {'operation':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} "
-          f"{'errors':>7}")
+          f"{'PG us/req':>9} {'errors':>7}")
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for name in dict.fromkeys(r.server for r in results):
         for op in OPERATIONS:
@@ -371,12 +452,22 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             best = sorted(rows, key=lambda r: r.rps)[len(rows) // 2]  # the median round
             entry = {"rps": best.rps, "p50_ms": best.percentile(0.50), "p99_ms": best.percentile(0.99),
-                     "cpu_us": statistics.median(r.cpu_us for r in rows), "errors": sum(r.errors for r in rows)}
+                     "cpu_us": statistics.median(r.cpu_us for r in rows),
+                     "pg_cpu_us": statistics.median(r.db_cpu_us for r in rows), "errors": sum(r.errors for r in rows)}
             summary.setdefault(name, {})[op] = entry
             failed |= entry["errors"] > 0
             print(f"{name:20} {op:16} {entry['rps']:9,.0f} {entry['p50_ms']:8.2f} {entry['p99_ms']:8.2f} "
-                  f"{entry['cpu_us']:10.0f} {entry['errors']:7.0f}")
-    if args.with_backup and len(summary) == 2:
+                  f"{entry['cpu_us']:10.0f} {entry['pg_cpu_us']:9.0f} {entry['errors']:7.0f}")
+    if "sqlite x1" in summary:
+        print()
+        for op in OPERATIONS:
+            base = summary["sqlite x1"][op]
+            for name in ("postgres x1", "postgres x2"):
+                row = summary[name][op]
+                print(f"ratio {name} / sqlite x1, {op}: throughput {row['rps'] / base['rps']:.2f}x, "
+                      f"p99 {row['p99_ms']:.1f} ms; CPU per request: servers {row['cpu_us']:.0f} us + "
+                      f"PostgreSQL {row['pg_cpu_us']:.0f} us (SQLite instance: {base['cpu_us']:.0f} us)")
+    elif args.with_backup and len(summary) == 2:
         print()
         for op in OPERATIONS:
             quiet, busy = summary["envelope kms serve"][op], summary["envelope kms serve + backup"][op]

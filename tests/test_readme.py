@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pgserver import create_database
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BIN = Path(sys.executable).parent
@@ -117,11 +118,19 @@ def _failing_line(block: Block, stderr: str) -> str:
     return f"line {line}: {command}" if command else f"line {line}"
 
 
+# The README's PostgreSQL example names a team's database; here it runs against a fresh database
+# on the suite's PostgreSQL server (conftest: started for the session, or CI's).
+_README_DATABASE = "postgresql://kms@db.internal:5432/kms"
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
-def test_readme_block_runs(block: Block, sandbox: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+def test_readme_block_runs(block: Block, sandbox: tuple[Path, dict[str, str]], tmp_path: Path,
+                           request: pytest.FixtureRequest) -> None:
     source = _prepare(block)
     if source is None:
         pytest.skip("the README's test-suite command: this test is part of that suite")
+    if _README_DATABASE in source:
+        source = source.replace(_README_DATABASE, create_database(request.getfixturevalue("postgres_base_url")))
     work, env = sandbox
     script = tmp_path / ("block.py" if block.lang == "python" else "block.sh")
     if block.lang == "python":

@@ -78,6 +78,9 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
                  SKELETON_KINDS, service_only=True, optional_value="input"),
     GlobalOption("--principal", "principal", "embedded service only: call as this IAM principal ARN "
                  "(default: $ENVELOPE_PRINCIPAL or the account root)", "ARN", service_only=True),
+    GlobalOption("--database", "database", "embedded service only: its store, a postgresql:// URL shared by "
+                 "`kms serve` instances (default: $ENVELOPE_KMS_DATABASE, else the data directory's SQLite files)",
+                 "URL"),
 )
 
 _BY_FLAG = {option.flag: option for option in GLOBAL_OPTIONS}
@@ -115,6 +118,7 @@ class GlobalOptions:
     cli_input_yaml: str | None = None
     generate_cli_skeleton: str | None = None
     principal: str | None = None
+    database: str | None = None
     regions: list[str] = field(default_factory=list)  # every --region given, in order (`kms serve` serves each)
     given: list[str] = field(default_factory=list)  # flags given, in order
 
@@ -165,6 +169,10 @@ def _set(options: GlobalOptions, option: GlobalOption, value: str | None) -> Non
         setattr(options, option.dest, parsed)
         if option.dest == "region":
             options.regions.append(parsed)
+        if option.dest == "database":
+            if not text.startswith(("postgresql://", "postgres://")):
+                raise _usage(f"argument {option.flag}: not a postgresql:// URL")
+            os.environ["ENVELOPE_KMS_DATABASE"] = text  # every embedded client of this process (LocalKMS)
     options.given.append(option.flag)
 
 

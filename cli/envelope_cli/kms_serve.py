@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .argtypes import ArgumentParser
+from .kms_store import DATABASE_HELP, DatabaseOption
+from .kms_store import add_commands as add_store_commands
 
 __all__ = ["add_commands", "main"]
 
@@ -57,7 +59,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"envelope kms serve: listening on {url} (regions: {', '.join(regions)})", flush=True)
 
     serve(args.data_dir, args.host, args.port, regions, certfile=args.certfile, keyfile=args.keyfile,
-          max_body=args.max_body, access_log=access_log, workers=args.workers, on_ready=ready)
+          max_body=args.max_body, access_log=access_log, workers=args.workers, on_ready=ready,
+          database=args.database)
     return 0
 
 
@@ -65,7 +68,7 @@ def _run_create(args: argparse.Namespace) -> int:
     from envelope.kms.server import AccessKeys
 
     _local(args, "create-access-key")
-    keys = AccessKeys(args.data_dir)
+    keys = AccessKeys(args.data_dir, args.database)
     try:
         _print(args, keys.create(args.principal), "CreateAccessKey")
     finally:
@@ -77,7 +80,7 @@ def _run_list(args: argparse.Namespace) -> int:
     from envelope.kms.server import AccessKeys
 
     _local(args, "list-access-keys")
-    keys = AccessKeys(args.data_dir)
+    keys = AccessKeys(args.data_dir, args.database)
     try:
         _print(args, keys.list(), "ListAccessKeys")
     finally:
@@ -89,7 +92,7 @@ def _run_delete(args: argparse.Namespace) -> int:
     from envelope.kms.server import AccessKeys
 
     _local(args, "delete-access-key")
-    keys = AccessKeys(args.data_dir)
+    keys = AccessKeys(args.data_dir, args.database)
     try:
         keys.delete(args.access_key_id)
     except KeyError:
@@ -114,6 +117,7 @@ def add_commands(kms_subparsers: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8787, help="port (default: 8787; 0 picks a free one)")
     serve.add_argument("--data-dir", default=None, help=_DATA_DIR_HELP)
+    serve.add_argument("--database", action=DatabaseOption, default=None, metavar="URL", help=DATABASE_HELP)
     serve.add_argument("--region", action="append", default=None,
                        help="region served (repeatable; default: $AWS_REGION, $AWS_DEFAULT_REGION or us-east-1)")
     serve.add_argument("--certfile", default=None, help="TLS certificate (PEM); serves HTTPS with --keyfile")
@@ -125,21 +129,25 @@ def add_commands(kms_subparsers: Any) -> None:
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (default: 1; SQLite serializes their writes)")
     serve.set_defaults(run=_run_serve)
+    add_store_commands(kms_subparsers)
 
     create = kms_subparsers.add_parser(
         "create-access-key", help="create an access key for `kms serve` (prints IAM CreateAccessKey JSON)")
     create.add_argument("--principal", default=None, metavar="ARN",
                         help="the IAM principal the key acts as (default: the account root)")
     create.add_argument("--data-dir", default=None, help=_DATA_DIR_HELP)
+    create.add_argument("--database", action=DatabaseOption, default=None, metavar="URL", help=DATABASE_HELP)
     create.set_defaults(run=_run_create)
 
     listing = kms_subparsers.add_parser("list-access-keys", help="list the access keys of `kms serve`")
     listing.add_argument("--data-dir", default=None, help=_DATA_DIR_HELP)
+    listing.add_argument("--database", action=DatabaseOption, default=None, metavar="URL", help=DATABASE_HELP)
     listing.set_defaults(run=_run_list)
 
     delete = kms_subparsers.add_parser("delete-access-key", help="delete an access key of `kms serve`")
     delete.add_argument("--access-key-id", required=True)
     delete.add_argument("--data-dir", default=None, help=_DATA_DIR_HELP)
+    delete.add_argument("--database", action=DatabaseOption, default=None, metavar="URL", help=DATABASE_HELP)
     delete.set_defaults(run=_run_delete)
 
 

@@ -28,6 +28,7 @@ from .model.regions import check_region
 from .ops.api import ClientAPI
 from .ops.registry import PLANS
 from .store.audit import AuditLog
+from .store.backend import database_url
 from .store.partition import Region, open_partition
 
 __all__ = ["SERVED", "LocalKMS"]
@@ -53,6 +54,9 @@ class LocalKMS(ClientAPI):
     :param rate_limits: requests per second by operation (``{"Encrypt": 100}``), by family
         (``"Cryptographic"``) or for all (``"*"``); beyond them calls raise ThrottlingException.
     :param via_service: the ``kms:ViaService`` value of calls (as if made by that AWS service).
+    :param database: a ``postgresql://`` URL (default ``$ENVELOPE_KMS_DATABASE``): the regions and
+        principals live in that PostgreSQL database, shared by every instance pointed at it, and
+        the data directory holds only the root key (every instance needs the same one).
 
     Every call, allowed, denied or failed, appends exactly one event to `audit`. Deliberate
     differences from AWS KMS: grants take effect at once (grant tokens are only validated); key
@@ -66,11 +70,12 @@ class LocalKMS(ClientAPI):
     def __init__(self, path: str | os.PathLike[str] | None = None, region: str = "us-east-1",
                  account: str = "111122223333", principal: str | None = None,
                  clock: Callable[[], float | datetime] | None = None,
-                 rate_limits: Mapping[str, float] | None = None, *, via_service: str | None = None) -> None:
+                 rate_limits: Mapping[str, float] | None = None, *, via_service: str | None = None,
+                 database: str | None = None) -> None:
         if not isinstance(account, str) or not _ACCOUNT.match(account):
             raise ValueError("account must be a 12-digit account id")
         check_region(region)  # before the data directory, its root key or a database file is made
-        partition = open_partition(path)
+        partition = open_partition(path, None if path == ":memory:" else database_url(database))
         partition.region(region)
         caller = validate_principal(principal) if principal is not None else f"arn:aws:iam::{account}:root"
         limiter = RateLimiter(rate_limits) if rate_limits else None

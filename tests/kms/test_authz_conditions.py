@@ -337,13 +337,10 @@ def test_recipient_attestation_is_absent_locally(kms: LocalKMS) -> None:
 def test_a_stored_policy_the_engine_cannot_evaluate_fails_closed(disk_kms: LocalKMS) -> None:
     # A policy stored by an earlier version may name a key this engine refuses: its Deny applies
     # unconditionally, its Allow is dropped, and the rest of the policy keeps the key manageable.
-    import sqlite3
-
     key = _key(disk_kms, _app_may("kms:Encrypt", "kms:DescribeKey"))
     legacy = _policy(ROOT_ALL, {**_app_may("kms:Encrypt"), "Condition": {"StringEquals": {"kms:Legacy": "x"}}},
                      _deny_app("kms:DescribeKey", {"StringEquals": {"kms:Legacy": "x"}}))
-    assert disk_kms.data_dir is not None
-    with sqlite3.connect(f"{disk_kms.data_dir}/kms-us-east-1.sqlite3") as conn:
+    with disk_kms._region_state().db.transaction() as conn:  # SQLite or PostgreSQL, as the store is
         conn.execute("UPDATE keys SET policy = ? WHERE key_id = ?", (legacy, key))
         conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'change_counter'")
     app = disk_kms.for_principal(APP)

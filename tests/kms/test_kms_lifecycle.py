@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
@@ -84,7 +82,7 @@ def test_rotation_changes_material(disk_kms: LocalKMS) -> None:
     key_id = disk_kms.create_key()["KeyMetadata"]["KeyId"]
     disk_kms.rotate_key_on_demand(KeyId=key_id)
     assert disk_kms.data_dir is not None
-    db = sqlite3.connect(Path(disk_kms.data_dir) / "kms-us-east-1.sqlite3")
+    db = disk_kms._region_state().db.connect()  # SQLite or PostgreSQL, as the store is
     sealed = [row[0] for row in db.execute("SELECT sealed FROM key_versions WHERE key_id = ?", (key_id,))]
     assert len(sealed) == 2 and sealed[0] != sealed[1]
 
@@ -125,7 +123,7 @@ def test_material_is_destroyed_after_the_window(disk_kms: LocalKMS, clock: Manua
     assert key_id not in [k["KeyId"] for k in disk_kms.list_keys()["Keys"]]
     assert [a for a in disk_kms.list_aliases()["Aliases"] if "TargetKeyId" in a] == []
     assert disk_kms.data_dir is not None
-    db = sqlite3.connect(Path(disk_kms.data_dir) / "kms-us-east-1.sqlite3")
+    db = disk_kms._region_state().db.connect()  # SQLite or PostgreSQL, as the store is
     assert db.execute("SELECT count(*) FROM key_versions WHERE key_id = ?", (key_id,)).fetchone() == (0,)
 
 

@@ -166,9 +166,8 @@ def test_audit_chain_detects_tampering(disk_kms: LocalKMS) -> None:
         disk_kms.encrypt(KeyId=key_id, Plaintext=b"x")
     assert disk_kms.audit.verify().ok
     assert disk_kms.data_dir is not None
-    db = sqlite3.connect(Path(disk_kms.data_dir) / "kms-us-east-1.sqlite3")
+    db = disk_kms._region_state().db.connect()  # SQLite or PostgreSQL, as the store is
     db.execute("UPDATE audit_events SET body = replace(body, 'Encrypt', 'Decrypt') WHERE seq = 2")
-    db.commit()
     assert not disk_kms.audit.verify().ok
 
 
@@ -176,9 +175,8 @@ def test_a_deleted_chain_head_stops_calls_instead_of_restarting_the_chain(disk_k
     key_id = disk_kms.create_key()["KeyMetadata"]["KeyId"]
     blob = disk_kms.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
     assert disk_kms.data_dir is not None
-    db = sqlite3.connect(Path(disk_kms.data_dir) / "kms-us-east-1.sqlite3")
+    db = disk_kms._region_state().db.connect()  # SQLite or PostgreSQL, as the store is
     db.execute("DELETE FROM audit_head")
-    db.commit()
     count = disk_kms.audit.verify().count
     call: Callable[[], object]
     for call in (lambda: disk_kms.decrypt(CiphertextBlob=blob),

@@ -8,13 +8,13 @@ primary's replica list) run after it, one region database at a time.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from ..model.clock import DAY
 from ..model.keys import KeyRecord, generate_material, load_key, update_key
+from ..model.sql import Connection
 from ..store.database import bump_counter
 from ..store.partition import Region
 from ..store.sealing import Sealer
@@ -39,7 +39,7 @@ def due_at(rec: KeyRecord, region: str) -> float | None:
     return min(times) if times else None
 
 
-def rotate(conn: sqlite3.Connection, sealer: Sealer, rec: KeyRecord, at: float, kind: str) -> int:
+def rotate(conn: Connection, sealer: Sealer, rec: KeyRecord, at: float, kind: str) -> int:
     """Add a new backing key (every earlier one is kept) and make it current; returns its version."""
     version = rec.current_version + 1
     material = generate_material(rec.key_spec)
@@ -50,7 +50,7 @@ def rotate(conn: sqlite3.Connection, sealer: Sealer, rec: KeyRecord, at: float, 
     return version
 
 
-def destroy(conn: sqlite3.Connection, key_id: str) -> None:
+def destroy(conn: Connection, key_id: str) -> None:
     """Delete a key and its material for good (the end of the deletion window)."""
     for table in ("key_versions", "aliases", "grants", "tags", "import_params", "keys"):
         conn.execute(f"DELETE FROM {table} WHERE key_id = ?", (key_id,))
@@ -61,7 +61,7 @@ _DUE = ("SELECT key_id FROM keys WHERE (key_state = 'PendingDeletion' AND deleti
         "(rotation_enabled = 1 AND next_rotation <= ?)))")
 
 
-def any_due(conn: sqlite3.Connection, now: float) -> bool:
+def any_due(conn: Connection, now: float) -> bool:
     """Whether some key of the region has a transition due."""
     return conn.execute(_DUE + " LIMIT 1", (now, now, now)).fetchone() is not None
 
@@ -82,7 +82,7 @@ def apply_due(session: Session, region: Region, now: float) -> None:
         action()
 
 
-def _apply_one(conn: sqlite3.Connection, sealer: Sealer, session: Session, region: Region,
+def _apply_one(conn: Connection, sealer: Sealer, session: Session, region: Region,
                rec: KeyRecord, now: float) -> list[Callable[[], None]]:
     name = region.name
     replica = rec.multi_region and rec.primary_region not in (None, name)
@@ -116,13 +116,13 @@ def _apply_one(conn: sqlite3.Connection, sealer: Sealer, session: Session, regio
     return []
 
 
-def key_versions(conn: sqlite3.Connection, key_id: str) -> list[tuple[Any, ...]]:
+def key_versions(conn: Connection, key_id: str) -> list[tuple[Any, ...]]:
     """A key's sealed material rows, oldest first, as `copy_key_versions` takes them."""
     return conn.execute("SELECT key_id, version, sealed, created, rotation_type FROM key_versions "
                         "WHERE key_id = ? ORDER BY version", (key_id,)).fetchall()
 
 
-def copy_key_versions(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+def copy_key_versions(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     # Sealing binds key id and version, not region, so sealed rows copy as they are.
     conn.executemany("INSERT OR IGNORE INTO key_versions (key_id, version, sealed, created, rotation_type) "
                      "VALUES (?, ?, ?, ?, ?)", rows)

@@ -6,7 +6,6 @@ alone in a new transaction (after rolling the call back) when it fails or is den
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,9 +27,11 @@ from ..model.errors import AccessDeniedError, InvalidCiphertextError
 from ..model.keys import KeyRecord, load_key, parse_key_ref
 from ..model.params import Args
 from ..model.shapes import Operation
+from ..model.sql import Connection
 from ..model.validation import KEY_ONLY_MEMBERS, is_alias, key_only_error, validate
 from ..store.audit import AuditLog, encode_event
-from ..store.database import bump_counter
+from ..store.backend import StoreUnavailableError
+from ..store.database import STATE_QUERY, bump_counter
 from ..store.partition import KeyEntry, Region
 from . import due as _due
 from .paramcheck import ParamCheck
@@ -42,9 +43,6 @@ __all__ = ["Call", "Handler", "Plan", "Retry", "execute", "record_rejected"]
 
 _MAX_ATTEMPTS = 4
 _DECISIONS_PER_KEY = 256  # cached authorization decisions per key entry
-# The change counter (store.database.read_counter) and the audit chain head in one query: every call needs both.
-_STATE = ("SELECT m.value, h.seq, h.hash FROM meta AS m LEFT JOIN audit_head AS h ON h.id = 1 "
-          "WHERE m.name = 'change_counter'")
 
 
 class Retry(Exception):
@@ -77,7 +75,7 @@ class Call:
         "session",
     )
 
-    def __init__(self, session: Session, region: Region, conn: sqlite3.Connection, now: float,
+    def __init__(self, session: Session, region: Region, conn: Connection, now: float,
                  args: Args, may_retry: bool, plan: Plan) -> None:
         self.plan = plan
         self.session = session
@@ -318,7 +316,7 @@ class _KeyView:
 
     __slots__ = ("_conn", "_rec", "_region")
 
-    def __init__(self, rec: KeyRecord, conn: sqlite3.Connection, region: str) -> None:
+    def __init__(self, rec: KeyRecord, conn: Connection, region: str) -> None:
         self._rec, self._conn, self._region = rec, conn, region
 
     @property
@@ -399,7 +397,7 @@ def execute(session: Session, plan: Plan, raw: Mapping[str, Any]) -> dict[str, A
         conn = region.db.begin()
         call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1, plan)
         try:
-            counter, head_seq, head_hash = conn.execute(_STATE).fetchone()
+            counter, head_seq, head_hash = conn.execute(STATE_QUERY).fetchone()
             if counter != region.counter:
                 region.reset_cache(counter)
             args.reset()
@@ -422,7 +420,8 @@ def execute(session: Session, plan: Plan, raw: Mapping[str, Any]) -> dict[str, A
             region.db.rollback(conn)
             if call.changed:
                 region.reset_cache()
-            _audit_failure(session, region, op, raw, exc, now, call.key_arns, read_only)
+            if not isinstance(exc, StoreUnavailableError):  # nothing to write the event to: the
+                _audit_failure(session, region, op, raw, exc, now, call.key_arns, read_only)  # call did nothing
             raise
         try:
             region.db.commit(conn)

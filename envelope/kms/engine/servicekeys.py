@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from typing import Protocol
 
 from ...errors import KeyNotFoundError
 from ..model.clock import DAY
 from ..model.keys import KeyRecord, generate_material, insert_key, new_key_id
+from ..model.sql import Connection
 from ..store.partition import Region
 from .session import Session
 
@@ -27,7 +27,7 @@ class CallState(Protocol):
 
     session: Session
     region: Region
-    conn: sqlite3.Connection
+    conn: Connection
     now: float
 
     def mark_changed(self) -> None: ...

@@ -10,7 +10,6 @@ import base64
 import binascii
 import json
 import os
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from .errors import InvalidGrantTokenError
+from .sql import Connection
 
 __all__ = ["Decision", "GRANT_COLUMNS", "Grant", "check_grant_tokens", "grant_from_row", "grant_token",
            "load_grants", "parse_grant_token"]
@@ -55,7 +55,7 @@ class Decision:
     basis: str = ""
 
 
-def load_grants(conn: sqlite3.Connection, key_id: str, key_arn: str) -> tuple[Grant, ...]:
+def load_grants(conn: Connection, key_id: str, key_arn: str) -> tuple[Grant, ...]:
     """The key's grants as policy-engine values."""
     rows = conn.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ? ORDER BY created, grant_id",
                         (key_id,)).fetchall()

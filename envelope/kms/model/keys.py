@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import uuid
 from dataclasses import dataclass, fields
 from typing import Any
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .clock import to_datetime
 from .errors import KeyNotFoundError, ValidationError
+from .sql import Connection
 
 __all__ = [
     "KEY_SPECS", "KeyRecord", "KeyRef", "SpecInfo", "generate_material", "insert_key", "key_arn",
@@ -116,19 +116,19 @@ def _from_row(row: tuple[Any, ...]) -> KeyRecord:
     return KeyRecord(**values)
 
 
-def load_key(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
+def load_key(conn: Connection, key_id: str) -> KeyRecord | None:
     """The stored record for ``key_id`` in this region, or None."""
     row = conn.execute(_SELECT, (key_id,)).fetchone()
     return None if row is None else _from_row(row)
 
 
-def insert_key(conn: sqlite3.Connection, rec: KeyRecord) -> None:
+def insert_key(conn: Connection, rec: KeyRecord) -> None:
     """Insert a new key record."""
     marks = ", ".join("?" for _ in _COLUMNS)
     conn.execute(f"INSERT INTO keys ({', '.join(_COLUMNS)}) VALUES ({marks})", _to_row(rec))
 
 
-def update_key(conn: sqlite3.Connection, key_id: str, **changes: Any) -> None:
+def update_key(conn: Connection, key_id: str, **changes: Any) -> None:
     """Update some columns of a key record (column names are KeyRecord field names)."""
     for name in changes:
         if name not in _COLUMNS or name == "key_id":

@@ -1,4 +1,5 @@
-"""Access keys of the KMS endpoint: id -> sealed secret and principal, in ``access-keys.sqlite3``.
+"""Access keys of the KMS endpoint: id -> sealed secret and principal, in ``access-keys.sqlite3``
+(or, with a PostgreSQL store, in its ``kms_iam`` schema, shared by every instance).
 
 Secrets are sealed with AES-256-GCM under a key derived from the data directory's KMS root key
 (bound to the access key id); they are returned once, by `AccessKeys.create`, and never logged.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -19,17 +19,22 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 
 from ..engine.principals import validate_principal
+from ..store.backend import Store, database_url
 from ..store.database import Database
 from ..store.datadir import ACCESS_KEYS_FILE
 from ..store.migrations import ACCESS_KEYS_SCHEMA, prepare_access_keys
 from ..store.opening import open_store
-from ..store.partition import default_data_dir
+from ..store.partition import PG_IAM_SCHEMA_NAME, default_data_dir
 from ..store.sealing import access_key_aead
 
 __all__ = ["ACCESS_KEYS_FILE", "AccessKeys"]
 
 DEFAULT_ACCOUNT = "111122223333"  # LocalKMS's default account
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_RECHECK_S = 1.0
+# PostgreSQL: the access keys share kms_iam, whose change counter (bumped by a trigger) is what
+# other instances' caches check.
+_PG_COUNTER = ";INSERT OR IGNORE INTO meta (name, value) VALUES ('change_counter', 0)"
 
 
 def _user_name(principal: str) -> str:
@@ -46,26 +51,40 @@ class AccessKeys:
 
     :param data_dir: the KMS data directory; default the same one `LocalKMS` uses
         (``$ENVELOPE_DATA_DIR`` or the per-user data directory).
+    :param database: a PostgreSQL URL (default ``$ENVELOPE_KMS_DATABASE``; None: the SQLite file).
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, database: str | None = None) -> None:
         directory = (Path(data_dir) if data_dir is not None else default_data_dir()).expanduser().resolve()
         self.path = directory / ACCESS_KEYS_FILE
         self._store_lock, root = open_store(directory)
         self._aead = access_key_aead(root.key)
         self._lock = threading.Lock()
-        # Created (0600, WAL), checked against the root key and migrated by the store's rules.
-        init = Database(self.path, ACCESS_KEYS_SCHEMA, prepare_access_keys(root))
-        init.connect()
-        init.close()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        url = database_url(database)
+        self._db: Store
+        # Created (SQLite: 0600, WAL), checked against the root key and migrated by the store's rules.
+        if url is None:
+            self._db = Database(self.path, ACCESS_KEYS_SCHEMA, prepare_access_keys(root))
+        else:
+            from ..store.postgres import PostgresDatabase, region_schema
+
+            self._db = PostgresDatabase(url.replace("{region}", PG_IAM_SCHEMA_NAME),
+                                        region_schema(PG_IAM_SCHEMA_NAME), ACCESS_KEYS_SCHEMA + _PG_COUNTER,
+                                        prepare_access_keys(root), counted_tables=("access_keys",))
+        self._db.connect()
         self._cache: dict[str, tuple[str, str] | None] = {}
         self._version: int | None = None
+        # SQLite's data_version is a cheap local read, checked on every lookup. PostgreSQL's change
+        # counter costs a round trip, so it is checked at most once a second: another instance's
+        # deletion or deactivation of a key takes effect here within a second (IAM access-key
+        # changes are eventually consistent on AWS too).
+        self._recheck_s = 0.0 if url is None else _RECHECK_S
+        self._checked = -_RECHECK_S
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close this thread's database connection."""
         with self._lock:
-            self._conn.close()
+            self._db.close()
             self._store_lock.release()
 
     def create(self, principal: str | None = None) -> dict[str, Any]:
@@ -82,9 +101,8 @@ class AccessKeys:
         nonce = secrets.token_bytes(12)
         sealed = nonce + self._aead.encrypt(nonce, secret.encode(), access_key_id.encode())
         created = time.time()
-        with self._lock:
-            self._conn.execute("INSERT INTO access_keys VALUES (?, ?, ?, 'Active', ?)",
-                               (access_key_id, sealed, arn, created))
+        with self._lock, self._db.transaction() as conn:
+            conn.execute("INSERT INTO access_keys VALUES (?, ?, ?, 'Active', ?)", (access_key_id, sealed, arn, created))
         return {"AccessKey": {"UserName": _user_name(arn), "AccessKeyId": access_key_id,
                               "Status": "Active", "SecretAccessKey": secret,
                               "CreateDate": _iso(created), "PrincipalArn": arn}}
@@ -92,7 +110,7 @@ class AccessKeys:
     def list(self) -> dict[str, Any]:
         """IAM ListAccessKeys' shape (without secrets), plus each key's ``PrincipalArn``."""
         with self._lock:
-            rows = self._conn.execute(
+            rows = self._db.connect().execute(
                 "SELECT access_key_id, principal, status, created FROM access_keys ORDER BY created").fetchall()
         return {"AccessKeyMetadata": [
             {"UserName": _user_name(arn), "AccessKeyId": akid, "Status": status,
@@ -104,9 +122,10 @@ class AccessKeys:
         :raises KeyError: no such access key.
         """
         with self._lock:
-            cur = self._conn.execute("DELETE FROM access_keys WHERE access_key_id = ?", (access_key_id,))
+            with self._db.transaction() as conn:
+                count = conn.execute("DELETE FROM access_keys WHERE access_key_id = ?", (access_key_id,)).rowcount
             self._cache.clear()  # data_version does not change for this connection's own writes
-        if cur.rowcount == 0:
+        if count == 0:
             raise KeyError(access_key_id)
 
     def update(self, access_key_id: str, status: str) -> None:
@@ -117,10 +136,11 @@ class AccessKeys:
         if status not in ("Active", "Inactive"):
             raise ValueError("status must be 'Active' or 'Inactive'")
         with self._lock:
-            cur = self._conn.execute("UPDATE access_keys SET status = ? WHERE access_key_id = ?",
-                                     (status, access_key_id))
+            with self._db.transaction() as conn:
+                count = conn.execute("UPDATE access_keys SET status = ? WHERE access_key_id = ?",
+                                     (status, access_key_id)).rowcount
             self._cache.clear()
-        if cur.rowcount == 0:
+        if count == 0:
             raise KeyError(access_key_id)
 
     def lookup(self, access_key_id: str) -> tuple[str, str] | None:
@@ -130,13 +150,16 @@ class AccessKeys:
         """
         with self._lock:
             # data_version changes when another connection commits: drop the cache then.
-            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._version:
-                self._cache.clear()
-                self._version = version
+            now = time.monotonic()
+            if now - self._checked >= self._recheck_s:
+                self._checked = now
+                version = self._db.data_version()
+                if version != self._version:
+                    self._cache.clear()
+                    self._version = version
             if access_key_id in self._cache:
                 return self._cache[access_key_id]
-            row = self._conn.execute(
+            row = self._db.connect().execute(
                 "SELECT sealed_secret, principal, status FROM access_keys WHERE access_key_id = ?",
                 (access_key_id,)).fetchone()
             found: tuple[str, str] | None = None

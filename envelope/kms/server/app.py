@@ -119,6 +119,8 @@ class KMSApp:
     share one commit (`GroupCommit`); each response is sent once its call is committed.
 
     :param data_dir: the KMS data directory (None: LocalKMS's default).
+    :param database: a PostgreSQL URL (default ``$ENVELOPE_KMS_DATABASE``): the store several
+        instances share; the data directory then holds only the root key.
     :param regions: the regions served; a request is routed by its credential scope's region.
     :param access_log: where JSON access-log lines go (None: nowhere).
     :param clock: epoch seconds for signature freshness (tests move it).
@@ -130,13 +132,13 @@ class KMSApp:
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, regions: Sequence[str] = ("us-east-1",),
                  *, max_body: int = DEFAULT_MAX_BODY, access_log: IO[str] | None = sys.stderr,
                  clock: Callable[[], float] = time.time, account: str = "111122223333",
-                 call_lock: str | os.PathLike[str] | None = None) -> None:
+                 call_lock: str | os.PathLike[str] | None = None, database: str | None = None) -> None:
         if not regions:
             raise ValueError("at least one region must be served")
         if max_body < 1:
             raise ValueError("max_body must be positive")
-        self.access_keys = AccessKeys(data_dir)
-        self._bases = {r: LocalKMS(data_dir, region=r, account=account) for r in regions}
+        self.access_keys = AccessKeys(data_dir, database)
+        self._bases = {r: LocalKMS(data_dir, region=r, account=account, database=database) for r in regions}
         self._clients: dict[tuple[str, str, str, str, bool], LocalKMS] = {}
         self.verifier = Verifier(self.access_keys.lookup, list(regions), clock=clock)
         self.max_body = max_body

@@ -99,19 +99,22 @@ def _worker_app() -> KMSApp:
     """The app of one worker process (``--workers N``), built from the parent's settings."""
     settings = json.loads(os.environ[_WORKER_ENV])
     return KMSApp(settings["data_dir"], settings["regions"], max_body=settings["max_body"],
-                  access_log=_open_log(settings["access_log"]), call_lock=settings["call_lock"])
+                  access_log=_open_log(settings["access_log"]), call_lock=settings["call_lock"],
+                  database=settings["database"])
 
 
 def serve(data_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           regions: Sequence[str] = ("us-east-1",), *, certfile: str | None = None, keyfile: str | None = None,
           max_body: int = DEFAULT_MAX_BODY, access_log: IO[str] | str | None = sys.stderr, workers: int = 1,
-          graceful_timeout: int = 10, on_ready: Callable[[str], None] | None = None) -> None:
+          graceful_timeout: int = 10, on_ready: Callable[[str], None] | None = None,
+          database: str | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully and return.
 
     :param access_log: a stream, a file path (appended to), ``"-"`` for stderr, or None.
     :param workers: worker processes sharing the socket (the data directory serializes their
         writes; with more than one, ``access_log`` must be a path, ``"-"`` or None).
     :param on_ready: called with the endpoint URL once the socket listens (port 0 resolved).
+    :param database: a PostgreSQL URL shared by several instances (default ``$ENVELOPE_KMS_DATABASE``).
     :raises ImportError: uvicorn is not installed.
     :raises OSError: the address cannot be bound.
     """
@@ -119,17 +122,18 @@ def serve(data_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1
         raise ValueError("workers must be at least 1")
     uvicorn = _uvicorn()
     if workers == 1:
-        app: Any = KMSApp(data_dir, regions, max_body=max_body, access_log=_open_log(access_log))
+        app: Any = KMSApp(data_dir, regions, max_body=max_body, access_log=_open_log(access_log), database=database)
         config = _config(app, certfile, keyfile, graceful_timeout)
     else:
         if not (access_log is None or isinstance(access_log, str)):
             raise ValueError("with several workers the access log must be a file path, '-' or None")
-        probe = KMSApp(data_dir, regions, max_body=max_body, access_log=None)  # fail here on bad settings
+        probe = KMSApp(data_dir, regions, max_body=max_body, access_log=None,  # fail here on bad settings
+                       database=database)
         probe.access_keys.close()
         call_lock = None if sys.platform == "win32" else str(probe.access_keys.path.with_name("serve.lock"))
         os.environ[_WORKER_ENV] = json.dumps({
             "data_dir": None if data_dir is None else os.fspath(data_dir), "regions": list(regions),
-            "max_body": max_body, "access_log": access_log, "call_lock": call_lock})
+            "max_body": max_body, "access_log": access_log, "call_lock": call_lock, "database": database})
         config = _config(f"{__name__}:_worker_app", certfile, keyfile, graceful_timeout, factory=True,
                          workers=workers)
     sock = bind(host, port)

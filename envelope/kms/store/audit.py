@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO
 
 from ...errors import KMSError
+from ..model.sql import Connection
 from .auditchain import CHECKPOINT_SCHEMA, GENESIS_HASH, Checkpoint, chain_hash, read_checkpoint, write_checkpoint
 from .auditevents import EncodedEvent, build_event, canonical, encode_event, index_fields, utc
 
@@ -79,21 +79,21 @@ class AuditLog:
     :param key: the chain key (from the region's sealed store keys); None: an unkeyed log.
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], key: bytes | None = None) -> None:
+    def __init__(self, connect: Callable[[], Connection], key: bytes | None = None) -> None:
         if not callable(connect):
-            raise TypeError("connect must be a callable returning a sqlite3.Connection")
+            raise TypeError("connect must be a callable returning a Connection")
         self._connect = connect
         self._key = key
 
     @staticmethod
-    def create_schema(conn: sqlite3.Connection) -> None:
+    def create_schema(conn: Connection) -> None:
         """Create the audit tables if they do not exist (idempotent)."""
         for statement in _SCHEMA:
             conn.execute(statement)
         conn.execute(CHECKPOINT_SCHEMA)
 
     @staticmethod
-    def append(conn: sqlite3.Connection, event: Mapping[str, object], key: bytes | None = None) -> dict[str, object]:
+    def append(conn: Connection, event: Mapping[str, object], key: bytes | None = None) -> dict[str, object]:
         """Chain one event onto the log and return it with ``sequenceNumber``, ``previousHash``, ``hash``.
 
         Call it inside the caller's write transaction (``BEGIN IMMEDIATE``) so the event commits
@@ -118,7 +118,7 @@ class AuditLog:
         return record
 
     @staticmethod
-    def append_encoded(conn: sqlite3.Connection, event: EncodedEvent,
+    def append_encoded(conn: Connection, event: EncodedEvent,
                        head: tuple[int | None, str | None] | None = None,
                        key: bytes | None = None) -> tuple[int, str, str]:
         """Chain an event made by `encode_event`; return its sequence number, previous hash and hash.

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sqlite3
 from dataclasses import dataclass
+
+from ..model.sql import Connection
 
 __all__ = ["CHECKPOINT_SCHEMA", "GENESIS_HASH", "Checkpoint", "chain_hash", "read_checkpoint",
            "start_keyed_chain", "write_checkpoint"]
@@ -64,7 +65,7 @@ class Checkpoint:
         return None if seq <= self.keyed_after else key
 
 
-def read_checkpoint(conn: sqlite3.Connection, key: bytes) -> Checkpoint | None:
+def read_checkpoint(conn: Connection, key: bytes) -> Checkpoint | None:
     """The checkpoint, or None if it is missing or its MAC does not match (a damaged log)."""
     row = conn.execute("SELECT keyed_after, keyed_hash, pruned_through, pruned_hash, pruned_count, pruned_at, "
                        "mac FROM audit_checkpoint WHERE id = 1").fetchone()
@@ -75,14 +76,14 @@ def read_checkpoint(conn: sqlite3.Connection, key: bytes) -> Checkpoint | None:
     return found if hmac.compare_digest(found.mac(key), str(row[6])) else None
 
 
-def write_checkpoint(conn: sqlite3.Connection, key: bytes, checkpoint: Checkpoint) -> None:
+def write_checkpoint(conn: Connection, key: bytes, checkpoint: Checkpoint) -> None:
     """Store the checkpoint (inside the caller's write transaction)."""
     conn.execute("INSERT OR REPLACE INTO audit_checkpoint VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
                  (checkpoint.keyed_after, checkpoint.keyed_hash, checkpoint.pruned_through, checkpoint.pruned_hash,
                   checkpoint.pruned_count, checkpoint.pruned_at, checkpoint.mac(key)))
 
 
-def start_keyed_chain(conn: sqlite3.Connection, key: bytes) -> None:
+def start_keyed_chain(conn: Connection, key: bytes) -> None:
     """Key the chain from its current head on (a new log: from the start), in the caller's transaction.
 
     Records already there (a schema-1 log) stay chained by SHA-256; the checkpoint MACs their

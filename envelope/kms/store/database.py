@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..model.sql import Connection
 from .datadir import StoreError
 
-__all__ = ["IAM_SCHEMA", "REGION_SCHEMA", "SCHEMA_VERSION", "Database", "bump_counter", "read_counter",
-           "refuse_newer", "schema_version"]
+__all__ = ["BUMP_COUNTER", "IAM_SCHEMA", "REGION_SCHEMA", "SCHEMA_VERSION", "STATE_QUERY", "Database",
+           "bump_counter", "read_counter", "refuse_newer", "schema_version"]
 
 # The version of every database file this build writes (meta.schema_version). A build opens
 # files of its own or an older version (migrating them, in the transaction that opens them:
@@ -27,6 +28,11 @@ __all__ = ["IAM_SCHEMA", "REGION_SCHEMA", "SCHEMA_VERSION", "Database", "bump_co
 SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_MS = 30_000
 _RETRY_FOR_S = 120.0
+
+# The change counter (`read_counter`) and the audit chain head in one query: every call needs both.
+STATE_QUERY = ("SELECT m.value, h.seq, h.hash FROM meta AS m LEFT JOIN audit_head AS h ON h.id = 1 "
+               "WHERE m.name = 'change_counter'")
+BUMP_COUNTER = "UPDATE meta SET value = value + 1 WHERE name = 'change_counter'"
 
 REGION_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -114,7 +120,7 @@ class Database:
     """
 
     def __init__(self, path: Path | None, schema: str,
-                 prepare: Callable[[sqlite3.Connection, int | None], None] | None = None) -> None:
+                 prepare: Callable[[Connection, int | None], None] | None = None) -> None:
         self.path = path
         self._schema = schema
         self._prepare = prepare
@@ -217,7 +223,7 @@ class Database:
             raise
         return conn
 
-    def commit(self, conn: sqlite3.Connection) -> None:
+    def commit(self, conn: Connection) -> None:
         """Commit the transaction begun by `begin` (in a group: keep it for `commit_group`)."""
         if getattr(self._local, "group", None) is not None:
             conn.execute("RELEASE call")
@@ -228,7 +234,7 @@ class Database:
             if self._memory_conn is not None:
                 self._memory_lock.release()
 
-    def rollback(self, conn: sqlite3.Connection) -> None:
+    def rollback(self, conn: Connection) -> None:
         """Roll back the transaction begun by `begin` (a no-op if it already ended)."""
         if getattr(self._local, "group", None) is not None:
             if conn.in_transaction:
@@ -291,6 +297,10 @@ class Database:
             raise
         self.commit(conn)
 
+    def data_version(self) -> int:
+        """Changes whenever another connection committed to the file (SQLite's ``data_version``)."""
+        return int(self.connect().execute("PRAGMA data_version").fetchone()[0])
+
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
         conn = getattr(self._local, "conn", None)
@@ -299,7 +309,7 @@ class Database:
             self._local.conn = None
 
 
-def _execute_when_free(conn: sqlite3.Connection, statement: str) -> None:
+def _execute_when_free(conn: Connection, statement: str) -> None:
     """Run ``statement``; while another connection holds the lock, retry (the first try is
     direct: the common, uncontended case costs no closure)."""
     try:
@@ -314,7 +324,7 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
     _execute_when_free(conn, "BEGIN IMMEDIATE")
 
 
-def _commit(conn: sqlite3.Connection) -> None:
+def _commit(conn: Connection) -> None:
     try:
         _execute_when_free(conn, "COMMIT")
     except BaseException:
@@ -337,8 +347,8 @@ def schema_version(conn: sqlite3.Connection) -> int | None:
     return 1 if row is None else int(row[0])
 
 
-def refuse_newer(version: int | None, path: Path | None) -> None:
-    """:raises StoreError: ``version`` is newer than this build's."""
+def refuse_newer(version: int | None, path: Path | str | None) -> None:
+    """:raises StoreError: ``version`` is newer than this build's (``path``: the file, or a description)."""
     if version is not None and version > SCHEMA_VERSION:
         where = "an in-memory database" if path is None else str(path)
         raise StoreError(f"{where} has schema version {version}, newer than this build of envelope "
@@ -346,12 +356,12 @@ def refuse_newer(version: int | None, path: Path | None) -> None:
                          hint="upgrade envelope, or restore a backup made by this version")
 
 
-def read_counter(conn: sqlite3.Connection) -> int:
+def read_counter(conn: Connection) -> int:
     """The database's change counter: bumped by every change that cached state depends on."""
     row = conn.execute("SELECT value FROM meta WHERE name = 'change_counter'").fetchone()
     return int(row[0])
 
 
-def bump_counter(conn: sqlite3.Connection) -> None:
+def bump_counter(conn: Connection) -> None:
     """Record a change so every process's caches of this database reload."""
-    conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'change_counter'")
+    conn.execute(BUMP_COUNTER)

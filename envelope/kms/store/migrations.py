@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..model.sql import Connection
 from .audit import AuditLog
 from .auditchain import start_keyed_chain
 from .database import schema_version
@@ -46,24 +47,33 @@ class StoreKeys:
     fingerprint_key: bytes = field(repr=False)
 
 
-def _where(conn: sqlite3.Connection) -> str:
+def _where(conn: Connection) -> str:
+    # A store's connection may name itself (PostgreSQL: the schema); SQLite's names its file.
+    where = getattr(conn, "location", None)
+    if isinstance(where, str):
+        return where
     row = conn.execute("PRAGMA database_list").fetchone()
     return str(row[2]) if row and row[2] else "an in-memory database"
 
 
-def _check_root(conn: sqlite3.Connection, root: RootKey) -> None:
+def _text(value: object) -> str:
+    """A text value of ``store_keys`` (SQLite keeps it as text; PostgreSQL's BYTEA column, as bytes)."""
+    return bytes(value).decode() if isinstance(value, (bytes, bytearray, memoryview)) else str(value)
+
+
+def _check_root(conn: Connection, root: RootKey) -> None:
     row = conn.execute("SELECT value FROM store_keys WHERE name = 'root_key_id'").fetchone()
     if row is None:
         conn.execute("INSERT INTO store_keys VALUES ('root_key_id', ?)", (root.key_id,))
-    elif str(row[0]) != root.key_id:
+    elif _text(row[0]) != root.key_id:
         raise StoreError(
-            f"{_where(conn)} is sealed under another root key (id {row[0]}) than the one from {root.source} "
+            f"{_where(conn)} is sealed under another root key (id {_text(row[0])}) than the one from {root.source} "
             f"(id {root.key_id}); nothing was changed",
             hint="use the root key this store was made with (restore kms-root.key from its backup, or set "
                  "ENVELOPE_KMS_ROOT_KEY / ENVELOPE_KMS_ROOT_KEY_FILE)")
 
 
-def _try_open(conn: sqlite3.Connection, root: RootKey) -> None:
+def _try_open(conn: Connection, root: RootKey) -> None:
     """A schema-1 file records no root key id: check the key opens its sealed rows before recording it."""
     sealer = Sealer(root.key)
     row = conn.execute("SELECT sealed, key_id, version FROM key_versions LIMIT 1").fetchone()
@@ -80,9 +90,9 @@ def _try_open(conn: sqlite3.Connection, root: RootKey) -> None:
                               "backup)") from None
 
 
-def prepare_region(root: RootKey) -> Callable[[sqlite3.Connection, int | None], None]:
+def prepare_region(root: RootKey) -> Callable[[Connection, int | None], None]:
     """The ``prepare`` of a region database under ``root`` (see the module docstring)."""
-    def prepare(conn: sqlite3.Connection, before: int | None) -> None:
+    def prepare(conn: Connection, before: int | None) -> None:
         AuditLog.create_schema(conn)
         conn.execute(STORE_KEYS_SCHEMA)
         if before == 1:
@@ -100,13 +110,13 @@ def prepare_region(root: RootKey) -> Callable[[sqlite3.Connection, int | None], 
     return prepare
 
 
-def prepare_iam(conn: sqlite3.Connection, before: int | None) -> None:
+def prepare_iam(conn: Connection, before: int | None) -> None:
     """The principals database holds no sealed material: schema 1 to 2 only records the version."""
 
 
-def prepare_access_keys(root: RootKey) -> Callable[[sqlite3.Connection, int | None], None]:
+def prepare_access_keys(root: RootKey) -> Callable[[Connection, int | None], None]:
     """The ``prepare`` of the endpoint's access-keys database under ``root``."""
-    def prepare(conn: sqlite3.Connection, before: int | None) -> None:
+    def prepare(conn: Connection, before: int | None) -> None:
         if before == 1:
             row = conn.execute("SELECT access_key_id, sealed_secret FROM access_keys LIMIT 1").fetchone()
             if row is not None:
@@ -120,7 +130,7 @@ def prepare_access_keys(root: RootKey) -> Callable[[sqlite3.Connection, int | No
     return prepare
 
 
-def read_store_keys(conn: sqlite3.Connection, root: RootKey) -> StoreKeys:
+def read_store_keys(conn: Connection, root: RootKey) -> StoreKeys:
     """Unseal a region's store keys."""
     sealer = Sealer(root.key)
     found = dict(conn.execute("SELECT name, value FROM store_keys WHERE name IN (?, ?)", _SECRETS).fetchall())
@@ -129,7 +139,7 @@ def read_store_keys(conn: sqlite3.Connection, root: RootKey) -> StoreKeys:
     return StoreKeys(*(sealer.open(bytes(found[name]), f"store-{name}", 0) for name in _SECRETS))
 
 
-def reseal_store_keys(conn: sqlite3.Connection, old: Sealer, new: Sealer) -> None:
+def reseal_store_keys(conn: Connection, old: Sealer, new: Sealer) -> None:
     """Re-seal a region's store keys under a new root key (inside the rotation's transaction)."""
     for name in _SECRETS:
         row = conn.execute("SELECT value FROM store_keys WHERE name = ?", (name,)).fetchone()

@@ -1,7 +1,9 @@
 """A partition: the data directory (or a private in-memory store) holding every region's database.
 
-It owns the root-key sealer, one Database per region and one for principals, and the in-process
+It owns the root-key sealer, one store per region and one for principals, and the in-process
 caches of key state, which are checked against each database's change counter on every call.
+The stores are SQLite files in the data directory, or schemas of a PostgreSQL database
+(``database=postgresql://...``; the data directory then holds only the root key).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..model.access import Decision, Grant
 from ..model.keys import KeyRecord, key_arn
-from ..model.regions import check_region
+from ..model.regions import REGIONS, check_region
+from ..model.sql import Connection
 from .audit import AuditLog
+from .backend import Store, is_postgres_url
 from .database import IAM_SCHEMA, REGION_SCHEMA, Database
 from .datadir import IAM_FILE, StoreLock, region_file
 from .migrations import prepare_iam, prepare_region, read_store_keys
@@ -31,7 +36,10 @@ __all__ = ["DATA_DIR_ENV", "KeyEntry", "Partition", "Region", "default_data_dir"
 
 DATA_DIR_ENV = "ENVELOPE_DATA_DIR"
 # Weak: a partition (and its SQLite connections) lives as long as some client uses it.
-_registry: weakref.WeakValueDictionary[Path, Partition] = weakref.WeakValueDictionary()
+_registry: weakref.WeakValueDictionary[tuple[Path, str | None], Partition] = weakref.WeakValueDictionary()
+# PostgreSQL only: rows in ``keys`` keep their insertion order for ListKeys (SQLite's rowid).
+_PG_REGION_EXTRA = "ALTER TABLE keys ADD COLUMN IF NOT EXISTS rowid BIGSERIAL"
+PG_IAM_SCHEMA_NAME = "iam"
 _registry_lock = threading.Lock()
 
 
@@ -74,12 +82,12 @@ class KeyEntry:
 class Region:
     """One region's database, audit log and caches.
 
-    :raises StoreError: the file is newer than this build, or sealed under another root key.
+    :raises StoreError: the store is newer than this build, or sealed under another root key.
     """
 
-    def __init__(self, name: str, path: Path | None, root: RootKey) -> None:
+    def __init__(self, name: str, db: Store, root: RootKey) -> None:
         self.name = name
-        self.db = Database(path, REGION_SCHEMA, prepare_region(root))
+        self.db = db
         keys = read_store_keys(self.db.connect(), root)
         self.audit_key = keys.audit_chain_key
         self._fingerprint_key = keys.fingerprint_key
@@ -103,10 +111,16 @@ class Region:
 
 
 class Partition:
-    """All regions of one data directory (``directory=None``: a private in-memory partition)."""
+    """All regions of one data directory (``directory=None``: a private in-memory partition).
 
-    def __init__(self, directory: Path | None) -> None:
+    :param database: a PostgreSQL URL: the regions and principals live there (one schema each;
+        a ``{region}`` in the URL puts each region in its own database, the principals in the one
+        named with ``iam``), and ``directory`` holds only the root key.
+    """
+
+    def __init__(self, directory: Path | None, database: str | None = None) -> None:
         self.directory = directory
+        self.database = database
         # Held (shared) while the partition lives: rotation and restore wait for it to go.
         self._store_lock: StoreLock | None = None
         if directory is not None:
@@ -114,7 +128,12 @@ class Partition:
         else:
             self.root = load_root_key(None)
         self.sealer = Sealer(self.root.key)
-        self.iam = Database(None if directory is None else directory / IAM_FILE, IAM_SCHEMA, prepare_iam)
+        self.iam: Store
+        if database is not None:
+            self.iam = self._postgres(PG_IAM_SCHEMA_NAME, IAM_SCHEMA, prepare=prepare_iam,
+                                      counted=("principals", "identity_policies"))
+        else:
+            self.iam = Database(None if directory is None else directory / IAM_FILE, IAM_SCHEMA, prepare_iam)
         self.identity_cache: dict[str, tuple[dict[str, object], ...]] = {}
         self._iam_seen = threading.local()
         self._regions: dict[str, Region] = {}
@@ -129,34 +148,77 @@ class Partition:
         with self._lock:
             found = self._regions.get(name)
             if found is None:
-                path = None if self.directory is None else self.directory / region_file(name)
-                found = Region(name, path, self.root)
+                found = Region(name, self._region_store(name), self.root)
                 self._regions[name] = found
             return found
 
+    def reopen(self, name: str) -> None:
+        """Forget the region's cached state (its store keys were replaced: `copy.copy_store`)."""
+        with self._lock:
+            self._regions.pop(name, None)
+
+    def _postgres(self, name: str, schema: str, extra: str = "", counted: tuple[str, ...] = (),
+                  prepare: Callable[[Connection, int | None], None] | None = None) -> Store:
+        from .postgres import PostgresDatabase, region_schema
+
+        url = str(self.database).replace("{region}", name)
+        return PostgresDatabase(url, region_schema(name), schema + (";" + extra if extra else ""),
+                                prepare, counted)
+
+    def _region_store(self, name: str) -> Store:
+        # The same schema, migrations and root-key checks on both stores (`migrations.prepare_region`).
+        if self.database is not None:
+            return self._postgres(name, REGION_SCHEMA, _PG_REGION_EXTRA, prepare=prepare_region(self.root))
+        path = None if self.directory is None else self.directory / region_file(name)
+        return Database(path, REGION_SCHEMA, prepare_region(self.root))
+
+    def region_names(self) -> list[str]:
+        """The regions with a store (opened in this process, or present on disk / in the database)."""
+        names = set(self._regions)
+        if self.database is not None:
+            from .postgres import list_region_schemas
+
+            names.update(list_region_schemas(self.database))
+        elif self.directory is not None:
+            names.update(p.name[4:-8] for p in self.directory.glob(region_file("*")))
+        return sorted(n for n in names if n in REGIONS)
+
     def region_exists(self, name: str) -> bool:
-        """Whether the region has a store (in memory: has been opened; on disk: its file exists)."""
+        """Whether the region has a store (opened, or its file / schema exists)."""
         if name in self._regions:
             return True
+        if self.database is not None:
+            if name not in REGIONS:
+                return False
+            from .postgres import PostgresDatabase, region_schema
+
+            url = self.database.replace("{region}", name)
+            return PostgresDatabase(url, region_schema(name), "").exists()
         return self.directory is not None and (self.directory / region_file(name)).exists()
 
     def check_identity_cache(self) -> None:
         """Drop cached identity policies if another connection changed the principal store."""
-        conn = self.iam.connect()
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self.iam.data_version()
         if getattr(self._iam_seen, "version", None) != version:
             self._iam_seen.version = version
             self.identity_cache.clear()
 
 
-def open_partition(path: str | os.PathLike[str] | None) -> Partition:
-    """The partition for a data directory (shared within the process), or a new in-memory one."""
+def open_partition(path: str | os.PathLike[str] | None, database: str | None = None) -> Partition:
+    """The partition for a data directory (shared within the process), or a new in-memory one.
+
+    :param database: a PostgreSQL URL holding the stores (the directory then holds the root key).
+    """
+    if database is not None and not is_postgres_url(database):
+        raise ValueError("database must be a postgresql:// URL")
     if path == ":memory:":
+        if database is not None:
+            raise ValueError("an in-memory store cannot use a database")
         return Partition(None)
     directory = (Path(path) if path is not None else default_data_dir()).expanduser().resolve()
     with _registry_lock:
-        found = _registry.get(directory)
+        found = _registry.get((directory, database))
         if found is None or found.directory is None:
-            found = Partition(directory)
-            _registry[directory] = found
+            found = Partition(directory, database)
+            _registry[(directory, database)] = found
         return found
