@@ -25,7 +25,7 @@ from botocore import xform_name  # type: ignore[import-untyped]
 
 # Commands of `envelope kms` that are not KMS operations, defined by hand on purpose.
 NOT_AWS = {"audit", "serve", "create-access-key", "list-access-keys", "delete-access-key", "backup", "restore",
-           "rotate-root-key"}
+           "rotate-root-key", "migrate", "copy-store"}
 PAGING = {"--max-items", "--starting-token", "--page-size"}
 
 
