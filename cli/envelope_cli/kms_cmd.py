@@ -3,13 +3,12 @@
 They drive the embedded service (envelope.kms.LocalKMS), or any KMS endpoint through boto3
 (--endpoint-url, --profile, --kms aws), with `aws kms` sub-command names and flags. The global
 options (globalopts.py), output (output.py), paging (paging.py), --cli-input-json and skeletons
-(cli_input.py) work from the operation table (kms_table.py) alone.
+(cli_input.py) work from the operation table (kms_table.py: the service's own table) alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from datetime import datetime
@@ -23,7 +22,7 @@ from .clients import call, is_remote, kms_client, sts_identity
 from .exits import AWS_EXIT_CODES_HELP, CLIError, ExitCode
 from .globalopts import GLOBAL_HELP, GlobalOptions
 from .kms_args import convert, from_document, parse_time
-from .kms_table import OPERATIONS, PAGINATORS, Operation, api_name, operation_model
+from .kms_table import OPERATIONS, PAGINATORS, Operation, api_name, flag_of, operation_model
 from .output import emit
 from .paging import PAGING_FLAGS, paginate
 
@@ -36,7 +35,7 @@ _TYPE_HELP = {
     "map": "K=V,K2=V2 or JSON",
     "list": "one or more values, or a JSON list",
     "tags": "TagKey=K,TagValue=V ... or a JSON list",
-    "struct": "shorthand (EncryptionContextSubset={K=V}) or JSON",
+    "struct": "shorthand (Name={K=V},Other=V) or JSON",
     "time": "ISO 8601 time or epoch seconds",
 }
 
@@ -53,7 +52,7 @@ the aws CLI.
 
 
 def _flag(param: str) -> str:
-    return "--" + re.sub(r"(?<!^)(?=[A-Z])", "-", param).lower()
+    return flag_of(param)
 
 
 def _add_operation(sub: Any, name: str, op: Operation, epilog: str) -> None:
@@ -64,7 +63,8 @@ def _add_operation(sub: Any, name: str, op: Operation, epilog: str) -> None:
         kind = kind.rstrip("!")
         flag = _flag(param)
         # Required parameters are checked after --cli-input-json/yaml is merged in, as the aws CLI does.
-        text = _TYPE_HELP.get(kind, kind) + (" (required)" if required else "")
+        text = " ".join(filter(None, (op.help.get(param, ""), f"[{_TYPE_HELP.get(kind, kind)}]",
+                                      "(required)" if required else "")))
         if kind == "bool":
             parser.add_argument(flag, dest=param, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif kind == "int":
@@ -223,7 +223,12 @@ def _run_operation(args: argparse.Namespace) -> int:
             cause = "--no-paginate" if opts.no_paginate else "--limit/--marker"
             raise CLIError(f"cannot combine {cause} with {', '.join(given)}", ExitCode.AWS_USAGE)
         config = None
-    method = getattr(client_for(args), op.method)
+    method = getattr(client_for(args), op.method, None)
+    if method is None:  # an operation of the table the embedded service does not serve
+        raise CLIError(f"An error occurred (UnknownOperationException) when calling the {title} operation: "
+                       f"Unknown operation {title}.", ExitCode.AWS_SERVICE,
+                       hint="the embedded service does not implement it; use --endpoint-url or --kms aws "
+                            "to call AWS KMS")
     if config is None:
         emit_response(args, call(method, params, title), title)
         return ExitCode.OK

@@ -1,7 +1,10 @@
 """LocalKMS: the embedded key-management service behind a boto3-shaped KMS client.
 
 Methods take boto3's PascalCase keyword arguments and return boto3's response dicts; failures
-raise KMSError subclasses whose ``.code`` and ``.response`` match botocore's ClientError.
+raise KMSError subclasses whose ``.code`` and ``.response`` match botocore's ClientError. The
+methods are not written here: one per operation of the table (`model.operations`) that has a
+handler (`ops.registry`), each the same dispatch (`engine.runtime.execute` with the operation's
+precomputed plan); `ops.api` declares them, with typed requests, for type checkers.
 """
 
 from __future__ import annotations
@@ -17,23 +20,23 @@ from typing import Any
 from ..errors import KMSError
 from .engine.principals import PrincipalStore, validate_principal
 from .engine.ratelimit import RateLimiter
-from .engine.runtime import Call, execute, record_rejected
+from .engine.runtime import Plan, execute, record_rejected
 from .engine.session import Session
 from .model.clock import as_clock
 from .model.errors import _BY_CODE
 from .model.regions import check_region
-from .ops import aliases, asymmetric, grants, imports, keyagreement, keyops, lifecycle, macs, multiregion, symmetric
+from .ops.api import ClientAPI
+from .ops.registry import PLANS
 from .store.audit import AuditLog
 from .store.backend import database_url
 from .store.partition import Region, open_partition
 
-__all__ = ["LocalKMS"]
+__all__ = ["SERVED", "LocalKMS"]
 
 _ACCOUNT = re.compile(r"^\d{12}$")
-_Op = Callable[[Call], dict[str, Any]]
 
 
-class LocalKMS:
+class LocalKMS(ClientAPI):
     """A KMS client bound to one region, account and calling principal, over a local store.
 
     The store is SQLite, one file per region in a data directory: ``path`` if given, else
@@ -149,201 +152,32 @@ class LocalKMS:
         """Audit a request the endpoint refused before dispatch (its caller is authenticated)."""
         record_rejected(self._session, operation, params, KMSError(message, code=code))
 
-    def _run(self, op: str, kwargs: Mapping[str, Any], fn: _Op, read_only: bool = False) -> dict[str, Any]:
-        return execute(self._session, op, kwargs, fn, read_only=read_only)
+    def _dispatch(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Run an operation by its API name ("GenerateDataKey") with boto3's keyword arguments:
+        the path every method and the endpoint take.
 
-    # -- keys ------------------------------------------------------------------------------------
-    def create_key(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS CreateKey: boto3's ``create_key`` arguments and response shape."""
-        return self._run("CreateKey", kwargs, keyops.create_key)
+        :raises KeyError: the operation is not served (the endpoint checks `SERVED` first).
+        """
+        return execute(self._session, PLANS[operation], params)
 
-    def describe_key(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS DescribeKey: boto3's ``describe_key`` arguments and response shape."""
-        return self._run("DescribeKey", kwargs, keyops.describe_key, True)
 
-    def list_keys(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ListKeys: boto3's ``list_keys`` arguments and response shape."""
-        return self._run("ListKeys", kwargs, keyops.list_keys, True)
+def _method(plan: Plan) -> Callable[..., dict[str, Any]]:
+    """LocalKMS's method for one operation: check the arguments, run the engine; nothing else."""
+    def method(self: LocalKMS, **kwargs: Any) -> dict[str, Any]:
+        return execute(self._session, plan, kwargs)
 
-    def update_key_description(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS UpdateKeyDescription: boto3's ``update_key_description`` arguments and response shape."""
-        return self._run("UpdateKeyDescription", kwargs, keyops.update_key_description)
+    op = plan.operation
+    method.__name__ = op.method
+    method.__qualname__ = f"LocalKMS.{op.method}"
+    method.__doc__ = f"KMS {op.name}: {op.summary}\n\nboto3's ``{op.method}`` arguments and response shape."
+    return method
 
-    def enable_key(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS EnableKey: boto3's ``enable_key`` arguments and response shape."""
-        return self._run("EnableKey", kwargs, keyops.enable_key)
 
-    def disable_key(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS DisableKey: boto3's ``disable_key`` arguments and response shape."""
-        return self._run("DisableKey", kwargs, keyops.disable_key)
+# The methods come from the operation table (one per served operation, boto3's names); their
+# typed declarations are `ops.api.ClientAPI`, generated from the same table.
+for _plan in PLANS.values():
+    setattr(LocalKMS, _plan.operation.method, _method(_plan))
+del _plan
 
-    def schedule_key_deletion(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ScheduleKeyDeletion: boto3's ``schedule_key_deletion`` arguments and response shape."""
-        return self._run("ScheduleKeyDeletion", kwargs, lifecycle.schedule_key_deletion)
-
-    def cancel_key_deletion(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS CancelKeyDeletion: boto3's ``cancel_key_deletion`` arguments and response shape."""
-        return self._run("CancelKeyDeletion", kwargs, lifecycle.cancel_key_deletion)
-
-    def tag_resource(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS TagResource: boto3's ``tag_resource`` arguments and response shape."""
-        return self._run("TagResource", kwargs, keyops.tag_resource)
-
-    def untag_resource(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS UntagResource: boto3's ``untag_resource`` arguments and response shape."""
-        return self._run("UntagResource", kwargs, keyops.untag_resource)
-
-    def list_resource_tags(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ListResourceTags: boto3's ``list_resource_tags`` arguments and response shape."""
-        return self._run("ListResourceTags", kwargs, keyops.list_resource_tags, True)
-
-    # -- aliases ---------------------------------------------------------------------------------
-    def create_alias(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS CreateAlias: boto3's ``create_alias`` arguments and response shape."""
-        return self._run("CreateAlias", kwargs, aliases.create_alias)
-
-    def update_alias(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS UpdateAlias: boto3's ``update_alias`` arguments and response shape."""
-        return self._run("UpdateAlias", kwargs, aliases.update_alias)
-
-    def delete_alias(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS DeleteAlias: boto3's ``delete_alias`` arguments and response shape."""
-        return self._run("DeleteAlias", kwargs, aliases.delete_alias)
-
-    def list_aliases(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ListAliases: boto3's ``list_aliases`` arguments and response shape."""
-        return self._run("ListAliases", kwargs, aliases.list_aliases, True)
-
-    # -- policies --------------------------------------------------------------------------------
-    def put_key_policy(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS PutKeyPolicy: boto3's ``put_key_policy`` arguments and response shape."""
-        return self._run("PutKeyPolicy", kwargs, keyops.put_key_policy)
-
-    def get_key_policy(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GetKeyPolicy: boto3's ``get_key_policy`` arguments and response shape."""
-        return self._run("GetKeyPolicy", kwargs, keyops.get_key_policy, True)
-
-    def list_key_policies(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ListKeyPolicies: boto3's ``list_key_policies`` arguments and response shape."""
-        return self._run("ListKeyPolicies", kwargs, keyops.list_key_policies, True)
-
-    # -- grants ----------------------------------------------------------------------------------
-    def create_grant(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS CreateGrant: boto3's ``create_grant`` arguments and response shape."""
-        return self._run("CreateGrant", kwargs, grants.create_grant)
-
-    def list_grants(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ListGrants: boto3's ``list_grants`` arguments and response shape."""
-        return self._run("ListGrants", kwargs, grants.list_grants, True)
-
-    def list_retirable_grants(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ListRetirableGrants: boto3's ``list_retirable_grants`` arguments and response shape."""
-        return self._run("ListRetirableGrants", kwargs, grants.list_retirable_grants, True)
-
-    def retire_grant(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS RetireGrant: boto3's ``retire_grant`` arguments and response shape."""
-        return self._run("RetireGrant", kwargs, grants.retire_grant)
-
-    def revoke_grant(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS RevokeGrant: boto3's ``revoke_grant`` arguments and response shape."""
-        return self._run("RevokeGrant", kwargs, grants.revoke_grant)
-
-    # -- rotation --------------------------------------------------------------------------------
-    def enable_key_rotation(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS EnableKeyRotation: boto3's ``enable_key_rotation`` arguments and response shape."""
-        return self._run("EnableKeyRotation", kwargs, lifecycle.enable_key_rotation)
-
-    def disable_key_rotation(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS DisableKeyRotation: boto3's ``disable_key_rotation`` arguments and response shape."""
-        return self._run("DisableKeyRotation", kwargs, lifecycle.disable_key_rotation)
-
-    def get_key_rotation_status(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GetKeyRotationStatus: boto3's ``get_key_rotation_status`` arguments and response shape."""
-        return self._run("GetKeyRotationStatus", kwargs, lifecycle.get_key_rotation_status, True)
-
-    def rotate_key_on_demand(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS RotateKeyOnDemand: boto3's ``rotate_key_on_demand`` arguments and response shape."""
-        return self._run("RotateKeyOnDemand", kwargs, lifecycle.rotate_key_on_demand)
-
-    def list_key_rotations(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ListKeyRotations: boto3's ``list_key_rotations`` arguments and response shape."""
-        return self._run("ListKeyRotations", kwargs, lifecycle.list_key_rotations, True)
-
-    # -- cryptography ----------------------------------------------------------------------------
-    def encrypt(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS Encrypt: boto3's ``encrypt`` arguments and response shape."""
-        return self._run("Encrypt", kwargs, symmetric.encrypt)
-
-    def decrypt(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS Decrypt: boto3's ``decrypt`` arguments and response shape."""
-        return self._run("Decrypt", kwargs, symmetric.decrypt)
-
-    def re_encrypt(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ReEncrypt: boto3's ``re_encrypt`` arguments and response shape."""
-        return self._run("ReEncrypt", kwargs, symmetric.re_encrypt)
-
-    def generate_data_key(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GenerateDataKey: boto3's ``generate_data_key`` arguments and response shape."""
-        return self._run("GenerateDataKey", kwargs, symmetric.generate_data_key)
-
-    def generate_data_key_without_plaintext(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GenerateDataKeyWithoutPlaintext: boto3's ``generate_data_key_without_plaintext`` arguments and response shape."""
-        return self._run("GenerateDataKeyWithoutPlaintext", kwargs, symmetric.generate_data_key_without_plaintext)
-
-    def generate_random(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GenerateRandom: boto3's ``generate_random`` arguments and response shape."""
-        return self._run("GenerateRandom", kwargs, symmetric.generate_random)
-
-    def get_public_key(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GetPublicKey: boto3's ``get_public_key`` arguments and response shape."""
-        return self._run("GetPublicKey", kwargs, asymmetric.get_public_key, True)
-
-    def sign(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS Sign: boto3's ``sign`` arguments and response shape."""
-        return self._run("Sign", kwargs, asymmetric.sign)
-
-    def verify(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS Verify: boto3's ``verify`` arguments and response shape."""
-        return self._run("Verify", kwargs, asymmetric.verify)
-
-    def generate_data_key_pair(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GenerateDataKeyPair: boto3's ``generate_data_key_pair`` arguments and response shape."""
-        return self._run("GenerateDataKeyPair", kwargs, asymmetric.generate_data_key_pair)
-
-    def generate_data_key_pair_without_plaintext(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GenerateDataKeyPairWithoutPlaintext: boto3's ``generate_data_key_pair_without_plaintext`` arguments and response shape."""
-        return self._run("GenerateDataKeyPairWithoutPlaintext", kwargs,
-                         asymmetric.generate_data_key_pair_without_plaintext)
-
-    def derive_shared_secret(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS DeriveSharedSecret: boto3's ``derive_shared_secret`` arguments and response shape."""
-        return self._run("DeriveSharedSecret", kwargs, keyagreement.derive_shared_secret)
-
-    def generate_mac(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GenerateMac: boto3's ``generate_mac`` arguments and response shape."""
-        return self._run("GenerateMac", kwargs, macs.generate_mac)
-
-    def verify_mac(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS VerifyMac: boto3's ``verify_mac`` arguments and response shape."""
-        return self._run("VerifyMac", kwargs, macs.verify_mac)
-
-    # -- multi-Region and imported material ------------------------------------------------------
-    def replicate_key(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ReplicateKey: boto3's ``replicate_key`` arguments and response shape."""
-        return self._run("ReplicateKey", kwargs, multiregion.replicate_key)
-
-    def update_primary_region(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS UpdatePrimaryRegion: boto3's ``update_primary_region`` arguments and response shape."""
-        return self._run("UpdatePrimaryRegion", kwargs, multiregion.update_primary_region)
-
-    def get_parameters_for_import(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS GetParametersForImport: boto3's ``get_parameters_for_import`` arguments and response shape."""
-        return self._run("GetParametersForImport", kwargs, imports.get_parameters_for_import)
-
-    def import_key_material(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS ImportKeyMaterial: boto3's ``import_key_material`` arguments and response shape."""
-        return self._run("ImportKeyMaterial", kwargs, imports.import_key_material)
-
-    def delete_imported_key_material(self, **kwargs: Any) -> dict[str, Any]:
-        """KMS DeleteImportedKeyMaterial: boto3's ``delete_imported_key_material`` arguments and response shape."""
-        return self._run("DeleteImportedKeyMaterial", kwargs, imports.delete_imported_key_material)
+# Operation name -> boto3 method name of every operation LocalKMS serves.
+SERVED: Mapping[str, str] = {name: plan.operation.method for name, plan in PLANS.items()}

@@ -25,8 +25,8 @@ from ..authz.request import RequestFacts
 from ..model.access import Grant, check_grant_tokens, load_grants
 from ..model.errors import AccessDeniedError, InvalidCiphertextError
 from ..model.keys import KeyRecord, load_key, parse_key_ref
-from ..model.operations import OPERATIONS
 from ..model.params import Args
+from ..model.shapes import Operation
 from ..model.sql import Connection
 from ..model.validation import KEY_ONLY_MEMBERS, is_alias, key_only_error, validate
 from ..store.audit import AuditLog, encode_event
@@ -34,11 +34,12 @@ from ..store.backend import StoreUnavailableError
 from ..store.database import STATE_QUERY, bump_counter
 from ..store.partition import KeyEntry, Region
 from . import due as _due
+from .paramcheck import ParamCheck
 from .principals import load_identity_policies
 from .servicekeys import create_service_key
 from .session import Session
 
-__all__ = ["Call", "Retry", "execute", "record_rejected"]
+__all__ = ["Call", "Handler", "Plan", "Retry", "execute", "record_rejected"]
 
 _MAX_ATTEMPTS = 4
 _DECISIONS_PER_KEY = 256  # cached authorization decisions per key entry
@@ -68,13 +69,15 @@ class Call:
         "key_arns",
         "may_retry",
         "now",
+        "plan",
         "region",
         "response_elements",
         "session",
     )
 
     def __init__(self, session: Session, region: Region, conn: Connection, now: float,
-                 args: Args, may_retry: bool) -> None:
+                 args: Args, may_retry: bool, plan: Plan) -> None:
+        self.plan = plan
         self.session = session
         self.region = region
         self.conn = conn
@@ -144,6 +147,23 @@ class Call:
             raise Retry(lambda: _due.apply_due(session, region, now))
         self.key_arns.append(found.arn)
         return found
+
+    def subject(self, *, service_keys: bool = True, context: Mapping[str, str] | None = None,
+                grant_tokens: tuple[str, ...] = ()) -> KeyEntry:
+        """The key the operation acts on (its ``KeyId``, per the operation table), resolved and
+        authorized for the table's IAM action: the prologue every single-key operation shares.
+
+        Call it after reading the other arguments (their errors come first, as before).
+        :param service_keys: whether ``alias/aws/...`` creates the AWS managed key on first use.
+        :param context: the request's encryption context; ``grant_tokens``: its grant tokens
+            (both for the authorization, as `authorize` takes them).
+        """
+        name = self.plan.subject
+        if name is None:
+            raise RuntimeError(f"envelope: internal error: {self.plan.operation.name} names no key")
+        entry = self.key(self.args.key_id(name), service_keys=service_keys)
+        self.authorize(self.plan.operation.iam_action, entry, context=context, grant_tokens=grant_tokens)
+        return entry
 
     def reload(self, entry: KeyEntry) -> KeyEntry:
         """A fresh view of a key changed in this call (the cache is reset at commit)."""
@@ -332,26 +352,50 @@ class _KeyView:
         return tuple((str(k), str(v)) for k, v in rows)
 
 
-def execute(session: Session, op: str, raw: Mapping[str, Any], fn: Callable[[Call], dict[str, Any]],
-            *, read_only: bool = False) -> dict[str, Any]:
-    """Run one operation with its audit event; see the module docstring."""
+Handler = Callable[[Call], dict[str, Any]]
+
+
+class Plan:
+    """One operation ready to run, built once from its row of the operation table: the row, the
+    handler, the parameter check and the members that refuse aliases."""
+
+    __slots__ = ("check", "claimed", "handler", "key_only", "operation", "subject")
+
+    def __init__(self, operation: Operation, handler: Handler) -> None:
+        self.operation = operation
+        self.handler = handler
+        self.check = ParamCheck(operation)
+        self.key_only = KEY_ONLY_MEMBERS.get(operation.name, ())
+        # The key the operation acts on: its required ``KeyId`` member, which `Call.subject`
+        # resolves and authorizes for the handler (the engine reads it: `Args.finish` knows).
+        self.subject = next((m.name for m in operation.members
+                             if m.name == "KeyId" and m.shape == "KeyIdType" and m.required), None)
+        self.claimed = frozenset(() if self.subject is None else (self.subject,))
+
+
+def execute(session: Session, plan: Plan, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one operation (its precomputed `Plan`) with its audit event; see the module docstring."""
     region = session.partition.region(session.region)
     now = session.clock()
-    args = Args(op, raw)
+    operation = plan.operation
+    op, read_only, fn = operation.name, operation.read_only, plan.handler
+    args = Args(op, raw, plan.claimed)
     key_arns: list[str] = []
     try:
         if session.limiter is not None:
             session.limiter.acquire(session.region, op, now)
-        # The model's constraints are checked before anything else, authorization included, as
-        # AWS does (https://docs.aws.amazon.com/kms/latest/APIReference/CommonErrors.html).
-        validate(OPERATIONS[op], raw)
-    except KMSError as exc:
+        # Names and Python types first (botocore refuses those before sending), then the model's
+        # constraints, before anything else, authorization included, as AWS does
+        # (https://docs.aws.amazon.com/kms/latest/APIReference/CommonErrors.html).
+        plan.check(raw)
+        validate(operation, raw)
+    except (KMSError, TypeError) as exc:
         _audit_failure(session, region, op, raw, exc, now, key_arns, read_only)
         raise
-    key_only = KEY_ONLY_MEMBERS.get(op, ())
+    key_only = plan.key_only
     for attempt in range(_MAX_ATTEMPTS):
         conn = region.db.begin()
-        call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1)
+        call = Call(session, region, conn, now, args, attempt < _MAX_ATTEMPTS - 1, plan)
         try:
             counter, head_seq, head_hash = conn.execute(STATE_QUERY).fetchone()
             if counter != region.counter:

@@ -20,12 +20,14 @@ __all__ = ["Args", "dry_run_stop", "page"]
 class Args:
     """The keyword arguments of one call; read each once, then call `finish`."""
 
-    __slots__ = ("_raw", "_used", "op")
+    __slots__ = ("_claimed", "_raw", "_used", "op")
 
-    def __init__(self, op: str, raw: Mapping[str, Any]) -> None:
+    def __init__(self, op: str, raw: Mapping[str, Any], claimed: frozenset[str] = frozenset()) -> None:
+        """``claimed``: members the engine reads for the handler (`finish` counts them as read)."""
         self.op = op
         self._raw = raw
-        self._used: set[str] = set()
+        self._claimed = claimed
+        self._used: set[str] = set(claimed)
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -34,7 +36,7 @@ class Args:
 
     def reset(self) -> None:
         """Forget which parameters were read (the call is about to run again)."""
-        self._used.clear()
+        self._used = set(self._claimed)
 
     def finish(self) -> None:
         """Reject parameters the operation does not take."""

@@ -97,12 +97,10 @@ def rsa_decrypt(call: Call, entry: KeyEntry, blob: bytes, algorithm: str,
 
 def get_public_key(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     a.grant_tokens()
     a.finish()
     call.response_elements = False
-    entry = call.key(key_ref)
-    call.authorize("kms:GetPublicKey", entry)
+    entry = call.subject()
     rec = entry.record
     if rec.key_spec == "SYMMETRIC_DEFAULT" or rec.key_spec.startswith("HMAC_"):
         raise UnsupportedOperationError(f"{entry.arn} is not an asymmetric key; it has no public key.")
@@ -123,7 +121,6 @@ def get_public_key(call: Call) -> dict[str, Any]:
 
 def _sign_args(call: Call, with_signature: bool) -> tuple[KeyEntry, bytes, str, str, bytes]:
     a = call.args
-    key_ref = a.key_id()
     message = a.blob("Message", hi=4096)
     message_type = a.choice("MessageType", ("RAW", "DIGEST", "EXTERNAL_MU"), "RAW") or "RAW"
     algorithm = a.choice("SigningAlgorithm", tuple(sorted({s for i in KEY_SPECS.values() for s in i.signing})))
@@ -134,8 +131,7 @@ def _sign_args(call: Call, with_signature: bool) -> tuple[KeyEntry, bytes, str, 
     call.response_elements = False
     if algorithm is None:
         raise TypeError(f"{a.op}: missing required parameter SigningAlgorithm")
-    entry = call.key(key_ref)
-    call.authorize("kms:Verify" if with_signature else "kms:Sign", entry, grant_tokens=tokens)
+    entry = call.subject(grant_tokens=tokens)
     require_enabled(entry)
     _asymmetric(entry, "SIGN_VERIFY", "signing", a.op)
     if algorithm not in KEY_SPECS[entry.record.key_spec].signing:
@@ -184,7 +180,6 @@ def verify(call: Call) -> dict[str, Any]:
 
 def _pair(call: Call, action: str) -> tuple[KeyEntry, bytes, bytes, bytes, str]:
     a = call.args
-    key_ref = a.key_id()
     context = a.context()
     spec = a.choice("KeyPairSpec", PAIR_SPECS)
     tokens = a.grant_tokens()
@@ -194,8 +189,7 @@ def _pair(call: Call, action: str) -> tuple[KeyEntry, bytes, bytes, bytes, str]:
     call.response_elements = False
     if spec is None:
         raise TypeError(f"{a.op}: missing required parameter KeyPairSpec")
-    entry = call.key(key_ref)
-    call.authorize(action, entry, context=context, grant_tokens=tokens)
+    entry = call.subject(context=context, grant_tokens=tokens)
     require_enabled(entry)
     if entry.record.key_spec != "SYMMETRIC_DEFAULT":
         raise InvalidKeyUsageError(f"{entry.arn} must be a symmetric encryption key.")

@@ -109,13 +109,11 @@ def _shape(grant: Grant, key_arn: str) -> dict[str, Any]:
 
 def list_grants(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     limit, offset = a.limit(50, 100), a.marker()
     grant_id = a.opt_string("GrantId", max_len=128)
     grantee = a.opt_string("GranteePrincipal", max_len=256)
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:ListGrants", entry)
+    entry = call.subject(service_keys=False)
     call.response_elements = False
     grants = [g for g in entry.grants if (grant_id is None or g.grant_id == grant_id)
               and (grantee is None or g.grantee_principal == grantee)]
@@ -174,12 +172,10 @@ def retire_grant(call: Call) -> dict[str, Any]:
 
 def revoke_grant(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     grant_id = a.string("GrantId", max_len=128)
     dry = a.dry_run()
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:RevokeGrant", entry)
+    entry = call.subject(service_keys=False)
     dry_run_stop(dry)
     _delete(call, entry.record.key_id, grant_id)
     return {}

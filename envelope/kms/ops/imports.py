@@ -47,15 +47,13 @@ def _external(entry: KeyEntry) -> None:
 
 def get_parameters_for_import(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     algorithm = a.choice("WrappingAlgorithm", WRAPPING_ALGORITHMS)
     spec = a.choice("WrappingKeySpec", tuple(_WRAPPING_SPECS))
     a.finish()
     call.response_elements = False
     if algorithm is None or spec is None:
         raise TypeError("GetParametersForImport: WrappingAlgorithm and WrappingKeySpec are required")
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:GetParametersForImport", entry)
+    entry = call.subject(service_keys=False)
     _external(entry)
     private = rsa.generate_private_key(public_exponent=65537, key_size=_WRAPPING_SPECS[spec])
     token_id = os.urandom(16).hex()
@@ -102,7 +100,6 @@ def _unwrap(call: Call, entry: KeyEntry, token: bytes, wrapped: bytes) -> bytes:
 
 def import_key_material(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     token = a.blob("ImportToken", hi=6144)
     wrapped = a.blob("EncryptedKeyMaterial", hi=6144)
     valid_to = a.timestamp("ValidTo")
@@ -111,8 +108,7 @@ def import_key_material(call: Call) -> dict[str, Any]:
     a.opt_string("KeyMaterialDescription")
     a.opt_string("KeyMaterialId")
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:ImportKeyMaterial", entry)
+    entry = call.subject(service_keys=False)
     _external(entry)
     if model is None:
         model = "KEY_MATERIAL_EXPIRES" if valid_to is not None else "KEY_MATERIAL_DOES_NOT_EXPIRE"
@@ -140,11 +136,9 @@ def import_key_material(call: Call) -> dict[str, Any]:
 
 def delete_imported_key_material(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     a.opt_string("KeyMaterialId")
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:DeleteImportedKeyMaterial", entry)
+    entry = call.subject(service_keys=False)
     _external(entry)
     call.conn.execute("DELETE FROM key_versions WHERE key_id = ?", (entry.record.key_id,))
     update_key(call.conn, entry.record.key_id, key_state="PendingImport", current_version=0, valid_to=None)

@@ -46,7 +46,6 @@ def _peer_key(der: bytes, curve: ec.EllipticCurve) -> ec.EllipticCurvePublicKey:
 
 def derive_shared_secret(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     algorithm = a.choice("KeyAgreementAlgorithm", KEY_AGREEMENT_ALGORITHMS)
     public_der = a.blob("PublicKey", hi=_PUBLIC_KEY_MAX)
     tokens = a.grant_tokens()
@@ -59,8 +58,7 @@ def derive_shared_secret(call: Call) -> dict[str, Any]:
     call.response_elements = False
     if algorithm is None:
         raise TypeError(f"{a.op}: missing required parameter KeyAgreementAlgorithm")
-    entry = call.key(key_ref)
-    call.authorize("kms:DeriveSharedSecret", entry, grant_tokens=tokens)  # kms:KeyAgreementAlgorithm: the parameter
+    entry = call.subject(grant_tokens=tokens)  # kms:KeyAgreementAlgorithm: the parameter
     require_enabled(entry)
     rec = entry.record
     if rec.key_spec == "SYMMETRIC_DEFAULT" or rec.key_spec.startswith("HMAC_"):

@@ -118,11 +118,9 @@ def _refuse_aws_managed(arn: str, rec: KeyRecord, what: str) -> None:
 
 def describe_key(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     a.grant_tokens()
     a.finish()
-    entry = call.key(key_ref)
-    call.authorize("kms:DescribeKey", entry)
+    entry = call.subject()
     return {"KeyMetadata": metadata(entry.record, call.region.name)}
 
 
@@ -143,11 +141,9 @@ def list_keys(call: Call) -> dict[str, Any]:
 
 def update_key_description(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     description = a.string("Description", max_len=8192, allow_empty=True)
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:UpdateKeyDescription", entry)
+    entry = call.subject(service_keys=False)
     _refuse_aws_managed(entry.arn, entry.record, "UpdateKeyDescription")
     _not_pending_deletion(entry.arn, entry.record)
     update_key(call.conn, entry.record.key_id, description=description)
@@ -162,10 +158,8 @@ def _not_pending_deletion(arn: str, rec: KeyRecord) -> None:
 
 def _set_enabled(call: Call, enabled: bool) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:EnableKey" if enabled else "kms:DisableKey", entry)
+    entry = call.subject(service_keys=False)
     rec = entry.record
     _refuse_aws_managed(entry.arn, rec, "EnableKey" if enabled else "DisableKey")
     _not_pending_deletion(entry.arn, rec)
@@ -186,11 +180,9 @@ def disable_key(call: Call) -> dict[str, Any]:
 
 def tag_resource(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     tags = a.tags()
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:TagResource", entry)
+    entry = call.subject(service_keys=False)
     _refuse_aws_managed(entry.arn, entry.record, "TagResource")
     _not_pending_deletion(entry.arn, entry.record)
     existing = {row[0] for row in call.conn.execute("SELECT tag_key FROM tags WHERE key_id = ?",
@@ -204,11 +196,9 @@ def tag_resource(call: Call) -> dict[str, Any]:
 
 def untag_resource(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     names = a.strings("TagKeys", required=True)
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:UntagResource", entry)
+    entry = call.subject(service_keys=False)
     _refuse_aws_managed(entry.arn, entry.record, "UntagResource")
     _not_pending_deletion(entry.arn, entry.record)
     call.conn.executemany("DELETE FROM tags WHERE key_id = ? AND tag_key = ?",
@@ -219,11 +209,9 @@ def untag_resource(call: Call) -> dict[str, Any]:
 
 def list_resource_tags(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     limit, offset = a.limit(50, 50), a.marker()
     a.finish()
-    entry = call.key(key_ref)
-    call.authorize("kms:ListResourceTags", entry)
+    entry = call.subject()
     call.response_elements = False
     rows = call.conn.execute("SELECT tag_key, tag_value FROM tags WHERE key_id = ? ORDER BY tag_key",
                              (entry.record.key_id,)).fetchall()
@@ -238,13 +226,11 @@ def _policy_name(call: Call) -> None:
 
 def put_key_policy(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     _policy_name(call)
     text = a.string("Policy", max_len=32768)
     bypass = a.boolean("BypassPolicyLockoutSafetyCheck")
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:PutKeyPolicy", entry)
+    entry = call.subject(service_keys=False)
     _refuse_aws_managed(entry.arn, entry.record, "PutKeyPolicy")
     _not_pending_deletion(entry.arn, entry.record)
     _check_policy(call, text, entry.arn, entry.record.account, bypass)
@@ -255,20 +241,16 @@ def put_key_policy(call: Call) -> dict[str, Any]:
 
 def get_key_policy(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     _policy_name(call)
     a.finish()
-    entry = call.key(key_ref)
-    call.authorize("kms:GetKeyPolicy", entry)
+    entry = call.subject()
     call.response_elements = False
     return {"Policy": entry.record.policy, "PolicyName": "default"}
 
 
 def list_key_policies(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     limit, offset = a.limit(100, 1000), a.marker()
     a.finish()
-    entry = call.key(key_ref)
-    call.authorize("kms:ListKeyPolicies", entry)
+    call.subject()  # resolved and authorized: the only policy name is "default"
     return page(["default"], offset, limit, "PolicyNames")

@@ -67,11 +67,9 @@ def _state_for_management(entry: KeyEntry) -> None:
 
 def enable_key_rotation(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     period = a.integer("RotationPeriodInDays", 90, 2560)
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:EnableKeyRotation", entry)
+    entry = call.subject(service_keys=False)
     if entry.record.key_manager == "AWS":
         raise UnsupportedOperationError("AWS managed keys always rotate; their rotation cannot be changed.")
     _rotatable(entry, call.region.name, "automatic rotation")
@@ -86,10 +84,8 @@ def enable_key_rotation(call: Call) -> dict[str, Any]:
 
 def disable_key_rotation(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:DisableKeyRotation", entry)
+    entry = call.subject(service_keys=False)
     if entry.record.key_manager == "AWS":
         raise UnsupportedOperationError("AWS managed keys always rotate; their rotation cannot be changed.")
     _rotatable(entry, call.region.name, "automatic rotation")
@@ -108,10 +104,8 @@ def _push_later(call: Call, entry: KeyEntry) -> None:
 
 def get_key_rotation_status(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     a.finish()
-    entry = call.key(key_ref)
-    call.authorize("kms:GetKeyRotationStatus", entry)
+    entry = call.subject()
     rec = entry.record
     if rec.key_spec != "SYMMETRIC_DEFAULT":
         raise UnsupportedOperationError(f"{entry.arn} does not support rotation.")
@@ -126,10 +120,8 @@ def get_key_rotation_status(call: Call) -> dict[str, Any]:
 
 def rotate_key_on_demand(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:RotateKeyOnDemand", entry)
+    entry = call.subject(service_keys=False)
     _rotatable(entry, call.region.name, "on-demand rotation")
     _state_for_management(entry)
     rec = entry.record
@@ -144,11 +136,9 @@ def rotate_key_on_demand(call: Call) -> dict[str, Any]:
 
 def list_key_rotations(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     limit, offset = a.limit(100, 1000), a.marker()
     a.finish()
-    entry = call.key(key_ref)
-    call.authorize("kms:ListKeyRotations", entry)
+    entry = call.subject()
     call.response_elements = False
     _rotatable(entry, call.region.name, "ListKeyRotations")
     rows = call.conn.execute("SELECT created, rotation_type FROM key_versions WHERE key_id = ? "
@@ -161,11 +151,9 @@ def list_key_rotations(call: Call) -> dict[str, Any]:
 # -- deletion ----------------------------------------------------------------------------------
 def schedule_key_deletion(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     window = a.integer("PendingWindowInDays", 7, 30)
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:ScheduleKeyDeletion", entry)
+    entry = call.subject(service_keys=False)
     rec = entry.record
     if rec.key_manager == "AWS":
         raise UnsupportedOperationError("AWS managed keys cannot be deleted.")
@@ -188,10 +176,8 @@ def schedule_key_deletion(call: Call) -> dict[str, Any]:
 
 def cancel_key_deletion(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:CancelKeyDeletion", entry)
+    entry = call.subject(service_keys=False)
     rec = entry.record
     if rec.key_state not in ("PendingDeletion", "PendingReplicaDeletion"):
         raise InvalidStateError(f"{entry.arn} is not pending deletion.")

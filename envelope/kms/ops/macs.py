@@ -22,7 +22,6 @@ MAC_ALGORITHMS = {"HMAC_SHA_224": "sha224", "HMAC_SHA_256": "sha256", "HMAC_SHA_
 
 def _mac(call: Call, action: str, with_mac: bool) -> tuple[str, str, bytes, bytes]:
     a = call.args
-    key_ref = a.key_id()
     message = a.blob("Message", hi=4096)
     algorithm = a.choice("MacAlgorithm", tuple(MAC_ALGORITHMS))
     given = a.blob("Mac", hi=6144) if with_mac else b""
@@ -32,8 +31,7 @@ def _mac(call: Call, action: str, with_mac: bool) -> tuple[str, str, bytes, byte
     call.response_elements = False
     if algorithm is None:
         raise TypeError(f"{a.op}: missing required parameter MacAlgorithm")
-    entry = call.key(key_ref)
-    call.authorize(action, entry, grant_tokens=tokens)
+    entry = call.subject(grant_tokens=tokens)
     require_enabled(entry)
     rec = entry.record
     if rec.key_usage != "GENERATE_VERIFY_MAC":

@@ -25,15 +25,13 @@ __all__ = ["replicate_key", "update_primary_region"]
 
 def replicate_key(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     target = a.string("ReplicaRegion", max_len=32)
     policy_text = a.opt_string("Policy", max_len=32768)
     bypass = a.boolean("BypassPolicyLockoutSafetyCheck")
     description = a.opt_string("Description", max_len=8192)
     tags = a.tags()
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:ReplicateKey", entry)
+    entry = call.subject(service_keys=False)
     rec, here = entry.record, call.region.name
     if not rec.multi_region:
         raise UnsupportedOperationError(f"{entry.arn} is not a multi-Region key.")
@@ -82,11 +80,9 @@ def replicate_key(call: Call) -> dict[str, Any]:
 
 def update_primary_region(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     target = a.string("PrimaryRegion", max_len=32)
     a.finish()
-    entry = call.key(key_ref, service_keys=False)
-    call.authorize("kms:UpdatePrimaryRegion", entry)
+    entry = call.subject(service_keys=False)
     rec, here = entry.record, call.region.name
     if not rec.multi_region:
         raise UnsupportedOperationError(f"{entry.arn} is not a multi-Region key.")

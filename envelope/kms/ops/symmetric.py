@@ -62,7 +62,6 @@ def open_from(call: Call, blob: bytes, context: Mapping[str, str], key_ref: str 
 
 def encrypt(call: Call) -> dict[str, Any]:
     a = call.args
-    key_ref = a.key_id()
     plaintext = a.blob("Plaintext", hi=4096)
     context = a.context()
     tokens = a.grant_tokens()
@@ -70,8 +69,7 @@ def encrypt(call: Call) -> dict[str, Any]:
     dry = a.dry_run()
     a.finish()
     call.response_elements = False
-    entry = call.key(key_ref)
-    call.authorize("kms:Encrypt", entry, context=context, grant_tokens=tokens)
+    entry = call.subject(context=context, grant_tokens=tokens)
     require_enabled(entry)
     dry_run_stop(dry)
     if entry.record.key_usage != "ENCRYPT_DECRYPT":
@@ -149,7 +147,6 @@ def re_encrypt(call: Call) -> dict[str, Any]:
 
 def _data_key(call: Call, action: str) -> tuple[KeyEntry, bytes, bytes]:
     a = call.args
-    key_ref = a.key_id()
     context = a.context()
     spec = a.choice("KeySpec", ("AES_256", "AES_128"))
     size = a.integer("NumberOfBytes", 1, 1024)
@@ -160,8 +157,7 @@ def _data_key(call: Call, action: str) -> tuple[KeyEntry, bytes, bytes]:
     call.response_elements = False
     if (spec is None) == (size is None):
         raise ValidationError("Specify exactly one of KeySpec or NumberOfBytes.")
-    entry = call.key(key_ref)
-    call.authorize(action, entry, context=context, grant_tokens=tokens)
+    entry = call.subject(context=context, grant_tokens=tokens)
     require_enabled(entry)
     _symmetric(entry, action.split(":")[1])
     dry_run_stop(dry)

@@ -300,7 +300,7 @@ class KMSApp:
 
     def _kms_request(self, scope: Scope, headers: dict[str, list[str]], body: bytes, target: str,
                      record: dict[str, object]) -> tuple[LocalKMS, str, dict[str, Any], ProtocolError | None]:
-        """Authenticate, decode and validate a KMS request: the caller's client, its method, the
+        """Authenticate, decode and validate a KMS request: the caller's client, the operation, the
         arguments, and the ProtocolError that refuses the (authenticated) request, if any: the
         caller audits it."""
         if not target.startswith(TARGET_PREFIX):
@@ -311,14 +311,13 @@ class KMSApp:
         client = scope.get("client")
         secure = scope.get("scheme") == "https"
         kms = self.client(region, principal, client[0] if client else "", str(record["user_agent"]), secure)
-        method = OPERATIONS.get(operation)
-        if method is None:
+        if operation not in OPERATIONS:
             unknown = f"Unknown operation {operation[:_MAX_OPERATION]}."
             return kms, "", {}, ProtocolError("UnknownOperationException", unknown)
         try:
             params = decode_request(body)
         except ProtocolError as exc:
-            return kms, method, {}, exc
+            return kms, operation, {}, exc
         for name in REQUIRED_MEMBERS[operation]:  # every served operation is in the model (tested)
             if params.get(name) is None:
                 # A raw request without a required member: the service's ValidationException
@@ -327,15 +326,15 @@ class KMSApp:
                 try:
                     validate(MODEL[operation], params, require=True)
                 except KMSError as exc:
-                    return kms, method, params, ProtocolError(exc.code, exc.response["Error"]["Message"])
-        return kms, method, params, None
+                    return kms, operation, params, ProtocolError(exc.code, exc.response["Error"]["Message"])
+        return kms, operation, params, None
 
-    def _kms_call(self, kms: LocalKMS, method: str, params: dict[str, Any],
+    def _kms_call(self, kms: LocalKMS, operation: str, params: dict[str, Any],
                   record: dict[str, object]) -> tuple[int, bytes, asyncio.Future[None]]:
         """Run one KMS call; returns the status, the body and the commit to wait for."""
         committed = self._group.join()  # no await from here to the end of the call
         try:
-            result = getattr(kms, method)(**params)
+            result = kms._dispatch(operation, params)  # the same path as LocalKMS's methods
         except KMSError as exc:
             code = exc.code or "KMSInternalException"
             record["error"] = code

@@ -1,4 +1,4 @@
-"""The KMS JSON 1.1 wire protocol and STS's query protocol: operation table, codecs, error bodies.
+"""The KMS JSON 1.1 wire protocol and STS's query protocol: served operations, codecs, error bodies.
 
 Decoding checks only the JSON shape and base64 blobs; parameter values are checked by LocalKMS.
 """
@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import inspect
 import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-from ..client import LocalKMS
+from ..client import SERVED
+from ..model.operations import OPERATIONS as MODEL
 
 __all__ = [
     "BLOB_FIELDS",
@@ -34,15 +34,13 @@ JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_PREFIX = "TrentService."
 STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 
-# Request members that are blobs (base64 in JSON), from the KMS API model: top level, and nested
+# Request members that are blobs (base64 in JSON), from the operation table: top level, and nested
 # inside a structure member. Response blobs need no table: every bytes value is a blob.
-BLOB_FIELDS = frozenset({"CiphertextBlob", "EncryptedKeyMaterial", "ImportToken", "Mac", "Message",
-                         "Plaintext", "PublicKey", "SharedSecretCiphertextBlob", "Signature"})
-NESTED_BLOB_FIELDS: Mapping[str, frozenset[str]] = {"Recipient": frozenset({"AttestationDocument"})}
-
-# LocalKMS attributes that are not service operations.
-_NOT_OPERATIONS = frozenset({"account", "audit", "data_dir", "exceptions", "for_principal", "for_region",
-                             "principal", "principals", "region"})
+BLOB_FIELDS = frozenset(m.name for op in MODEL.values() for m in op.members if m.type == "blob")
+NESTED_BLOB_FIELDS: Mapping[str, frozenset[str]] = {
+    m.name: frozenset(f.name for f in m.members if f.type == "blob")
+    for op in MODEL.values() for m in op.members if any(f.type == "blob" for f in m.members)
+}
 
 # HTTP status of each error code that is not a 400 (the KMS API reference's fault codes).
 _STATUS = {"KMSInternalException": 500, "InternalFailure": 500, "DependencyTimeoutException": 503,
@@ -55,18 +53,8 @@ _STS_CODES = {"MissingAuthenticationTokenException": ("MissingAuthenticationToke
               "UnrecognizedClientException": ("InvalidClientTokenId", 403),
               "InvalidSignatureException": ("SignatureDoesNotMatch", 403)}
 
-
-def _operations() -> dict[str, str]:
-    ops: dict[str, str] = {}
-    for name, value in vars(LocalKMS).items():
-        if name.startswith("_") or name in _NOT_OPERATIONS or not inspect.isfunction(value):
-            continue
-        ops["".join(part.capitalize() for part in name.split("_"))] = name
-    return ops
-
-
-# "Encrypt" -> "encrypt", "ReEncrypt" -> "re_encrypt", ...: every operation LocalKMS offers.
-OPERATIONS: Mapping[str, str] = _operations()
+# "Encrypt" -> "encrypt", "ReEncrypt" -> "re_encrypt", ...: every operation LocalKMS serves.
+OPERATIONS: Mapping[str, str] = SERVED
 
 
 class ProtocolError(Exception):
