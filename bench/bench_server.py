@@ -210,7 +210,7 @@ def bench_database(url: str) -> tuple[str, Any]:
     """A fresh database on the server of ``url`` (and a function dropping it)."""
     import psycopg
 
-    name = f"bench_{os.getpid()}_{int(time.time())}"
+    name = f"bench_{os.getpid()}_{time.time_ns()}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
 
@@ -377,10 +377,17 @@ def main(argv: list[str] | None = None) -> int:
         servers: list[Server] = []
         try:
             if args.database:
-                database, drop = bench_database(args.database)
+                # A database per configuration: each server setup makes its own root key, and a
+                # store refuses a root key other than the one it was sealed under.
+                database, drop_one = bench_database(args.database)
+                database_two, drop_two = bench_database(args.database)
+
+                def drop() -> None:
+                    drop_one()
+                    drop_two()
                 pg_cpu = postgres_cpu(args.database)
                 for label, db, count in (("sqlite x1", None, 1), ("postgres x1", database, 1),
-                                         ("postgres x2", database, 2)):
+                                         ("postgres x2", database_two, 2)):
                     server = EnvelopeServer(Path(tmp) / label.replace(" ", "-"), args.workers, database=db,
                                             instances=count)
                     server.name = label
