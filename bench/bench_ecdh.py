@@ -16,11 +16,12 @@ import json
 import os
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from impls import calls_per_cpu_second
 
 MESSAGE = os.urandom(1024)
 SUITE = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY"
@@ -158,19 +159,6 @@ def rows() -> list[Row]:
     return table
 
 
-def _rate(op: Callable[[], object], seconds: float) -> float:
-    """Calls per CPU second of op(), for about ``seconds`` of CPU time (batches of 10 calls)."""
-    count = 0
-    start = time.process_time()
-    while True:
-        for _ in range(10):
-            op()
-        count += 10
-        spent = time.process_time() - start
-        if spent >= seconds:
-            return count / spent
-
-
 def measure(row: Row, seconds: float) -> None:
     if row.error is not None:
         return
@@ -180,7 +168,7 @@ def measure(row: Row, seconds: float) -> None:
             if row.ops[1](row.ops[0](MESSAGE)) != MESSAGE:
                 raise RuntimeError("round trip failed")
         encrypt, decrypt = row.ops
-        row.rates.append(_rate(lambda: decrypt(encrypt(MESSAGE)), seconds))
+        row.rates.append(calls_per_cpu_second(lambda: decrypt(encrypt(MESSAGE)), seconds, batch=10))
     except ImportError as exc:  # a peer that is not installed posts no number
         row.error = f"not installed ({exc.name})"
     except Exception as exc:  # noqa: BLE001 - a failing row posts its error instead of a number

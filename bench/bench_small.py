@@ -14,11 +14,12 @@ import json
 import os
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from impls import calls_per_cpu_second
 
 MESSAGE = os.urandom(1024)
 WRAPPING_KEY = bytes(range(32))
@@ -121,19 +122,6 @@ def rows() -> list[Row]:
     return table
 
 
-def _rate(op: Callable[[], object], seconds: float) -> float:
-    """Calls per CPU second of op(), for about ``seconds`` of CPU time (batches of 50 calls)."""
-    count = 0
-    start = time.process_time()
-    while True:
-        for _ in range(50):
-            op()
-        count += 50
-        spent = time.process_time() - start
-        if spent >= seconds:
-            return count / spent
-
-
 def measure(row: Row, seconds: float) -> None:
     if row.error is not None:
         return
@@ -145,8 +133,8 @@ def measure(row: Row, seconds: float) -> None:
                 raise RuntimeError("round trip failed")
         encrypt, decrypt = row.ops
         message = row.message
-        row.encrypt_rates.append(_rate(lambda: encrypt(MESSAGE), seconds))
-        row.decrypt_rates.append(_rate(lambda: decrypt(message), seconds))
+        row.encrypt_rates.append(calls_per_cpu_second(lambda: encrypt(MESSAGE), seconds))
+        row.decrypt_rates.append(calls_per_cpu_second(lambda: decrypt(message), seconds))
     except ImportError as exc:  # a peer that is not installed posts no number
         row.error = f"not installed ({exc.name})"
     except Exception as exc:  # noqa: BLE001 - a failing row posts its error instead of a number

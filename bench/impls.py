@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -442,6 +443,20 @@ def random_file(path: str, size: int) -> None:
             n = min(left, 16 * MIB)
             f.write(os.urandom(n))
             left -= n
+
+
+def calls_per_cpu_second(op: Callable[[], object], seconds: float, batch: int = 50) -> float:
+    """Calls per CPU second of ``op()``, for about ``seconds`` of this process's CPU time (in
+    batches of ``batch`` calls, so the clock is read rarely)."""
+    count = 0
+    start = time.process_time()
+    while True:
+        for _ in range(batch):
+            op()
+        count += batch
+        spent = time.process_time() - start
+        if spent >= seconds:
+            return count / spent
 
 
 def same_content(a: str, b: str) -> bool:
