@@ -13,7 +13,9 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
-__all__ = ["Buffer", "Reader", "Send", "Sink", "Source", "chunks", "reader", "sender", "sync_file"]
+from .offload import in_thread
+
+__all__ = ["Buffer", "Reader", "Send", "Sink", "Source", "chunks", "reader", "sender", "sync_file", "thread_reader"]
 
 Buffer = bytes | bytearray | memoryview
 Send = Callable[[bytes | memoryview], Coroutine[Any, Any, None]]
@@ -118,6 +120,30 @@ class _Iterate(Reader):
             if len(_check(chunk)):
                 return chunk  # type: ignore[no-any-return]
         return b""
+
+
+class _InThread(Reader):
+    """A sync binary file (a pipe, say), read in a worker thread: the loop never blocks on it."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    async def read(self, size: int) -> Buffer:
+        chunk = await in_thread(self._file.read, size)
+        if isinstance(chunk, str):
+            raise TypeError("source must be opened in binary mode")
+        return _check(chunk) if chunk else b""
+
+
+def thread_reader(source: object) -> Reader | None:
+    """A `Reader` for a sync binary file (a sync ``read``), read in a worker thread; None if
+    ``source`` is not one."""
+    read = getattr(source, "read", None)
+    if read is None or inspect.iscoroutinefunction(read) or isinstance(source, (bytes, bytearray, memoryview, str)):
+        return None
+    if isinstance(source, io.TextIOBase):
+        raise TypeError("source must be opened in binary mode, not text")
+    return _InThread(source)
 
 
 def reader(source: Source) -> Reader:

@@ -54,6 +54,7 @@ __all__ = [
     "decrypt_range",
     "open_message",
     "positional",
+    "read_header",
     "read_range",
     "run_flow",
 ]
@@ -131,15 +132,10 @@ def open_message(decryptor: MessageDecryptor, message_size: int, *,
     :raises AuthenticationError: the header does not authenticate, or no final frame ends the
         message where its size says it ends (truncation or trailing data).
     """
-    consumed = 0
-    while decryptor.header is None:
-        need = decryptor.header_needed
-        data = yield Read(consumed, need)
-        if len(data) < need:
-            raise AuthenticationError("message is truncated in the header")
-        consumed += need
-        decryptor.update(data)
+    header_length = yield from read_header(decryptor)
     header = decryptor.header
+    if header is None:  # pragma: no cover - read_header returns only once it is parsed
+        raise RuntimeError("envelope: internal error: no header after reading it")
     check_eligible(header, allow_unverified_signature)
     if decryptor.needs_materials:
         request = decryptor.request
@@ -147,9 +143,6 @@ def open_message(decryptor: MessageDecryptor, message_size: int, *,
             raise RuntimeError("envelope: internal error: no materials request after the header")
         materials: DecryptionMaterials = yield NeedMaterials(request)
         decryptor.supply_materials(materials)
-    header_length = decryptor.header_length
-    if header_length is None:  # pragma: no cover
-        raise RuntimeError("envelope: internal error: header length unknown after the header")
     aead = decryptor.message_aead
     if header.algorithm.is_signing:
         ends = yield from _footer_starts(header_length, message_size)
@@ -166,6 +159,29 @@ def open_message(decryptor: MessageDecryptor, message_size: int, *,
         if final_fields_fit(fields, count + 1, final_length):
             return index
     raise AuthenticationError("message is truncated or has trailing data: no final frame ends it")
+
+
+def read_header(decryptor: MessageDecryptor) -> Flow[int]:
+    """Feed ``decryptor`` the header, exactly: each read sized by the length fields before it
+    (format-spec/operations.md §1.1), none past the header's end. Parses; does not authenticate.
+
+    Resumable: a decryptor fed part of the header (a driver cancelled between reads) is read
+    on from where it stopped. Returns the header's length.
+
+    :raises AuthenticationError: the message ends inside the header.
+    """
+    consumed = decryptor.pending_bytes  # the header bytes fed so far, buffered until it parses
+    while decryptor.header is None:
+        need = decryptor.header_needed
+        data = yield Read(consumed, need)
+        if len(data) < need:
+            raise AuthenticationError("message is truncated in the header")
+        consumed += need
+        decryptor.update(data)
+    length = decryptor.header_length
+    if length is None:  # pragma: no cover
+        raise RuntimeError("envelope: internal error: header length unknown after the header")
+    return length
 
 
 def check_eligible(header: Header, allow_unverified_signature: bool) -> None:
