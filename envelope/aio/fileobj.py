@@ -113,6 +113,9 @@ class AsyncEncryptor:
         self._failure.check()
         view = memoryview(data).cast("B")
         session = await self._started()
+        limit = session.plaintext_length
+        if limit is not None and session.consumed + len(view) > limit:
+            session.count(len(view))  # raises before any of it is taken: the message can still end
         out: bytes | memoryview
         try:
             if self._sealer is None:

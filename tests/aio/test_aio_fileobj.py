@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -10,6 +12,10 @@ from _aio_helpers import KEYRING, UNSIGNED, AsyncReader, ListSink, NativeAsyncKe
 
 import envelope
 from envelope import aio
+from envelope.format.body import FRAME_OVERHEAD
+from envelope.format.header import parse_header
+from envelope.streaming.batcher import FrameSealer
+from envelope.streaming.gatherer import FrameOpener
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +112,182 @@ async def test_file_objects_over_a_memory_stream() -> None:
         await encryptor.awrite(data)
     async with receive, aio.AsyncDecryptor(receive, keyring=KEYRING) as decryptor:
         assert await decryptor.aread() == data
+
+
+# -- the building blocks under the file objects (issue 15 item 3) ----------------------------------
+
+FRAME = 4096
+# Sizes around the frame length, a batch of frames, and one byte.
+SIZES = [1, 100, FRAME - 1, FRAME, FRAME + 1, 3 * FRAME + 5, 70_000]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda n: f"w{n}")
+@pytest.mark.parametrize("kind", ["bytes", "reused-bytearray", "memoryview"])
+@pytest.mark.parametrize("suite", [UNSIGNED, SIGNED], ids=["unsigned", "signed"])
+async def test_awrite_sizes_do_not_change_the_plaintext(size: int, kind: str, suite: str) -> None:
+    """Any split of the writes gives the same plaintext; a caller that refills its buffer as
+    soon as awrite returns (allowed) does not change what was encrypted."""
+    data = _data(5 * FRAME + 123)
+    sink = ListSink()
+    scratch = bytearray(size)
+    async with aio.AsyncEncryptor(sink, keyring=KEYRING, algorithm=suite, frame_length=FRAME) as encryptor:
+        for i in range(0, len(data), size):
+            piece = data[i:i + size]
+            if kind == "bytes":
+                await encryptor.awrite(piece)
+            else:
+                scratch[:len(piece)] = piece
+                view = memoryview(scratch)[:len(piece)]
+                await encryptor.awrite(view if kind == "memoryview" else bytearray(view))
+                scratch[:] = b"\xee" * size  # reused at once
+    assert envelope.decrypt(sink.value(), keyring=KEYRING)[0] == data
+
+
+@pytest.mark.parametrize("read", [1, 999, FRAME, FRAME + 1, 50_000, -1], ids=lambda n: f"r{n}")
+@pytest.mark.parametrize("chunk", [1000, FRAME + 32, 100_000], ids=lambda n: f"c{n}")
+@pytest.mark.parametrize("suite", [UNSIGNED, SIGNED], ids=["unsigned", "signed"])
+async def test_aread_sizes_and_source_chunks_do_not_change_the_plaintext(read: int, chunk: int, suite: str) -> None:
+    data = _data(7 * FRAME + 77)
+    message = envelope.encrypt(data, keyring=KEYRING, algorithm=suite, frame_length=FRAME)
+    async with aio.AsyncDecryptor(agen(message, chunk), keyring=KEYRING) as decryptor:
+        parts = []
+        while part := await decryptor.aread(read):
+            assert read < 0 or len(part) <= read
+            parts.append(part)
+        assert decryptor.tell() == len(data)
+    assert b"".join(parts) == data
+
+
+def _flip(message: bytes, position: int) -> bytes:
+    damaged = bytearray(message)
+    damaged[position] ^= 1
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("where", ["header", "first-frame", "middle-frame", "final-frame", "signature",
+                                   "truncated", "trailing"])
+@pytest.mark.parametrize("source", ["stream", "bytes"])
+async def test_tampering_in_reads_in_order_is_refused_and_stays(where: str, source: str) -> None:
+    """Nothing of a tampered frame (or, signed, of the final frame before the signature verifies)
+    is returned; what came before it is authentic; the decryptor stays failed."""
+    data = _data(6 * FRAME)
+    message = envelope.encrypt(data, keyring=KEYRING, algorithm=SIGNED, frame_length=FRAME)
+    header_length = parse_header(message).length
+    unit = FRAME + FRAME_OVERHEAD
+    damaged = {"header": lambda m: _flip(m, header_length - 5),
+               "first-frame": lambda m: _flip(m, header_length + 100),
+               "middle-frame": lambda m: _flip(m, header_length + 3 * unit + 100),
+               "final-frame": lambda m: _flip(m, header_length + 5 * unit + 100),
+               "signature": lambda m: _flip(m, len(m) - 5),
+               "truncated": lambda m: m[:-30],
+               "trailing": lambda m: m + b"\x00"}[where](message)
+    decryptor = aio.AsyncDecryptor(agen(damaged, 3000) if source == "stream" else damaged, keyring=KEYRING)
+    got = bytearray()
+    with pytest.raises(envelope.AuthenticationError):
+        while part := await decryptor.aread(1000):
+            got += part
+    assert data.startswith(got)
+    assert len(got) <= {"header": 0, "first-frame": 0, "middle-frame": 3 * FRAME}.get(where, 5 * FRAME)
+    for _ in range(2):
+        with pytest.raises(envelope.AuthenticationError):
+            await decryptor.aread(1)
+
+
+async def test_a_cancelled_aread_loses_nothing() -> None:
+    """Cancel reads at every await they make (the source's read, the hop to a worker thread):
+    the reads after each still return the plaintext in order."""
+    frame = 1024 * 1024  # whole frames large enough to be opened in a worker thread
+    data = _data(3 * frame + 5)
+    message = envelope.encrypt(data, keyring=KEYRING, algorithm=UNSIGNED, frame_length=frame)
+    for source in (AsyncReader(message, most=len(message)), message):
+        decryptor = aio.AsyncDecryptor(source, keyring=KEYRING)
+        got = bytearray()
+        cancelled = 0
+        while True:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                got += await decryptor.aread(300_000)
+            cancelled += scope.cancelled_caught
+            part = await decryptor.aread(300_000)
+            if not part:
+                break
+            got += part
+        assert bytes(got) == data
+        assert cancelled
+
+
+async def test_a_failed_or_cancelled_awrite_fails_the_encryptor() -> None:
+    class FailingSink(ListSink):
+        async def write(self, data: bytes) -> None:
+            if sum(map(len, self.parts)) > 10_000:
+                raise OSError(28, "No space left on device")
+            await super().write(data)
+
+    encryptor = aio.AsyncEncryptor(FailingSink(), keyring=KEYRING, algorithm=UNSIGNED, frame_length=FRAME)
+    with pytest.raises(OSError):
+        for _ in range(10):
+            await encryptor.awrite(_data(FRAME))
+    for call in (encryptor.awrite(b"x"), encryptor.aclose()):
+        with pytest.raises(OSError):
+            await call
+    cancelled = aio.AsyncEncryptor(ListSink(), keyring=KEYRING, algorithm=UNSIGNED, frame_length=FRAME)
+    await cancelled.awrite(b"start")
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await cancelled.awrite(_data(4 * FRAME))
+    with pytest.raises(ValueError, match="interrupted"):
+        await cancelled.aclose()
+
+
+async def test_large_frames_are_sealed_and_opened_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    seal, open_ = FrameSealer.seal, FrameOpener.open
+
+    def sealing(self: FrameSealer, count: int) -> Any:
+        threads.append(threading.get_ident())
+        return seal(self, count)
+
+    def opening(self: FrameOpener, *chunks: Any) -> Any:
+        threads.append(threading.get_ident())
+        return open_(self, *chunks)
+
+    monkeypatch.setattr(FrameSealer, "seal", sealing)
+    monkeypatch.setattr(FrameOpener, "open", opening)
+    data = _data(4 * 1024 * 1024)
+    sink = ListSink()
+    async with aio.AsyncEncryptor(sink, keyring=KEYRING, algorithm=UNSIGNED) as encryptor:
+        await encryptor.awrite(data)
+    sealed, threads[:] = list(threads), []
+    async with aio.AsyncDecryptor(sink.value(), keyring=KEYRING) as decryptor:
+        assert await decryptor.aread() == data
+    assert sealed and loop_thread not in sealed
+    assert threads and loop_thread not in [t for t in threads[1:]]  # (the first: the bytes with the header)
+
+
+async def test_write_sinks_get_reused_views_and_send_sinks_get_bytes() -> None:
+    seen: list[type] = []
+
+    class Sink:
+        async def write(self, data: Any) -> None:
+            seen.append(type(data))
+
+    async with aio.AsyncEncryptor(Sink(), keyring=KEYRING, algorithm=UNSIGNED, frame_length=FRAME) as encryptor:
+        await encryptor.awrite(_data(10 * FRAME))
+    assert memoryview in seen
+    send, receive = anyio.create_memory_object_stream[bytes](100)
+    async with send, aio.AsyncEncryptor(send, keyring=KEYRING, algorithm=UNSIGNED, frame_length=FRAME) as encryptor:
+        await encryptor.awrite(_data(10 * FRAME))
+    async with receive:
+        assert all(type(item) is bytes for item in receive._state.buffer)
+
+
+async def test_declared_length_takes_the_general_path() -> None:
+    data = _data(3 * FRAME)
+    sink = ListSink()
+    async with aio.AsyncEncryptor(sink, keyring=KEYRING, frame_length=FRAME, plaintext_length=len(data)) as encryptor:
+        await encryptor.awrite(data[:FRAME])
+        await encryptor.awrite(bytearray(data[FRAME:]))
+        with pytest.raises(ValueError, match="plaintext_length"):
+            await encryptor.awrite(b"one too many")
+    assert envelope.decrypt(sink.value(), keyring=KEYRING)[0] == data
