@@ -113,7 +113,7 @@ async def test_every_seekable_source(kind: str, tmp_path: Path) -> None:
         with open(path, "rb") as file:  # noqa: ASYNC230 - a sync file source is read in worker threads
             await afile.seek(6)
             file.seek(6)
-            source = {"bytes": message, "bytearray": bytearray(message), "sync-file": file, "async-file": afile,
+            source: Any = {"bytes": message, "bytearray": bytearray(message), "sync-file": file, "async-file": afile,
                       "async-seek": AsyncSeekable(b"prefix" + message, 6)}[kind]
             async with aio.AsyncDecryptor(source, keyring=KEYRING) as decryptor:
                 assert await decryptor.aread(5) == PLAINTEXT[:5]  # in order first, then at random

@@ -192,3 +192,35 @@ async def test_aio_decrypt_range_leaves_nothing_alive(option: str, outcome: str,
                 await envelope.aio.decrypt_range(where, 1000, 50_000, keyring=KEYRING)
     assert "MessageDecryptor" in lifetimes.made()
     lifetimes.check()
+
+
+@pytest.mark.parametrize(("option", "outcome", "error"),
+                         [("signed", "ok", None), ("unsigned", "ok", None),
+                          ("unsigned", "tampered", envelope.AuthenticationError),
+                          ("unsigned", "truncated", envelope.AuthenticationError),
+                          ("compressed", "ok", envelope.PolicyError)], ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("source", ["bytes", "AsyncFile"])
+async def test_aio_seeking_decryptor_leaves_nothing_alive(option: str, outcome: str, error: type[Exception] | None,
+                                                          source: str, tmp_path: Path) -> None:
+    data = message(option)
+    if outcome == "tampered":
+        data = flip(data, -20_000)  # inside the range read
+    elif outcome == "truncated":
+        data = data[:-50]
+    (tmp_path / "in").write_bytes(data)
+
+    async def seek_and_read(where: Any) -> None:
+        async with envelope.aio.AsyncDecryptor(where, keyring=KEYRING, allow_unverified_signature=True) as reader:
+            await reader.seek(-50_000, 2)
+            assert await reader.aread() == PLAINTEXT[-50_000:]
+
+    with watching() as lifetimes:
+        async with await anyio.open_file(tmp_path / "in", "rb") as file:
+            if error is None:
+                await seek_and_read(data if source == "bytes" else file)
+            else:
+                with pytest.raises(error):
+                    await seek_and_read(data if source == "bytes" else file)
+            del file
+    assert "MessageDecryptor" in lifetimes.made()
+    lifetimes.check()
