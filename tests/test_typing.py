@@ -53,6 +53,9 @@ async def main(source: ByteReceiveStream, sink: ByteSendStream) -> None:
     await envelope.aio.decrypt_stream(source, sink, keyring=kr, decompress=False)
     envelope.aio.AsyncEncryptor(sink, keyring=kr, frame_length=4096)
     envelope.aio.AsyncDecryptor(source, keyring=kr, allow_signed=False)
+    reader = envelope.aio.AsyncDecryptor(msg, keyring=kr, allow_unverified_signature=True)
+    seekable: bool = await reader.seekable()
+    position: int = await reader.seek(0, io.SEEK_END) + reader.tell()
 """
 
 # Misuse, one per line, each marked with the error mypy must report on that line.
@@ -86,6 +89,7 @@ async def main(source: ByteReceiveStream, sink: ByteSendStream) -> None:
     await envelope.aio.decrypt_file("a", "b", keyring=kr, frame_length=1)  # E: call-arg
     envelope.aio.AsyncEncryptor(sink, keyring=kr, frame_lenght=1)  # E: call-arg
     envelope.aio.AsyncDecryptor(source, keyring=kr, frame_length=1)  # E: call-arg
+    await envelope.aio.AsyncDecryptor(b"x", keyring=kr).seek("0")  # E: arg-type
 """
 
 
@@ -117,7 +121,7 @@ def test_mypy_accepts_every_documented_option(mypy_report: dict[str, list[tuple[
 def test_mypy_rejects_misspelt_and_mistyped_options(mypy_report: dict[str, list[tuple[int, str]]]) -> None:
     lines = textwrap.dedent(BAD).splitlines()
     expected = {(n, line.split("# E: ")[1]) for n, line in enumerate(lines, 1) if "# E: " in line}
-    assert len(expected) == 21
+    assert len(expected) == 22
     assert set(mypy_report["bad.py"]) == expected
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .api import decrypt as decrypt
 from .api import encrypt as encrypt
-from .fileobj import AsyncDecryptor as AsyncDecryptor
-from .fileobj import AsyncEncryptor as AsyncEncryptor
+from .decryptor import AsyncDecryptor as AsyncDecryptor
+from .encryptor import AsyncEncryptor as AsyncEncryptor
 from .files import decrypt_file as decrypt_file
 from .files import encrypt_file as encrypt_file
 from .materials import AsyncDefaultMaterialsManager as AsyncDefaultMaterialsManager

@@ -97,10 +97,10 @@ class MessageSource(abc.ABC):
     async def read_at(self, offset: int, size: int) -> Buffer:
         """``size`` bytes at ``offset`` from the message's start (fewer only at the source's end)."""
 
-    @abc.abstractmethod
     async def run(self, flow: Flow[T], manager: ResolvedManager) -> T:
         """Drive a flow of envelope.streaming.ranged: its reads from here, its materials call
         from ``manager``; opening frames stays off the event loop where it costs."""
+        return await _drive(flow, self.read_at, manager)
 
 
 class _InMemory(MessageSource):
@@ -112,9 +112,6 @@ class _InMemory(MessageSource):
 
     async def read_at(self, offset: int, size: int) -> Buffer:
         return self._source.read_at(offset, size)
-
-    async def run(self, flow: Flow[T], manager: ResolvedManager) -> T:
-        return await _drive(flow, self.read_at, manager)
 
 
 class _InThread(MessageSource):
@@ -154,9 +151,6 @@ class _AsyncSeek(MessageSource):
             got += len(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def run(self, flow: Flow[T], manager: ResolvedManager) -> T:
-        return await _drive(flow, self.read_at, manager)
-
 
 def seekable_file(source: object) -> Any:
     """The sync binary file ``source`` is read through at any offset (an anyio AsyncFile's file,
@@ -165,8 +159,10 @@ def seekable_file(source: object) -> Any:
     if isinstance(file, (bytes, bytearray, memoryview, io.TextIOBase)):
         return None
     read, seekable = getattr(file, "read", None), getattr(file, "seekable", None)
-    if read is None or inspect.iscoroutinefunction(read) or not callable(seekable) or inspect.iscoroutinefunction(seekable):
+    if not callable(read) or not callable(seekable):
         return None
+    if inspect.iscoroutinefunction(read) or inspect.iscoroutinefunction(seekable):
+        return None  # an async object: see message_source
     return file if seekable() else None
 
 
@@ -183,10 +179,11 @@ async def message_source(source: object, start: int | None = None) -> MessageSou
     file = seekable_file(source)
     if file is not None:
         return _InThread(await in_thread(_positional_at, file, start))
+    if isinstance(source, anyio.AsyncFile):
+        return None  # its file cannot seek, or it is a text file
     seek, read = getattr(source, "seek", None), getattr(source, "read", None)
-    if not (inspect.iscoroutinefunction(seek) and inspect.iscoroutinefunction(read)) or isinstance(source,
-                                                                                                    anyio.AsyncFile):
-        return None  # (an AsyncFile whose file cannot seek, or a text one)
+    if not (inspect.iscoroutinefunction(seek) and inspect.iscoroutinefunction(read)):
+        return None
     says = getattr(source, "seekable", None)
     try:
         if callable(says):
