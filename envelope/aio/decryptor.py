@@ -10,7 +10,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import IO, Self, Unpack
+from typing import Protocol, Self, Unpack
 
 import anyio
 
@@ -35,8 +35,15 @@ from .ranged import FrameWindow, MessageSource, message_source, seekable_file
 
 __all__ = ["AsyncDecryptor"]
 
-#: What an `AsyncDecryptor` reads: an async source, or bytes or a sync binary file.
-DecryptorSource = Source | Buffer | IO[bytes]
+
+class _SyncReadable(Protocol):
+    """A sync binary file (``read`` returns bytes; a raw file may return None)."""
+
+    def read(self, size: int = ..., /) -> bytes | None: ...
+
+
+#: What an `AsyncDecryptor` reads: an async source, bytes, or a sync binary file.
+DecryptorSource = Source | Buffer | _SyncReadable
 
 
 class _Plaintext:

@@ -210,11 +210,26 @@ async def test_what_cannot_seek() -> None:
         with pytest.raises(envelope.PolicyError, match=match):
             await decryptor.seek(0, io.SEEK_END)
         assert await decryptor.aread() == PLAINTEXT
-    stream = aio.AsyncDecryptor(agen(_message(), 700), keyring=KEYRING)
-    assert not await stream.seekable()
-    with pytest.raises(io.UnsupportedOperation):
-        await stream.seek(0)
-    assert await stream.aread() == PLAINTEXT
+    for unseekable in (agen(_message(), 700), _SyncPipe(_message())):
+        stream = aio.AsyncDecryptor(unseekable, keyring=KEYRING)
+        assert not await stream.seekable()
+        with pytest.raises(io.UnsupportedOperation):
+            await stream.seek(0)
+        assert await stream.aread() == PLAINTEXT
+
+
+class _SyncPipe(io.RawIOBase):
+    """A sync binary file that cannot seek (a pipe): read in order, in worker threads."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._data.readinto(buffer)
 
 
 async def test_bad_positions_and_closed() -> None:
