@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import IO, Any, Protocol, Unpack
 
 from ..errors import PolicyError
-from ..format.body import FRAME_OVERHEAD
+from ..format.body import FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
@@ -21,7 +21,7 @@ from . import pipeline
 from .batcher import FrameSealer, seal_run
 from .buffers import Outputs
 from .decryptor import MessageDecryptor
-from .gatherer import FrameOpener
+from .gatherer import FrameOpener, UnitReader
 from .limits import (
     MAX_ALIGNED_UNIT,
     MAX_TRUSTED_FRAME,
@@ -55,26 +55,6 @@ class _Writable(Protocol):
 Source = IO[bytes] | Iterable[Buffer]
 
 
-def _fill(source: Any, buf: bytearray | memoryview) -> int:
-    """Read until ``buf`` is full or the source ends (pipes return short reads)."""
-    view = memoryview(buf)
-    total = 0
-    readinto = getattr(source, "readinto", None)
-    while total < len(view):
-        if readinto is not None:
-            n = readinto(view[total:])
-        else:
-            chunk = source.read(len(view) - total)
-            if isinstance(chunk, str):
-                raise TypeError("source must be opened in binary mode")
-            n = len(chunk) if chunk else 0
-            view[total:total + n] = chunk
-        if not n:
-            break
-        total += n
-    return total
-
-
 def _chunks(source: Any, size: int) -> Iterator[Buffer]:
     if isinstance(source, (bytes, bytearray, memoryview, str)):
         raise TypeError("source must be a binary file-like object or an iterable of bytes; "
@@ -94,13 +74,19 @@ def _chunks(source: Any, size: int) -> Iterator[Buffer]:
             yield chunk
 
 
+def _zero_copy(session: EncryptSession) -> bool:
+    """Whether the zero-copy paths (the batcher, reused whole-frame buffers) may seal this
+    message: compression and a declared length (which the session counts) take the general
+    path, and so do frames larger than limits.MAX_ZERO_COPY_FRAME."""
+    return (session.compressor is None and session.plaintext_length is None
+            and 0 < session.encryptor.frame_length <= MAX_ZERO_COPY_FRAME)
+
+
 def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None:
     encryptor = session.encryptor
     sink.write(encryptor.take_header())
     n = encryptor.frame_length
-    # The zero-copy paths feed the encryptor directly; compression and a declared length (which
-    # the session counts) take the general path.
-    if session.compressor is None and session.plaintext_length is None and 0 < n <= MAX_ZERO_COPY_FRAME:
+    if _zero_copy(session):
         if hasattr(source, "readinto"):
             _pump_encrypt_frames(session, source, sink)
         else:
@@ -117,16 +103,17 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
     """Zero-copy path: whole frames read into reused buffers and sealed into a reused buffer."""
     encryptor = session.encryptor
     n = encryptor.frame_length
+    reads = UnitReader(source)  # each buffer is one frame: filled until full or the input ends
     first = bytearray(n)
-    filled = _fill(source, first)
+    filled, _ = reads.fill(memoryview(first))
     if filled == n and n >= PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
         pipeline.encrypt_body(encryptor, source, sink.write, first, filled)
         return
-    buffers = (first, bytearray(n) if filled == n else first)
-    out = memoryview(bytearray(n + 64 + encryptor.footer_size))
+    buffers = (memoryview(first), memoryview(bytearray(n)) if filled == n else memoryview(first))
+    out = memoryview(bytearray(n + FINAL_FRAME_OVERHEAD + encryptor.footer_size))
     current = 0
     while filled == n:
-        following = _fill(source, buffers[1 - current])
+        following, _ = reads.fill(buffers[1 - current])
         if not following:
             break
         sink.write(out[:seal_run(encryptor, buffers[current], n, out, last=False)])
@@ -192,73 +179,114 @@ class _Output:
         self.write, self.finish = self._before_header, lambda: None
 
 
+class _MessageReads:
+    """One message read from a sync source for its decryptor, a batch of plaintext at a time.
+
+    The header comes from reads of exactly what the decryptor asks for (a source with
+    ``readinto``) or from the source's chunks; the body goes through the gatherer
+    (`FrameOpener`): whole frames, batches of about `READ_SIZE` bytes, read into one reused
+    buffer at frame boundaries (`UnitReader`: a pipe hands each frame over once it is complete)
+    or gathered from the chunks. The plaintext of a batch is lent from reused buffers
+    (`Outputs`): hand it back with `give_back` once written. Frames too large to trust
+    (limits.MAX_ALIGNED_UNIT) and non-framed bodies are fed as read, capped by the decryptor's
+    `size_hint`, so memory follows the bytes that arrive (format-spec/message.md §9).
+    """
+
+    def __init__(self, decryptor: MessageDecryptor, source: Any) -> None:
+        self._decryptor = decryptor
+        self.reads = UnitReader(source) if hasattr(source, "readinto") else None
+        self._chunks = None if self.reads is not None else _chunks(source, READ_SIZE)
+        self._buffer = memoryview(bytearray(0))
+        self._unit = 0
+        self._outputs = Outputs(lend=True)
+        self._opener: FrameOpener | None = None
+        self._at_end = False
+        self.ended = False  # the input ended and the message was complete
+
+    def read_header(self) -> None:
+        """Feed the decryptor until it needs materials.
+
+        :raises AuthenticationError: the input ended inside the header.
+        """
+        decryptor = self._decryptor
+        while not decryptor.needs_materials:
+            chunk = self._read(decryptor.size_hint())
+            if not len(chunk):
+                decryptor.finalize()  # raises: the message is truncated
+                raise RuntimeError("envelope: internal error: no header at the end of input")
+            decryptor.update_into(chunk, memoryview(bytearray(0)))  # buffered, no plaintext yet
+
+    def start_body(self) -> bytes | memoryview:
+        """The plaintext of the body bytes that came with the header (materials supplied)."""
+        header = self._decryptor.header
+        if header is None or self._decryptor.needs_materials:  # pragma: no cover
+            raise RuntimeError("envelope: internal error: body before materials")
+        if 0 < header.frame_length <= MAX_ALIGNED_UNIT - FRAME_OVERHEAD:
+            self._unit = header.frame_length + FRAME_OVERHEAD
+        self._opener = FrameOpener(self._decryptor, self._outputs, self._unit)
+        data = self._opener.start()
+        if self.reads is not None and self._unit:
+            # The decryptor holds the start of a frame: the first read completes it (§5.3).
+            self.reads.align(self._unit, self._decryptor.pending_bytes % self._unit)
+        return data
+
+    def next(self) -> bytes | memoryview:
+        """The plaintext of the next batch (may be empty); sets `ended` at the end of input.
+
+        :raises AuthenticationError: tampering, truncation or trailing data.
+        """
+        opener = self._opener
+        if opener is None:  # pragma: no cover
+            raise RuntimeError("envelope: internal error: body before start_body")
+        chunk = self._read(self._decryptor.size_hint() if not self._unit else 0)
+        if len(chunk):
+            return opener.open(chunk)
+        data = opener.finish()
+        self._decryptor.finalize()  # raises AuthenticationError if the message is truncated
+        self.ended = True
+        return data
+
+    def give_back(self, data: bytes | memoryview) -> None:
+        """``data`` (from `start_body` or `next`) was written: its buffer may be reused."""
+        self._outputs.give_back(data)
+
+    def _read(self, want: int) -> Buffer:
+        """The next bytes of input (empty at its end): a chunk, or a read into the reused buffer
+        of ``want`` bytes (0: a batch of whole frames)."""
+        if self._chunks is not None:
+            for chunk in self._chunks:
+                if len(chunk):  # an iterable may yield empty chunks: they do not end the input
+                    return chunk
+            return b""
+        if self.reads is None or self._at_end:
+            return b""
+        size = want or nearest_units(self._unit, READ_SIZE) * self._unit
+        if len(self._buffer) < size:
+            self._buffer = memoryview(bytearray(size))
+        got, self._at_end = self.reads.fill(self._buffer[:size])
+        return self._buffer[:got]
+
+
 def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source: Any, output: _Output) -> Header:
-    header: Header | None = None
-    buf = bytearray(0)
-    out = bytearray(0)
-    chunks = None if hasattr(source, "readinto") else _chunks(source, READ_SIZE)
+    message = _MessageReads(decryptor, source)
+    message.read_header()
+    header = supply(decryptor, manager)
+    output.start(header)
+    if (message.reads is not None and PIPELINE_MIN_FRAME <= header.frame_length <= MAX_TRUSTED_FRAME
+            and pipeline.usable_cpus() > 1):
+        pipeline.decrypt_body(decryptor, source, output.write)
+        output.finish()
+        return header
+    data = message.start_body()
     while True:
-        if chunks is None:
-            # Read exactly what the decryptor wants next, so a frame is decrypted in place.
-            want = decryptor.size_hint()
-            if len(buf) < want:
-                buf = bytearray(want)
-            got = _fill(source, memoryview(buf)[:want])
-            if not got:
-                break
-            chunk: Buffer = memoryview(buf)[:got]
-        else:
-            next_chunk = next(chunks, None)
-            if next_chunk is None:
-                break
-            chunk = next_chunk
-        bound = decryptor.output_bound(len(chunk))
-        if len(out) < bound:
-            out = bytearray(bound)
-        written = decryptor.update_into(chunk, out)
-        if decryptor.needs_materials:
-            header = supply(decryptor, manager)
-            output.start(header)
-            if (chunks is None and PIPELINE_MIN_FRAME <= header.frame_length <= MAX_TRUSTED_FRAME
-                    and pipeline.usable_cpus() > 1):
-                pipeline.decrypt_body(decryptor, source, output.write)
-                output.finish()
-                return header
-            if chunks is not None and 0 < header.frame_length <= MAX_ALIGNED_UNIT - FRAME_OVERHEAD:
-                _open_chunks(decryptor, header.frame_length + FRAME_OVERHEAD, chunks, output.write)
-                output.finish()
-                return header
-            bound = decryptor.output_bound(0)
-            if len(out) < bound:
-                out = bytearray(bound)
-            written = decryptor.update_into(b"", out)
-        if written:
-            output.write(memoryview(out)[:written])
-    decryptor.finalize()
+        if len(data):
+            output.write(data)
+            message.give_back(data)
+        if message.ended:
+            break
+        data = message.next()
     output.finish()
-    if header is None:  # pragma: no cover - finalize raised for a message without a header
-        raise RuntimeError("envelope: internal error: finished without a header")
     return header
-
-
-def _open_chunks(decryptor: MessageDecryptor, unit: int, chunks: Iterator[Buffer],
-                 write: Callable[[Any], object]) -> None:
-    """The body of a framed message from chunks of any size (header read, materials supplied):
-    the gatherer feeds the decryptor whole frames, straight from a chunk where a frame lies inside
-    one, and the plaintext goes out from reused buffers (as envelope.aio's stream path does)."""
-    outputs = Outputs(lend=True)
-    opener = FrameOpener(decryptor, outputs, unit)
-
-    def emit(data: bytes | memoryview) -> None:
-        if data:
-            write(data)
-            outputs.give_back(data)
-
-    emit(opener.start())  # the body bytes that came with the header
-    for chunk in chunks:
-        emit(opener.open(chunk))
-    emit(opener.finish())
-    decryptor.finalize()  # raises AuthenticationError if the message is truncated
 
 
 def decrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
@@ -294,6 +322,15 @@ class Encryptor(io.RawIOBase):
         self._sink = sink
         self._session = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
         self._aborted = False
+        # As in encrypt_stream: without compression or a declared length (which the session
+        # counts), the batcher seals whole frames straight from what is written, a batch per
+        # sink write from reused buffers; otherwise the session's general path.
+        self._sealer: FrameSealer | None = None
+        self._outputs = Outputs(lend=True)
+        encryptor = self._session.encryptor
+        if _zero_copy(self._session):
+            self._sealer = FrameSealer(encryptor, self._outputs)
+            self._per_batch = nearest_units(encryptor.frame_length + FRAME_OVERHEAD, WRITE_BATCH_BYTES)
 
     @property
     def header(self) -> Header:
@@ -306,17 +343,49 @@ class Encryptor(io.RawIOBase):
         if self.closed:
             raise ValueError("write to a closed Encryptor")
         view = memoryview(data).cast("B")
-        out = self._session.update(view)
-        if out:
-            self._sink.write(out)
+        sealer = self._sealer
+        if sealer is None:
+            out = self._session.update(view)
+            if out:
+                self._sink.write(out)
+            return len(view)
+        self._write_header()
+        if type(data) is bytes:
+            sealer.hold(data)  # immutable: held by reference
+        else:
+            # The caller may reuse ``data`` once write returns: the frames completed now are
+            # sealed straight from it, and only the bytes held back after them are copied.
+            held = sealer.held
+            sealed = max(0, (held + len(view) - 1) // self._session.encryptor.frame_length
+                         * self._session.encryptor.frame_length - held)
+            sealer.hold(view[:sealed], owned=True)
+            sealer.hold(view[sealed:])
+        while sealer.ready:
+            self._emit(sealer.seal(min(sealer.ready, self._per_batch)))
         return len(view)
+
+    def _write_header(self) -> None:
+        header = self._session.encryptor.take_header()  # b"" once written
+        if header:
+            self._sink.write(header)
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        if data:
+            self._sink.write(data)
+            self._outputs.give_back(data)
 
     def close(self) -> None:
         if not self.closed:
             try:
                 if not self._aborted:
-                    self._sink.write(self._session.finalize())
+                    if self._sealer is None:
+                        self._sink.write(self._session.finalize())
+                    else:
+                        self._write_header()
+                        # the final frame (format-spec §5.4) and, signed suites, the footer
+                        self._emit(self._sealer.finish())
             finally:
+                self._sealer = None
                 super().close()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -349,8 +418,8 @@ class Decryptor(io.RawIOBase):
         self._source = source
         self._start = _message_start(source)  # None: the source cannot seek
         self._allow_unverified_signature = allow_unverified_signature
-        self._chunks = _chunks(source, READ_SIZE)
-        self._ready = bytearray()
+        self._message = _MessageReads(self._core, source)
+        self._ready = bytearray()  # plaintext decrypted and not yet read: at most about one batch
         self._output = _Output(self._ready.extend, output_options)
         self._eof = False
         self._header: Header | None = None
@@ -429,20 +498,21 @@ class Decryptor(io.RawIOBase):
             raise
 
     def _step(self) -> None:
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            self._core.finalize()
+        message = self._message
+        if self._header is None:
+            message.read_header()
+            self._header = supply(self._core, self._manager)
+            self._output.start(self._header)
+            data = message.start_body()
+        else:
+            data = message.next()
+        if len(data):
+            self._output.write(data)
+            message.give_back(data)
+        if message.ended:
             self._output.finish()
             self._output.release()
             self._eof = True
-            return
-        out = self._core.update(chunk)
-        if self._core.needs_materials:
-            self._header = supply(self._core, self._manager)
-            self._output.start(self._header)
-            out = self._core.update(b"")
-        if out:
-            self._output.write(out)
 
     def readinto(self, buffer: Any) -> int:
         self._core.failure.check()
