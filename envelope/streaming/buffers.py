@@ -6,10 +6,12 @@ Two lending disciplines over one idea, a few reused bytearrays instead of fresh 
   Every user gives its buffer back explicitly with `Pool.put` once the next stage is done with
   it; at most `limits.POOL_DEPTH` buffers exist, so a stage that runs ahead waits, and memory
   stays a few hand-offs (format-spec/message.md §9: memory follows the data, never a claim).
-- `Outputs`: the async driver's output batches (envelope.aio.streams, batcher.py). A batch is
-  lent to a file-like sink's ``write``, which, like `io.RawIOBase.write`, must not keep what it is
-  given, and is reclaimed only once nothing else holds a view of it; stream sinks (``send``), which
-  may keep every item, get fresh ``bytes``.
+- `Outputs`: the output batches of the batcher and the gatherer (batcher.FrameSealer,
+  gatherer.FrameOpener) wherever they run: the async driver (envelope.aio.streams), the sync
+  driver's iterable paths and one-thread decrypt, its `Encryptor` and `Decryptor` (sync.py). A
+  batch is lent to a file-like sink's ``write``, which, like `io.RawIOBase.write`, must not keep
+  what it is given, and is reclaimed only once nothing else holds a view of it; stream sinks
+  (``send``), which may keep every item, get fresh ``bytes``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
-"""The frame gatherer: message bytes arriving in chunks of any size are fed to the decryptor as
-whole frames (format-spec/message.md §5.3), straight from the chunks where a frame lies inside
-one, and through one reused straddle buffer where a frame is split across chunks.
+"""The frame gatherer: message bytes arriving in reads or chunks of any size reach the decryptor
+as whole frames (format-spec/message.md §5.3), straight from the input where a frame lies inside
+one read, through one reused straddle buffer where it does not.
 
-The async driver's stream path (envelope.aio.streams) opens through it. The sync driver reads
-exactly what the decryptor's `size_hint` asks for, and the threaded pipeline's reader
-(pipeline.Reader) fills its buffers at frame boundaries, so both already see whole frames; the
+`UnitReader` fills buffers with whole frames from a source with ``readinto``, handing a pipe's
+complete frames over early: the threaded pipeline's reader thread (pipeline.Reader, which
+envelope.aio's file reader runs too), and the sync driver's one-thread encrypt and decrypt and its
+`Decryptor` (sync.py). `FrameOpener` feeds such buffers, or chunks of any size, to the decryptor
+and decrypts into reused output buffers: the sync driver's one-thread decrypt over files and
+iterables, its `Decryptor`, and the async driver's stream path (envelope.aio.streams). The
 decryptor's own buffer is the last resort for what nobody aligned (frames larger than
-limits.MAX_ALIGNED_UNIT, gathered from capped reads so that memory follows the bytes that arrive).
+limits.MAX_ALIGNED_UNIT, gathered from capped reads so that memory follows the bytes that arrive,
+and non-framed bodies).
 """
 
 from __future__ import annotations

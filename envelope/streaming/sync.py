@@ -250,6 +250,14 @@ class _MessageReads:
         """``data`` (from `start_body` or `next`) was written: its buffer may be reused."""
         self._outputs.give_back(data)
 
+    def release(self) -> None:
+        """The message ended or failed: let go of the buffers now (a `Decryptor` may live on)."""
+        self._buffer = memoryview(bytearray(0))
+        self._outputs = Outputs(lend=True)
+        self._opener = None
+        self._chunks = iter(())
+        self.reads = None
+
     def _read(self, want: int) -> Buffer:
         """The next bytes of input (empty at its end): a chunk, or a read into the reused buffer
         of ``want`` bytes (0: a batch of whole frames)."""
@@ -355,9 +363,8 @@ class Encryptor(io.RawIOBase):
         else:
             # The caller may reuse ``data`` once write returns: the frames completed now are
             # sealed straight from it, and only the bytes held back after them are copied.
-            held = sealer.held
-            sealed = max(0, (held + len(view) - 1) // self._session.encryptor.frame_length
-                         * self._session.encryptor.frame_length - held)
+            n, held = self._session.encryptor.frame_length, sealer.held
+            sealed = max(0, (held + len(view) - 1) // n * n - held)  # what `ready` frames take of it
             sealer.hold(view[:sealed], owned=True)
             sealer.hold(view[sealed:])
         while sealer.ready:
@@ -495,6 +502,7 @@ class Decryptor(io.RawIOBase):
             self._core.failure.trip(exc)
             self._ready.clear()
             self._output.release()
+            self._message.release()
             raise
 
     def _step(self) -> None:
@@ -512,6 +520,7 @@ class Decryptor(io.RawIOBase):
         if message.ended:
             self._output.finish()
             self._output.release()
+            message.release()
             self._eof = True
 
     def readinto(self, buffer: Any) -> int:
