@@ -100,25 +100,32 @@ def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None
 
 
 def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) -> None:
-    """Zero-copy path: whole frames read into reused buffers and sealed into a reused buffer."""
+    """Zero-copy path: whole frames read into reused buffers (`UnitReader`, batches of about
+    `READ_SIZE` bytes; a pipe's complete frames move on early) and sealed into a reused buffer
+    (`seal_run`), one batch behind the reads: only the end of input says which frame is final."""
     encryptor = session.encryptor
     n = encryptor.frame_length
-    reads = UnitReader(source)  # each buffer is one frame: filled until full or the input ends
+    reads = UnitReader(source, n)
     first = bytearray(n)
-    filled, _ = reads.fill(memoryview(first))
-    if filled == n and n >= PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
-        pipeline.encrypt_body(encryptor, source, sink.write, first, filled)
+    count, ended = reads.fill(memoryview(first))
+    if count == n and n >= PIPELINE_MIN_FRAME and pipeline.usable_cpus() > 1:
+        pipeline.encrypt_body(encryptor, source, sink.write, first, count)
         return
-    buffers = (memoryview(first), memoryview(bytearray(n)) if filled == n else memoryview(first))
-    out = memoryview(bytearray(n + FINAL_FRAME_OVERHEAD + encryptor.footer_size))
+    sealing = memoryview(first)
+    if not ended:
+        units = nearest_units(n, READ_SIZE)
+        buffers = (memoryview(bytearray(units * n)), memoryview(bytearray(units * n)))
+        out = memoryview(bytearray(units * (n + FRAME_OVERHEAD) + FINAL_FRAME_OVERHEAD + encryptor.footer_size))
+    else:  # the whole message in one short read: one final frame, no batch buffers
+        out = memoryview(bytearray(n + FINAL_FRAME_OVERHEAD + encryptor.footer_size))
     current = 0
-    while filled == n:
-        following, _ = reads.fill(buffers[1 - current])
+    while not ended:
+        following, ended = reads.fill(buffers[current])
         if not following:
             break
-        sink.write(out[:seal_run(encryptor, buffers[current], n, out, last=False)])
-        current, filled = 1 - current, following
-    sink.write(out[:seal_run(encryptor, buffers[current], filled, out, last=True)])
+        sink.write(out[:seal_run(encryptor, sealing, count, out, last=False)])
+        sealing, count, current = buffers[current], following, 1 - current
+    sink.write(out[:seal_run(encryptor, sealing, count, out, last=True)])
 
 
 def _pump_encrypt_chunks(session: EncryptSession, chunks: Iterator[Buffer], sink: _Writable) -> None:

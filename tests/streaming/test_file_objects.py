@@ -4,7 +4,8 @@ seals through the batcher, `envelope.Decryptor` opens through the gatherer.
 However the plaintext is cut into writes, the message decrypts to it with envelope and with the
 `aws-encryption-sdk`; however it is read back, the same plaintext; a tampered frame releases
 none of its plaintext (format-spec/message.md §5.3); and what a Decryptor holds after a read
-stays about one batch.
+stays about one batch. The one-thread encrypt, which reads whole frames as the Decryptor does,
+is checked over short reads too.
 """
 
 from __future__ import annotations
@@ -103,6 +104,20 @@ class _ShortReads(io.RawIOBase):
         buffer[:n] = self._data[:n]
         self._data = self._data[n:]
         return n
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.sampled_from([*SIZES, 40 * F + 9]), most=st.integers(1, 5 * F), signed=st.booleans())
+def test_encrypt_stream_from_short_reads_frames_as_from_a_whole_file(size: int, most: int, signed: bool) -> None:
+    """The one-thread encrypt reads batches of whole frames (UnitReader); a pipe's short reads
+    hand them over early, and the frames still fall where one read of everything puts them."""
+    data = _plaintext(size)
+    suite = SIGNED if signed else UNSIGNED
+    short, whole = io.BytesIO(), io.BytesIO()
+    envelope.encrypt_stream(_ShortReads(data, most), short, keyring=KEYRING, algorithm=suite, frame_length=F)
+    envelope.encrypt_stream(io.BytesIO(data), whole, keyring=KEYRING, algorithm=suite, frame_length=F)
+    assert len(short.getvalue()) == len(whole.getvalue())
+    assert envelope.decrypt(short.getvalue(), keyring=KEYRING)[0] == data
 
 
 def _source(kind: str, message: bytes, cuts: list[int]) -> object:
