@@ -6,7 +6,7 @@ sink write per batch, not per frame), straight from the caller's buffers, and th
 the threaded pipeline (pipeline.py) read whole frames into reused buffers and seal them so.
 `FrameSealer` gathers frames from chunks of any size first, then seals them the same way: the
 sync driver over an iterable (or a file without ``readinto``), the sync `Encryptor` file object
-(sync.py) and the async driver's stream path (envelope.aio.streams). Every call here is
+(fileobj.py) and the async driver's stream path (envelope.aio.streams). Every call here is
 synchronous.
 """
 

@@ -4,11 +4,11 @@ one read, through one reused straddle buffer where it does not.
 
 `UnitReader` fills buffers with whole frames from a source with ``readinto``, handing a pipe's
 complete frames over early: the threaded pipeline's reader thread (pipeline.Reader, which
-envelope.aio's file reader runs too), and the sync driver's one-thread encrypt and decrypt and its
-`Decryptor` (sync.py). `FrameOpener` feeds such buffers, or chunks of any size, to the decryptor
-and decrypts into reused output buffers: the sync driver's one-thread decrypt over files and
-iterables, its `Decryptor`, and the async driver's stream path (envelope.aio.streams). The
-decryptor's own buffer is the last resort for what nobody aligned (frames larger than
+envelope.aio's file reader runs too), the sync driver's one-thread encrypt and decrypt (sync.py)
+and its `Decryptor` (fileobj.py). `FrameOpener` feeds such buffers, or chunks of any size, to the
+decryptor and decrypts into reused output buffers: the sync driver's one-thread decrypt over
+files and iterables, its `Decryptor`, and the async driver's stream path (envelope.aio.streams).
+The decryptor's own buffer is the last resort for what nobody aligned (frames larger than
 limits.MAX_ALIGNED_UNIT, gathered from capped reads so that memory follows the bytes that arrive,
 and non-framed bodies).
 """

@@ -1,9 +1,9 @@
 """Every size cap and batch size of the streaming drivers, in one place, with the reason for it.
 
-The sync driver (sync.py), its threaded pipeline (pipeline.py), the async driver (envelope.aio),
-ranged decryption (ranged.py), rewrap (rewrap.py) and the decryptor's read hint (decryptor.py)
-all read from here, so that a cap that guards against a hostile header (format-spec/message.md
-§9) cannot drift between them.
+The sync driver (sync.py, fileobj.py), its threaded pipeline (pipeline.py), the async driver
+(envelope.aio), ranged decryption (ranged.py), rewrap (rewrap.py) and the decryptor's read hint
+(decryptor.py) all read from here, so that a cap that guards against a hostile header
+(format-spec/message.md §9) cannot drift between them.
 
 Two kinds of number live here:
 

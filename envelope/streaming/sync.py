@@ -1,4 +1,5 @@
-"""The synchronous driver: runs the sans-IO core over file-like objects and iterables.
+"""The synchronous driver: runs the sans-IO core over file-like objects and iterables
+(`encrypt_stream`, `decrypt_stream`; the file objects in fileobj.py read through it too).
 
 Plaintext reaches the sink only after its frame verified (signed messages: the final frame after
 the signature). A decrypt that fails part-way may already have written earlier, authenticated
@@ -7,12 +8,9 @@ frames; write to a temporary file and rename on success if the output must be al
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
 from typing import IO, Any, Protocol, Unpack
 
-from ..errors import PolicyError
 from ..format.body import FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD
 from ..format.header import Header
 from ..keyrings.base import Keyring
@@ -32,7 +30,6 @@ from .limits import (
     nearest_units,
 )
 from .options import DecryptOptions, EncryptStreamOptions
-from .ranged import FrameWindow, check_eligible, open_message, positional, run_flow
 from .session import (
     EncryptSession,
     OutputOptions,
@@ -43,12 +40,12 @@ from .session import (
     supply,
 )
 
-__all__ = ["Decryptor", "Encryptor", "decrypt_stream", "encrypt_stream"]
+__all__ = ["Buffer", "MessageReads", "Output", "Source", "Writable", "decrypt_stream", "encrypt_stream", "zero_copy"]
 
 Buffer = bytes | bytearray | memoryview
 
 
-class _Writable(Protocol):
+class Writable(Protocol):
     def write(self, data: Any, /) -> Any: ...
 
 
@@ -74,7 +71,7 @@ def _chunks(source: Any, size: int) -> Iterator[Buffer]:
             yield chunk
 
 
-def _zero_copy(session: EncryptSession) -> bool:
+def zero_copy(session: EncryptSession) -> bool:
     """Whether the zero-copy paths (the batcher, reused whole-frame buffers) may seal this
     message: compression and a declared length (which the session counts) take the general
     path, and so do frames larger than limits.MAX_ZERO_COPY_FRAME."""
@@ -82,11 +79,11 @@ def _zero_copy(session: EncryptSession) -> bool:
             and 0 < session.encryptor.frame_length <= MAX_ZERO_COPY_FRAME)
 
 
-def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None:
+def _pump_encrypt(session: EncryptSession, source: Any, sink: Writable) -> None:
     encryptor = session.encryptor
     sink.write(encryptor.take_header())
     n = encryptor.frame_length
-    if _zero_copy(session):
+    if zero_copy(session):
         if hasattr(source, "readinto"):
             _pump_encrypt_frames(session, source, sink)
         else:
@@ -99,7 +96,7 @@ def _pump_encrypt(session: EncryptSession, source: Any, sink: _Writable) -> None
     sink.write(session.finalize())
 
 
-def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) -> None:
+def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: Writable) -> None:
     """Zero-copy path: whole frames read into reused buffers (`UnitReader`, batches of about
     `READ_SIZE` bytes; a pipe's complete frames move on early) and sealed into a reused buffer
     (`seal_run`), one batch behind the reads: only the end of input says which frame is final."""
@@ -128,7 +125,7 @@ def _pump_encrypt_frames(session: EncryptSession, source: Any, sink: _Writable) 
     sink.write(out[:seal_run(encryptor, sealing, count, out, last=True)])
 
 
-def _pump_encrypt_chunks(session: EncryptSession, chunks: Iterator[Buffer], sink: _Writable) -> None:
+def _pump_encrypt_chunks(session: EncryptSession, chunks: Iterator[Buffer], sink: Writable) -> None:
     """Chunks of any size (an iterable, or a file without ``readinto``): the batcher gathers them
     into whole frames, sealed straight from a chunk where a frame lies inside one, and writes
     them a batch at a time from reused buffers (as envelope.aio's stream path does)."""
@@ -149,7 +146,7 @@ def _pump_encrypt_chunks(session: EncryptSession, chunks: Iterator[Buffer], sink
     emit(sealer.finish())  # the final frame (format-spec §5.4) and, signed suites, the footer
 
 
-def encrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
+def encrypt_stream(source: Source, sink: Writable, *, keyring: Keyring | None = None,
                    materials_manager: MaterialsManager | None = None,
                    **options: Unpack[EncryptStreamOptions]) -> Header:
     """Encrypt everything ``source`` yields into one message written to ``sink``.
@@ -166,7 +163,7 @@ def encrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None =
     return session.encryptor.header
 
 
-class _Output:
+class Output:
     """Where authenticated plaintext goes once the header is known (decompressing if declared)."""
 
     def __init__(self, write: Callable[[Any], object], options: OutputOptions) -> None:
@@ -186,7 +183,7 @@ class _Output:
         self.write, self.finish = self._before_header, lambda: None
 
 
-class _MessageReads:
+class MessageReads:
     """One message read from a sync source for its decryptor, a batch of plaintext at a time.
 
     The header comes from reads of exactly what the decryptor asks for (a source with
@@ -258,7 +255,7 @@ class _MessageReads:
         self._outputs.give_back(data)
 
     def release(self) -> None:
-        """The message ended or failed: let go of the buffers now (a `Decryptor` may live on)."""
+        """The message ended or failed: let go of the buffers now (a fileobj.Decryptor may live on)."""
         self._buffer = memoryview(bytearray(0))
         self._outputs = Outputs(lend=True)
         self._opener = None
@@ -282,8 +279,8 @@ class _MessageReads:
         return self._buffer[:got]
 
 
-def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source: Any, output: _Output) -> Header:
-    message = _MessageReads(decryptor, source)
+def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source: Any, output: Output) -> Header:
+    message = MessageReads(decryptor, source)
     message.read_header()
     header = supply(decryptor, manager)
     output.start(header)
@@ -304,7 +301,7 @@ def _pump_decrypt(decryptor: MessageDecryptor, manager: MaterialsManager, source
     return header
 
 
-def decrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None = None,
+def decrypt_stream(source: Source, sink: Writable, *, keyring: Keyring | None = None,
                    materials_manager: MaterialsManager | None = None, **options: Unpack[DecryptOptions]) -> Header:
     """Decrypt one message from ``source``, writing authenticated plaintext to ``sink``.
 
@@ -320,252 +317,4 @@ def decrypt_stream(source: Source, sink: _Writable, *, keyring: Keyring | None =
     """
     manager = resolve_materials_manager(keyring, materials_manager)
     decryptor, output_options = new_decryptor(**options)
-    return _pump_decrypt(decryptor, manager, source, _Output(sink.write, output_options))
-
-
-class Encryptor(io.RawIOBase):
-    """A writable file object that encrypts what is written to it into ``sink``.
-
-    Call `close` (or leave the ``with`` block normally): only then are the final frame and
-    signature written. If the ``with`` block raises, the message is left unfinished on purpose,
-    so that a partial message can never decrypt as if it were complete. ``sink`` is not closed.
-    """
-
-    def __init__(self, sink: _Writable, *, keyring: Keyring | None = None,
-                 materials_manager: MaterialsManager | None = None, **options: Unpack[EncryptStreamOptions]) -> None:
-        super().__init__()
-        self._sink = sink
-        self._session = new_encryptor(keyring=keyring, materials_manager=materials_manager, **options)
-        self._aborted = False
-        # As in encrypt_stream: without compression or a declared length (which the session
-        # counts), the batcher seals whole frames straight from what is written, a batch per
-        # sink write from reused buffers; otherwise the session's general path.
-        self._sealer: FrameSealer | None = None
-        self._outputs = Outputs(lend=True)
-        encryptor = self._session.encryptor
-        if _zero_copy(self._session):
-            self._sealer = FrameSealer(encryptor, self._outputs)
-            self._per_batch = nearest_units(encryptor.frame_length + FRAME_OVERHEAD, WRITE_BATCH_BYTES)
-
-    @property
-    def header(self) -> Header:
-        return self._session.encryptor.header
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Buffer) -> int:  # type: ignore[override]
-        if self.closed:
-            raise ValueError("write to a closed Encryptor")
-        view = memoryview(data).cast("B")
-        sealer = self._sealer
-        if sealer is None:
-            out = self._session.update(view)
-            if out:
-                self._sink.write(out)
-            return len(view)
-        self._write_header()
-        if type(data) is bytes:
-            sealer.hold(data)  # immutable: held by reference
-        else:
-            # The caller may reuse ``data`` once write returns: the frames completed now are
-            # sealed straight from it, and only the bytes held back after them are copied.
-            n, held = self._session.encryptor.frame_length, sealer.held
-            sealed = max(0, (held + len(view) - 1) // n * n - held)  # what `ready` frames take of it
-            sealer.hold(view[:sealed], owned=True)
-            sealer.hold(view[sealed:])
-        while sealer.ready:
-            self._emit(sealer.seal(min(sealer.ready, self._per_batch)))
-        return len(view)
-
-    def _write_header(self) -> None:
-        header = self._session.encryptor.take_header()  # b"" once written
-        if header:
-            self._sink.write(header)
-
-    def _emit(self, data: bytes | memoryview) -> None:
-        if data:
-            self._sink.write(data)
-            self._outputs.give_back(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                if not self._aborted:
-                    if self._sealer is None:
-                        self._sink.write(self._session.finalize())
-                    else:
-                        self._write_header()
-                        # the final frame (format-spec §5.4) and, signed suites, the footer
-                        self._emit(self._sealer.finish())
-            finally:
-                self._sealer = None
-                super().close()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is not None:
-            self._aborted = True
-        self.close()
-
-
-class Decryptor(io.RawIOBase):
-    """A readable file object yielding the authenticated plaintext of the message in ``source``.
-
-    `read` returns plaintext only after it is authenticated, and raises AuthenticationError on
-    tampering or truncation (at the latest when the end of the message is reached). Once a read
-    raised, every later read raises the same error: the message was rejected.
-
-    Over a seekable source (bytes, or a seekable file positioned at the message's start) holding
-    a framed, uncompressed message, `seek` moves anywhere in the plaintext: from then on each read
-    opens only the frames it touches (format-spec/operations.md §1), as `envelope.decrypt_range`
-    does; a signed message needs ``allow_unverified_signature=True`` for that, since a slice cannot
-    prove the signature. `seekable` says whether this message can seek (it reads the header).
-    """
-
-    def __init__(self, source: Source, *, keyring: Keyring | None = None,
-                 materials_manager: MaterialsManager | None = None, allow_unverified_signature: bool = False,
-                 **options: Unpack[DecryptOptions]) -> None:
-        super().__init__()
-        self._manager = resolve_materials_manager(keyring, materials_manager)
-        self._core, output_options = new_decryptor(**options)
-        self._source = source
-        self._start = _message_start(source)  # None: the source cannot seek
-        self._allow_unverified_signature = allow_unverified_signature
-        self._message = _MessageReads(self._core, source)
-        self._ready = bytearray()  # plaintext decrypted and not yet read: at most about one batch
-        self._output = _Output(self._ready.extend, output_options)
-        self._eof = False
-        self._header: Header | None = None
-        self._position = 0  # of the next plaintext byte read returns
-        self._window: FrameWindow | None = None  # set by the first seek
-
-    @property
-    def header(self) -> Header:
-        """The authenticated header (reads the start of the message if needed)."""
-        self._core.failure.check()
-        while self._header is None and not self._eof:
-            self._advance()
-        if self._header is None:  # pragma: no cover - _advance raises first
-            raise RuntimeError("envelope: internal error: no header after the end of input")
-        return self._header
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        if self._start is None:
-            return False
-        try:
-            check_eligible(self.header, self._allow_unverified_signature)
-        except PolicyError:
-            return False
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move to a plaintext offset (whence as for files); past the end, reads return b"".
-
-        :raises io.UnsupportedOperation: the source cannot seek.
-        :raises PolicyError: the message cannot be read at random (non-framed, compressed, or
-            signed without ``allow_unverified_signature``).
-        """
-        if self._start is None:
-            raise io.UnsupportedOperation("the source is not seekable (random access needs bytes or a seekable file)")
-        window = self._window or self._open_window()
-        if whence == io.SEEK_SET:
-            target = offset
-        elif whence == io.SEEK_CUR:
-            target = self._position + offset
-        elif whence == io.SEEK_END:
-            target = window.index.plaintext_length + offset
-        else:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        if target < 0:
-            raise ValueError(f"negative seek position {target}")
-        self._position = target
-        return target
-
-    def _open_window(self) -> FrameWindow:
-        header = self.header  # authenticated through the streaming path: the data key is not asked for again
-        check_eligible(header, self._allow_unverified_signature)
-        source = positional(self._source, start=self._start)
-        index = run_flow(open_message(self._core, source.size,
-                                      allow_unverified_signature=self._allow_unverified_signature),
-                         source, self._manager.decrypt_materials)
-        self._window = FrameWindow(index, source, self._manager.decrypt_materials)
-        self._ready.clear()
-        return self._window
-
-    def _advance(self) -> None:
-        """Decrypt the next chunk of the source into the ready plaintext. After an error, this
-        and every later read raise it again, and the plaintext not yet read is dropped."""
-        self._core.failure.check()
-        try:
-            self._step()
-        except BaseException as exc:
-            self._core.failure.trip(exc)
-            self._ready.clear()
-            self._output.release()
-            self._message.release()
-            raise
-
-    def _step(self) -> None:
-        message = self._message
-        if self._header is None:
-            message.read_header()
-            self._header = supply(self._core, self._manager)
-            self._output.start(self._header)
-            data = message.start_body()
-        else:
-            data = message.next()
-        if len(data):
-            self._output.write(data)
-            message.give_back(data)
-        if message.ended:
-            self._output.finish()
-            self._output.release()
-            message.release()
-            self._eof = True
-
-    def readinto(self, buffer: Any) -> int:
-        self._core.failure.check()
-        view = memoryview(buffer).cast("B")
-        if self._window is not None:
-            try:
-                n = self._window.read_into(self._position, view)
-            except BaseException as exc:
-                self._core.failure.trip(exc)  # as for a sequential read: the message is rejected
-                raise
-        else:
-            while not self._ready and not self._eof:
-                self._advance()
-            n = min(len(view), len(self._ready))
-            view[:n] = self._ready[:n]
-            del self._ready[:n]
-        self._position += n
-        return n
-
-    def readall(self) -> bytes:
-        self._core.failure.check()
-        if self._window is not None:
-            return super().readall() or b""
-        while not self._eof:
-            self._advance()
-        data = bytes(self._ready)
-        self._ready.clear()
-        self._position += len(data)
-        return data
-
-
-def _message_start(source: object) -> int | None:
-    """Where the message starts in ``source`` if it can be read at any offset (bytes, or a file
-    that says it can seek), else None."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return 0
-    seekable = getattr(source, "seekable", None)
-    if callable(seekable) and seekable():
-        return int(source.tell())  # type: ignore[attr-defined]
-    return None
+    return _pump_decrypt(decryptor, manager, source, Output(sink.write, output_options))
