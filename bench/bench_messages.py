@@ -1,6 +1,6 @@
 """Operations on messages (issue 15): ranged decryption and rewrap, side by side with their bounds.
 
-Run: ``.venv/bin/python bench/bench_messages.py --size 4G --rewrap-size 1G --rounds 3``.
+Run: ``.venv/bin/python bench/bench_messages.py --size 4G --rewrap-size 1G --rounds 3 [--frames 1M,64K]``.
 
 - ``decrypt_range`` of 1 MiB from the middle of a ``--size`` message (frame-aligned and not)
   beside ``envelope.decrypt`` of a 1 MiB message: same keyring, suite and frame length; the bytes
@@ -41,11 +41,11 @@ def _time(fn: Callable[[], object], rounds: int) -> float:
     return statistics.median(times)
 
 
-def _encrypt_file(path: str, size: int, algorithm: str, keyring: Any) -> str:
+def _encrypt_file(path: str, size: int, algorithm: str, keyring: Any, frame_length: int = MIB) -> str:
     plain = path + ".plain"
     impls.random_file(plain, size)
     with open(plain, "rb") as src, open(path, "wb") as dst:
-        envelope.encrypt_stream(src, dst, keyring=keyring, algorithm=algorithm)
+        envelope.encrypt_stream(src, dst, keyring=keyring, algorithm=algorithm, frame_length=frame_length)
     os.unlink(plain)
     return path
 
@@ -75,10 +75,9 @@ class _Counting:
         self._file.close()
 
 
-def bench_ranges(directory: str, size: int, rounds: int, keyring: Any) -> None:
-    path = _encrypt_file(os.path.join(directory, "big.envelope"), size, UNSIGNED, keyring)
-    small = envelope.encrypt(os.urandom(MIB), keyring=keyring, algorithm=UNSIGNED)
-    frame = envelope.read_header(small).frame_length
+def bench_ranges(directory: str, size: int, rounds: int, keyring: Any, frame: int) -> None:
+    path = _encrypt_file(os.path.join(directory, "big.envelope"), size, UNSIGNED, keyring, frame)
+    small = envelope.encrypt(os.urandom(MIB), keyring=keyring, algorithm=UNSIGNED, frame_length=frame)
     middle = (size // 2) // frame * frame
     small_path = os.path.join(directory, "small.envelope")
     with open(small_path, "wb") as file:
@@ -140,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rewrap-size", type=parse_size, default=parse_size("1G"), help="rewrap: message size (1G)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["ranges", "rewrap"])
+    parser.add_argument("--frames", default="1M",
+                        help="ranged: frame lengths, comma-separated (1M, the default frame length; 64K shows "
+                             "how an unaligned range's extra frame shrinks with the frame)")
     parser.add_argument("--tmpdir", help="where the messages go (default: /dev/shm when it has room)")
     args = parser.parse_args(argv)
     keyring = impls.envelope_keyring()
@@ -147,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     need = max(args.size, 3 * args.rewrap_size) + 64 * MIB
     with tempfile.TemporaryDirectory(dir=args.tmpdir or tmpfs_dir(need)) as directory:
         if args.only != "rewrap":
-            bench_ranges(directory, args.size, args.rounds, keyring)
+            for frame in args.frames.split(","):
+                bench_ranges(directory, args.size, args.rounds, keyring, parse_size(frame))
         if args.only != "ranges":
             bench_rewrap(directory, args.rewrap_size, args.rounds, keyring, new_keyring)
     return 0

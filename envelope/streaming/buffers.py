@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import queue
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from .limits import POOL_DEPTH
 
-__all__ = ["Outputs", "Pool"]
+__all__ = ["Outputs", "Pool", "Scratch"]
 
 
 class Pool:
@@ -139,3 +140,37 @@ class Outputs:
         if not _exported(buffer):
             self._free.append(buffer)
         return True
+
+
+class Scratch:
+    """Buffers lent for the span of one synchronous step (a ranged read opening its frames) and
+    kept while idle, ``keep`` bytes in all, so that the next call touches no fresh page.
+
+    Fresh memory costs a page fault per 4 KiB at first touch, more than the AES-GCM of the same
+    bytes on these machines (limits.SCRATCH_KEEP_BYTES). Whoever takes a buffer copies out what
+    it returns (a view of a given-back buffer is never handed on), so a buffer is reused as soon
+    as it is given back. Thread-safe: concurrent calls take different buffers.
+    """
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._idle: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bytearray:
+        """An idle buffer of at least ``size`` bytes, or a new one."""
+        with self._lock:
+            for index, buffer in enumerate(self._idle):
+                if len(buffer) >= size:
+                    return self._idle.pop(index)
+        return bytearray(size)
+
+    def give(self, buffer: bytearray) -> None:
+        """Keep ``buffer`` for later calls while the idle total stays within ``keep``; the
+        smallest idle buffers make room for a larger one."""
+        with self._lock:
+            idle = self._idle
+            idle.append(buffer)
+            idle.sort(key=len, reverse=True)
+            while sum(len(b) for b in idle) > self._keep:
+                idle.pop()

@@ -35,9 +35,10 @@ from ..format.suites import CommitmentPolicy
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
 from ..materials.materials import DecryptionMaterials, DecryptionRequest
+from .buffers import Scratch
 from .compression import compression_of
 from .decryptor import MessageDecryptor
-from .limits import RANGE_BATCH_BYTES, whole_units
+from .limits import RANGE_BATCH_BYTES, SCRATCH_KEEP_BYTES, whole_units
 from .session import new_decryptor, resolve_materials_manager
 
 __all__ = [
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+# Buffers that ranged reads read frames into and open them into, kept between calls (buffers.Scratch).
+SCRATCH = Scratch(SCRATCH_KEEP_BYTES)
 # The longest footer: a 2-byte length and a DER ECDSA P-384 signature of at most 104 bytes (§6).
 _MAX_FOOTER = 2 + 104
 _MARKER_AND_SEQUENCE = struct.Struct(">4sI")
@@ -67,10 +70,16 @@ _U32 = struct.Struct(">I")
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """The driver reads ``size`` bytes at ``offset`` from the message's start (fewer only at its end)."""
+    """The driver reads ``size`` bytes at ``offset`` from the message's start (fewer only at its end).
+
+    With ``into`` (a buffer of at least ``size`` bytes, lent by the flow), a driver that can may
+    read into it and send back a view of the bytes read: the flow then faults in no fresh pages
+    (see buffers.Scratch). A driver may also ignore it and send back other bytes.
+    """
 
     offset: int
     size: int
+    into: memoryview | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,34 +231,47 @@ def read_range(index: MessageIndex, offset: int, length: int) -> Flow[bytes]:
     if offset >= end:
         return b""
     frame_length = index.frame_length
-    pieces: list[bytes] = []
+    size = frame_length + FRAME_OVERHEAD
     frame = offset // frame_length
     last = (end - 1) // frame_length
-    per_read = whole_units(frame_length + FRAME_OVERHEAD, RANGE_BATCH_BYTES)
-    while frame <= last:
-        if frame == index.frame_count:
-            plaintext = yield from _final_plaintext(index)
-            start = frame * frame_length
-            pieces.append(plaintext[max(offset - start, 0):end - start])
-            break
-        count = min(min(last, index.frame_count - 1) - frame + 1, per_read)
-        data = yield Read(index.frame_offset(frame), count * (frame_length + FRAME_OVERHEAD))
-        pieces += _open_frames(index, frame, count, memoryview(data), offset, end)
-        frame += count
-    # One piece (a range inside one frame, or one whole frame) is returned as it is: no copy.
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    regular = min(last, index.frame_count - 1) - frame + 1  # regular frames the range touches
+    per_read = min(whole_units(size, RANGE_BATCH_BYTES), max(regular, 1))
+    # The frames are read into and opened into reused buffers; the plaintext is copied out once,
+    # into the bytes returned (format-spec/operations.md §1.3).
+    ciphertext, plaintext = SCRATCH.take(per_read * size), SCRATCH.take(per_read * frame_length)
+    pieces: list[bytes | memoryview] = []
+    try:
+        while frame <= last:
+            if frame == index.frame_count:
+                final = yield from _final_plaintext(index)
+                start = frame * frame_length
+                pieces.append(memoryview(final)[max(offset - start, 0):end - start])
+                break
+            count = min(min(last, index.frame_count - 1) - frame + 1, per_read)
+            data = yield Read(index.frame_offset(frame), count * size, memoryview(ciphertext))
+            opened = _open_frames(index, frame, count, memoryview(data), offset, end, memoryview(plaintext))
+            frame += count
+            if frame <= last:  # the buffers are read into again: keep this batch's plaintext
+                opened = [bytes(piece) for piece in opened]
+            pieces += opened
+        if len(pieces) == 1:
+            return pieces[0] if isinstance(pieces[0], bytes) else bytes(pieces[0])
+        return b"".join(pieces)
+    finally:
+        SCRATCH.give(ciphertext)
+        SCRATCH.give(plaintext)
 
 
 def _open_frames(index: MessageIndex, first: int, count: int, data: memoryview, offset: int,
-                 end: int) -> list[bytes]:
-    """Open ``count`` regular frames starting at 0-based ``first`` from ``data``; return the part
-    of each inside [offset, end)."""
+                 end: int, out: memoryview) -> list[bytes | memoryview]:
+    """Open ``count`` regular frames starting at 0-based ``first`` from ``data`` into ``out``;
+    return views of the part of each inside [offset, end)."""
     frame_length = index.frame_length
     size = frame_length + FRAME_OVERHEAD
     if len(data) < count * size:
         raise AuthenticationError("message is truncated in the body")
     message_id = index.header.message_id
-    pieces = []
+    pieces: list[bytes | memoryview] = []
     for i in range(count):
         sequence = first + i + 1
         element = data[i * size:(i + 1) * size]
@@ -258,11 +280,14 @@ def _open_frames(index: MessageIndex, first: int, count: int, data: memoryview, 
         iv = frame_iv(sequence)
         if element[4:16] != iv:
             raise AuthenticationError(f"frame {sequence} has an unexpected IV")
-        plaintext = index.aead.open(iv, element[16:], body_aad(message_id, BodyKind.FRAME, sequence, frame_length),
-                                    f"frame {sequence}")
+        aad = body_aad(message_id, BodyKind.FRAME, sequence, frame_length)
         start = (sequence - 1) * frame_length
-        lo, hi = max(offset - start, 0), min(end - start, frame_length)
-        pieces.append(plaintext if lo == 0 and hi == frame_length else plaintext[lo:hi])
+        if count == 1 and offset == start and end == start + frame_length:
+            # Exactly one whole frame (a seekable Decryptor reads so): its plaintext is the result.
+            return [index.aead.open(iv, element[16:], aad, f"frame {sequence}")]
+        plaintext = out[i * frame_length:(i + 1) * frame_length]
+        index.aead.open_into(iv, element[16:], aad, plaintext, f"frame {sequence}")
+        pieces.append(plaintext[max(offset - start, 0):min(end - start, frame_length)])
     return pieces
 
 
@@ -325,6 +350,34 @@ class _FileSource:
             got += len(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def read_into(self, offset: int, out: memoryview) -> memoryview:
+        """Read up to len(out) bytes at ``offset`` into ``out`` (fewer only at the end); return
+        the view of what was read."""
+        try:
+            fd = self.file.fileno()
+        except (AttributeError, OSError):
+            fd = None
+        got = 0
+        while got < len(out):
+            if fd is not None:
+                n = os.preadv(fd, [out[got:]], self.start + offset + got)
+            else:
+                self.file.seek(self.start + offset + got)
+                n = _read_into(self.file, out[got:])
+            if not n:
+                break
+            got += n
+        return out[:got]
+
+
+def _read_into(file: Any, out: memoryview) -> int:
+    readinto = getattr(file, "readinto", None)
+    if readinto is not None:
+        return int(readinto(out) or 0)
+    data = file.read(len(out))
+    out[:len(data)] = data
+    return len(data)
+
 
 def positional(source: object, *, start: int | None = None) -> PositionalSource:
     """The message in ``source`` as a positional source: bytes-like, or a seekable binary file
@@ -351,7 +404,11 @@ def run_flow(flow: Flow[T], source: PositionalSource, get_materials: Callable[[D
         step = next(flow)
         while True:
             if isinstance(step, Read):
-                step = flow.send(source.read_at(step.offset, step.size))
+                read_into = getattr(source, "read_into", None)
+                if step.into is not None and read_into is not None:
+                    step = flow.send(read_into(step.offset, step.into[:step.size]))
+                else:
+                    step = flow.send(source.read_at(step.offset, step.size))
             else:
                 step = flow.send(get_materials(step.request))
     except StopIteration as done:

@@ -9,6 +9,7 @@ old signature is verified in the same pass, so a rewrap never blesses a body it 
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import struct
@@ -17,8 +18,8 @@ from contextlib import ExitStack
 from typing import IO, Any, Protocol
 
 from ..crypto.signing import PUBLIC_KEY_CONTEXT_KEY, Signer, Verifier, generate_signing_key
-from ..errors import AuthenticationError, FormatError, KeyringError, PolicyError
-from ..format.body import FINAL_FRAME_MARKER, FINAL_FRAME_OVERHEAD, FRAME_OVERHEAD, MAX_FRAMES, footer
+from ..errors import AuthenticationError, KeyringError, PolicyError
+from ..format.body import FRAME_OVERHEAD, footer
 from ..format.context import serialize_context
 from ..format.header import (
     EncryptedDataKey,
@@ -32,11 +33,13 @@ from ..keyrings.names import edk_key_name
 from ..materials.base import MaterialsManager
 from ..materials.materials import DecryptionMaterials, EncryptionMaterials
 from .atomic import AtomicOutput
+from .buffers import Pool
 from .decryptor import MessageDecryptor
-from .limits import COPY_CHUNK
-from .pipeline import BackThread, HashOnBack
+from .limits import HANDOFF_BYTES
+from .pipeline import BackThread
 from .ranged import final_fields_fit, frame_layout
 from .session import new_decryptor, resolve_materials_manager
+from .walker import FrameWalker
 
 __all__ = ["rewrap"]
 
@@ -167,21 +170,12 @@ def _rewrap(file: Any, dst: _Writable, decryptor: MessageDecryptor, manager: Mat
     write(header_bytes)
     if signer is None:
         if not (kernel_copy and _copy_body_by_kernel(file, dst, old)):
-            _copy_body(src, write, old, None, None)
+            _copy_body(file, write, old, None, None)
         return header
     signer.update(header_bytes)
-    verifier = _old_verifier(decryptor)
-    # The old signature's hash runs on a second thread beside the new one's (hashlib releases
-    # the GIL), so a signed rewrap costs about one SHA-384 pass, not two.
-    back = BackThread()
-    try:
-        verifier.wrap_hash(lambda inner: HashOnBack(inner, back))
-        signature = _copy_body(src, write, old, signer, verifier)
-        if signature is None:  # pragma: no cover
-            raise RuntimeError("envelope: internal error: signed body without a signature")
-        verifier.verify(signature)
-    finally:
-        back.stop()
+    signature = _copy_body(file, write, old, signer, _old_verifier(decryptor))
+    if signature is None:  # pragma: no cover
+        raise RuntimeError("envelope: internal error: signed body without a signature")
     write(footer(signer.finalize()))
     return header
 
@@ -216,37 +210,78 @@ def _read_header(src: _Reader, decryptor: MessageDecryptor) -> Header:
     return decryptor.header
 
 
-def _copy_body(src: _Reader, write: Callable[[bytes | memoryview], object], header: Header,
+def _copy_body(file: Any, write: Callable[[bytes | memoryview], object], header: Header,
                signer: Signer | None, verifier: Verifier | None) -> bytes | None:
-    """Copy the body, checking its framing (§5); return the old signature of a signed message."""
-    def emit(data: bytes | memoryview) -> None:
-        write(data)
-        if signer is not None and verifier is not None:
-            signer.update(data)
-            verifier.update(data)
+    """Copy the body in blocks, walking its framing (§5); return the old signature of a signed
+    message, verified.
 
-    if header.frame_length == 0:
-        fields = src.read(20)
-        if len(fields) < 20:
-            raise AuthenticationError("message is truncated in the body")
-        length = int.from_bytes(fields[12:20], "big")
-        emit(fields)
-        _copy_exact(src, length + 16, emit)
-    else:
-        _copy_frames(src, header.frame_length, emit)
-    if signer is None:
-        if src.read(1):
+    Signed suites hash every block twice: for the new signature, and to verify the old one (§2.3).
+    This thread reads and feeds the new signer; the back thread feeds the old verifier, then
+    writes, so the two SHA-384 passes run on two cores (hashlib releases the GIL on large
+    buffers) and a block goes back to the pool only once both are done with it.
+    """
+    walker = FrameWalker(header.frame_length)
+    readinto = _readinto(file)
+    pool = Pool(HANDOFF_BYTES)
+    back = BackThread() if signer is not None else None
+    after = b""  # what follows the body in the last block: the footer, or trailing data
+    try:
+        while not walker.done:
+            buf = pool.take(back.check if back is not None else None)
+            n = readinto(buf)
+            if not n:
+                raise AuthenticationError("message is truncated in the body")
+            body = walker.feed(buf[:n])
+            after = bytes(buf[body:n])
+            if back is None or signer is None or verifier is None:
+                write(buf[:body])
+                pool.put(buf)
+                continue
+            signer.update(buf[:body])
+            back.submit(functools.partial(_verify_and_write, verifier, write, buf[:body], pool, buf))
+        if back is not None:
+            back.drain()
+    finally:
+        if back is not None:
+            back.stop()
+    rest = _Reader(file, after)
+    if verifier is None:
+        if rest.read(1):
             raise AuthenticationError("trailing data after the end of the message")
         return None
-    size = src.read(2)
+    size = rest.read(2)
     if len(size) < 2:
         raise AuthenticationError("message is truncated before its signature")
-    signature = src.read(_U16.unpack(size)[0])
+    signature = rest.read(_U16.unpack(size)[0])
     if len(signature) < _U16.unpack(size)[0]:
         raise AuthenticationError("message is truncated in its signature")
-    if src.read(1):
+    if rest.read(1):
         raise AuthenticationError("trailing data after the end of the message")
+    verifier.verify(signature)
     return signature
+
+
+def _verify_and_write(verifier: Verifier, write: Callable[[bytes | memoryview], object], block: memoryview,
+                      pool: Pool, buf: Any) -> None:
+    """The back thread's part of a signed block: the old signature's hash, then the write."""
+    verifier.update(block)
+    write(block)
+    pool.put(buf)
+
+
+def _readinto(file: Any) -> Callable[[memoryview], int]:
+    """One read into a buffer (fewer bytes than it holds only from a pipe or at the end)."""
+    readinto = getattr(file, "readinto", None)
+    if readinto is not None:
+        return readinto  # type: ignore[no-any-return]
+
+    def read_into(buf: memoryview) -> int:
+        data = file.read(len(buf))
+        if isinstance(data, str):
+            raise TypeError("source must be opened in binary mode")
+        buf[:len(data)] = data
+        return len(data)
+    return read_into
 
 
 def _copy_body_by_kernel(src: Any, dst: Any, header: Header) -> bool:
@@ -296,49 +331,18 @@ def _by_sendfile(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
     return os.sendfile(dst_fd, src_fd, offset, count)
 
 
-def _copy_frames(src: _Reader, frame_length: int, emit: Callable[[bytes | memoryview], None]) -> None:
-    """Copy regular frames, then the final frame, checking each sequence number (§5.3, §5.4)."""
-    size = frame_length + FRAME_OVERHEAD
-    sequence = 1
-    while True:
-        first = src.read(4)
-        if len(first) < 4:
-            raise AuthenticationError("message is truncated in the body")
-        if first == FINAL_FRAME_MARKER:
-            break
-        if _U32.unpack(first)[0] != sequence:
-            raise AuthenticationError(f"frame {sequence} is missing or out of order")
-        emit(first)
-        _copy_exact(src, size - 4, emit)
-        sequence += 1
-    fields = src.read(20)
-    if len(fields) < 20:
-        raise AuthenticationError("message is truncated in its final frame")
-    if _U32.unpack_from(fields)[0] != sequence or sequence > MAX_FRAMES:
-        raise AuthenticationError(f"frame {sequence} is missing or out of order")
-    length = _U32.unpack_from(fields, 16)[0]
-    if length > frame_length:
-        raise FormatError(f"final frame is longer ({length}) than the frame length ({frame_length})")
-    emit(first + fields)
-    _copy_exact(src, FINAL_FRAME_OVERHEAD - 24 + length, emit)
-
-
-def _copy_exact(src: _Reader, n: int, emit: Callable[[bytes | memoryview], None]) -> None:
-    while n:
-        data = src.read(min(n, COPY_CHUNK))
-        if not data:
-            raise AuthenticationError("message is truncated in the body")
-        emit(data)
-        n -= len(data)
-
-
 class _Reader:
-    """Exact reads from a binary file object (fewer bytes only at its end)."""
+    """Exact reads from a binary file object (fewer bytes only at its end), after ``prefix``:
+    bytes already read from it."""
 
-    def __init__(self, file: Any) -> None:
+    def __init__(self, file: Any, prefix: bytes = b"") -> None:
         self._file = file
+        self._prefix = prefix
 
     def read(self, n: int) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix[:n], self._prefix[n:]
+            return data + self.read(n - len(data)) if len(data) < n else data
         data = self._file.read(n)
         if isinstance(data, str):
             raise TypeError("source must be opened in binary mode")

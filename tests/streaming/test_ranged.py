@@ -253,3 +253,46 @@ def test_decryptor_seek_after_streaming_reads_does_not_ask_for_the_key_again(tmp
         d.seek(9000)
         assert d.read(50) == PLAINTEXT[9000:9050]
     assert calls == [1]
+
+
+def test_concurrent_ranges_from_many_threads_share_the_scratch_buffers_safely() -> None:
+    """Ranged reads read and open frames in kept buffers (buffers.Scratch): calls on several
+    threads at once must each get their own, and every result must stay intact afterwards."""
+    import threading
+
+    from envelope.streaming.ranged import SCRATCH
+
+    plaintext = os.urandom(64 * 1024)
+    message = _ours(plaintext, UNSIGNED[-1], 1000)
+    errors: list[BaseException] = []
+    results: list[tuple[int, int, bytes]] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(40):
+                offset, length = rng.randrange(len(plaintext)), rng.randrange(5000)
+                results.append((offset, length, envelope.decrypt_range(message, offset, length, keyring=KEYRING)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert all(data == plaintext[offset:offset + length] for offset, length, data in results)
+    assert sum(len(b) for b in SCRATCH._idle) <= SCRATCH._keep
+
+
+def test_scratch_keeps_at_most_its_budget_and_prefers_the_larger_buffers() -> None:
+    from envelope.streaming.buffers import Scratch
+
+    scratch = Scratch(100)
+    small, large = scratch.take(30), scratch.take(80)
+    assert len(small) == 30 and len(large) == 80
+    scratch.give(small)
+    scratch.give(large)  # 110 bytes idle would exceed 100: the small one goes
+    assert scratch.take(10) is large
+    assert len(scratch.take(10)) == 10  # nothing idle left: a new buffer
