@@ -56,6 +56,8 @@ from .materials.materials import DecryptionRequest as DecryptionRequest
 from .materials.materials import EncryptionMaterials as EncryptionMaterials
 from .materials.materials import EncryptionRequest as EncryptionRequest
 from .materials.required_context import RequiredEncryptionContextManager as RequiredEncryptionContextManager
+from .streaming.fileobj import Decryptor as Decryptor
+from .streaming.fileobj import Encryptor as Encryptor
 from .streaming.files import decrypt_file as decrypt_file
 from .streaming.files import encrypt_file as encrypt_file
 from .streaming.options import DecryptOptions as DecryptOptions
@@ -63,8 +65,6 @@ from .streaming.options import EncryptOptions as EncryptOptions
 from .streaming.options import EncryptStreamOptions as EncryptStreamOptions
 from .streaming.ranged import decrypt_range as decrypt_range
 from .streaming.rewrap import rewrap as rewrap
-from .streaming.sync import Decryptor as Decryptor
-from .streaming.sync import Encryptor as Encryptor
 from .streaming.sync import decrypt_stream as decrypt_stream
 from .streaming.sync import encrypt_stream as encrypt_stream
 

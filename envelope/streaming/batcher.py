@@ -3,9 +3,11 @@ sink write per batch, not per frame), straight from the caller's buffers, and th
 (format-spec/message.md §5.3, §5.4) sealed where it belongs.
 
 `seal_run` seals frames lying back to back in one buffer: the sync driver's one-thread loop and
-the threaded pipeline (pipeline.py) read whole frames into pooled buffers and seal them so.
-`FrameSealer` gathers frames from chunks of any size first (the async driver's stream path,
-envelope.aio.streams), then seals them the same way. Every call here is synchronous.
+the threaded pipeline (pipeline.py) read whole frames into reused buffers and seal them so.
+`FrameSealer` gathers frames from chunks of any size first, then seals them the same way: the
+sync driver over an iterable (or a file without ``readinto``), the sync `Encryptor` file object
+(fileobj.py) and the async driver's stream path (envelope.aio.streams). Every call here is
+synchronous.
 """
 
 from __future__ import annotations

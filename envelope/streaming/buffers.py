@@ -1,15 +1,20 @@
 """The buffer pools of the streaming drivers: where frames are read into and sealed or opened into.
 
-Two lending disciplines over one idea, a few reused bytearrays instead of fresh memory per frame:
+Three lending disciplines over one idea, a few reused bytearrays instead of fresh memory per frame:
 
 - `Pool`: the threaded pipeline's (pipeline.py; and envelope.aio's file reader, which runs it).
   Every user gives its buffer back explicitly with `Pool.put` once the next stage is done with
   it; at most `limits.POOL_DEPTH` buffers exist, so a stage that runs ahead waits, and memory
   stays a few hand-offs (format-spec/message.md §9: memory follows the data, never a claim).
-- `Outputs`: the async driver's output batches (envelope.aio.streams, batcher.py). A batch is
-  lent to a file-like sink's ``write``, which, like `io.RawIOBase.write`, must not keep what it is
-  given, and is reclaimed only once nothing else holds a view of it; stream sinks (``send``), which
-  may keep every item, get fresh ``bytes``.
+- `Outputs`: the output batches of the batcher and the gatherer (batcher.FrameSealer,
+  gatherer.FrameOpener) wherever they run: the async driver (envelope.aio.streams), the sync
+  driver's iterable paths and one-thread decrypt, its `Encryptor` and `Decryptor` (fileobj.py). A
+  batch is lent to a file-like sink's ``write``, which, like `io.RawIOBase.write`, must not keep
+  what it is given, and is reclaimed only once nothing else holds a view of it; stream sinks
+  (``send``), which may keep every item, get fresh ``bytes``.
+- `Scratch`: buffers lent for one synchronous step and kept while idle, up to
+  `limits.SCRATCH_KEEP_BYTES`: ranged reads (ranged.py, which `decrypt_range`, a `Decryptor`
+  after `seek` and envelope.aio's ranged reads run) read frames into them and open them there.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from ..format.reader import Incomplete
 from ..format.suites import CommitmentPolicy
 from ..materials.materials import DecryptionMaterials, DecryptionRequest
 from .failure import FailureLatch, latched
-from .limits import MAX_READ_HINT
+from .limits import MAX_READ_HINT, MIN_HEADER_READ, UNFRAMED_READ
 
 __all__ = ["DEFAULT_MAX_NON_FRAMED_LENGTH", "MessageDecryptor"]
 
@@ -333,12 +333,12 @@ class MessageDecryptor:
         """How many bytes to read next so that the following `update` can work without copying."""
         if self._state is _HEADER:
             needed = self._scanner.needed if self._scanner is not None else 1
-            return min(max(needed - len(self._buf), 4096), MAX_READ_HINT)
+            return min(max(needed - len(self._buf), MIN_HEADER_READ), MAX_READ_HINT)
         if self._state is _BODY and self._parsed is not None and self._parsed.header.frame_length:
             # Capped: what a driver allocates must follow the bytes that arrive, not the frame
             # length a header claims (§9); bigger frames gather in the straddle buffer.
             return min(max(self._parsed.header.frame_length + FRAME_OVERHEAD - len(self._buf), 1), MAX_READ_HINT)
-        return 65536
+        return UNFRAMED_READ
 
     def _step(self, data: memoryview, out: memoryview) -> tuple[int, int]:
         """Consume one frame (or the footer) from ``data`` if it is complete: (bytes used, written)."""

@@ -229,7 +229,7 @@ class MessageEncryptor:
 
     def finalize(self) -> bytes:
         """Seal the final frame (or the single block) and write the footer."""
-        out = bytearray(len(self.header_bytes) + len(self._pending) + 64 + self.footer_size)
+        out = bytearray(len(self.header_bytes) + len(self._pending) + FINAL_FRAME_OVERHEAD + self.footer_size)
         view = memoryview(out)
         header = self.take_header()
         view[:len(header)] = header

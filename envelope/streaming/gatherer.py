@@ -1,22 +1,79 @@
-"""The frame gatherer: message bytes arriving in chunks of any size are fed to the decryptor as
-whole frames (format-spec/message.md §5.3), straight from the chunks where a frame lies inside
-one, and through one reused straddle buffer where a frame is split across chunks.
+"""The frame gatherer: message bytes arriving in reads or chunks of any size reach the decryptor
+as whole frames (format-spec/message.md §5.3), straight from the input where a frame lies inside
+one read, through one reused straddle buffer where it does not.
 
-The async driver's stream path (envelope.aio.streams) opens through it. The sync driver reads
-exactly what the decryptor's `size_hint` asks for, and the threaded pipeline's reader
-(pipeline.Reader) fills its buffers at frame boundaries, so both already see whole frames; the
-decryptor's own buffer is the last resort for what nobody aligned (frames larger than
-limits.MAX_ALIGNED_UNIT, gathered from capped reads so that memory follows the bytes that arrive).
+`UnitReader` fills buffers with whole frames from a source with ``readinto``, handing a pipe's
+complete frames over early: the threaded pipeline's reader thread (pipeline.Reader, which
+envelope.aio's file reader runs too), the sync driver's one-thread encrypt and decrypt (sync.py)
+and its `Decryptor` (fileobj.py). `FrameOpener` feeds such buffers, or chunks of any size, to the
+decryptor and decrypts into reused output buffers: the sync driver's one-thread decrypt over
+files and iterables, its `Decryptor`, and the async driver's stream path (envelope.aio.streams).
+The decryptor's own buffer is the last resort for what nobody aligned (frames larger than
+limits.MAX_ALIGNED_UNIT, gathered from capped reads so that memory follows the bytes that arrive,
+and non-framed bodies).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from .buffers import Outputs
 from .decryptor import MessageDecryptor
 
-__all__ = ["FrameOpener"]
+__all__ = ["FrameOpener", "UnitReader"]
 
 Buffer = bytes | bytearray | memoryview
+
+
+class UnitReader:
+    """Fills the caller's buffers from a binary source with whole units (frames, §5.3).
+
+    A regular file fills every buffer. A pipe hands over early, at a unit boundary, whenever a
+    read comes up short: a slow producer's frames then move on as soon as they are complete
+    instead of waiting for a whole buffer; the partial unit after that boundary (less than one
+    unit) is carried into the next buffer. With ``unit`` 0 a buffer is filled until it is full
+    or the input ends (what a reader that wants an exact count of bytes needs).
+    """
+
+    def __init__(self, source: Any, unit: int = 0, offset: int = 0) -> None:
+        """:param source: has ``readinto1`` or ``readinto``.
+        :param offset: bytes of the first unit already held elsewhere: the first buffer ends
+            that many bytes short, so that unit boundaries fall where the consumer expects."""
+        # readinto1 makes at most one system read, so a buffered pipe returns what it has
+        # instead of blocking until the whole request is filled.
+        self._readinto = getattr(source, "readinto1", None) or source.readinto
+        self._carry = bytearray()  # the start of a unit read after the last hand-over
+        self.align(unit, offset)
+
+    def align(self, unit: int, offset: int = 0) -> None:
+        """From the next `fill` on, hand over at boundaries of ``unit`` bytes (see __init__)."""
+        if self._carry:  # pragma: no cover - callers align before reading any unit
+            raise RuntimeError("envelope: internal error: aligning with a partial unit held")
+        self._unit = unit
+        self._offset = offset
+
+    def fill(self, buffer: memoryview) -> tuple[int, bool]:
+        """Read into ``buffer``: (bytes in it, whether the input has ended)."""
+        offset, self._offset = self._offset, 0
+        want = len(buffer) - offset
+        carry = self._carry
+        total = len(carry)
+        if total:
+            buffer[:total] = carry
+            carry.clear()
+        unit, readinto = self._unit, self._readinto
+        while total < want:
+            n = readinto(buffer[total:want])
+            if not n:
+                return total, True
+            total += n
+            if not unit or total == want or n == want - (total - n):
+                continue  # a full read: the buffer fills on
+            boundary = total - (total + offset) % unit
+            if boundary > 0:  # a short read after at least one whole unit: hand them over now
+                carry += buffer[boundary:total]  # less than one unit
+                return boundary, False
+        return total, False
 
 
 class FrameOpener:

@@ -1,8 +1,9 @@
 """Every size cap and batch size of the streaming drivers, in one place, with the reason for it.
 
-The sync driver (sync.py), its threaded pipeline (pipeline.py), the async driver (envelope.aio),
-ranged decryption (ranged.py) and rewrap (rewrap.py) all read from here, so that a cap that
-guards against a hostile header (format-spec/message.md §9) cannot drift between them.
+The sync driver (sync.py, fileobj.py), its threaded pipeline (pipeline.py), the async driver
+(envelope.aio), ranged decryption (ranged.py), rewrap (rewrap.py) and the decryptor's read hint
+(decryptor.py) all read from here, so that a cap that guards against a hostile header
+(format-spec/message.md §9) cannot drift between them.
 
 Two kinds of number live here:
 
@@ -30,11 +31,13 @@ __all__ = [
     "MAX_READ_SIZE",
     "MAX_TRUSTED_FRAME",
     "MAX_ZERO_COPY_FRAME",
+    "MIN_HEADER_READ",
     "PIPELINE_MIN_FRAME",
     "POOL_DEPTH",
     "RANGE_BATCH_BYTES",
     "SCRATCH_KEEP_BYTES",
     "READ_SIZE",
+    "UNFRAMED_READ",
     "WRITE_BATCH_BYTES",
     "nearest_units",
     "whole_units",
@@ -59,8 +62,15 @@ MAX_READ_SIZE = 64 * 1024 * 1024
 
 # -- reads, batches and hand-offs ---------------------------------------------------------------
 
-# Reads of the general (non-aligned) paths: sync iterables and file objects, AsyncDecryptor.
+# Reads of the general (non-aligned) paths: sync iterables and file objects, AsyncDecryptor;
+# and the batch of whole frames the sync one-thread decrypt and `Decryptor` read at once (so a
+# Decryptor holds about this much plaintext after a read).
 READ_SIZE = 1024 * 1024
+# The decryptor's `size_hint` while the header is incomplete asks for at least this much, so a
+# small message arrives in one read and the first frames come with the header.
+MIN_HEADER_READ = 4096
+# ... and for a non-framed body (§5.1), which it gathers itself whatever the read size.
+UNFRAMED_READ = 64 * 1024
 # Frames at least this large go through the threaded pipeline, given a second CPU to run on
 # (pipeline.usable_cpus); below it, thread hand-offs cost more than they save (bench_stream.py).
 PIPELINE_MIN_FRAME = 16 * 1024

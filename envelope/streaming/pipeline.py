@@ -21,6 +21,7 @@ from .batcher import seal_run
 from .buffers import Pool
 from .decryptor import MessageDecryptor
 from .encryptor import MessageEncryptor
+from .gatherer import UnitReader
 from .limits import HANDOFF_BYTES, POOL_DEPTH, whole_units
 
 __all__ = ["BackThread", "HashOnBack", "Reader", "decrypt_body", "encrypt_body", "usable_cpus"]
@@ -112,48 +113,27 @@ class HashOnBack:
 
 
 class Reader:
-    """The reader thread: fills pooled buffers with whole units (frames), several per buffer.
-
-    A regular file fills every buffer. A pipe hands over early, at a unit boundary, whenever a
-    read comes up short: a slow producer's frames then move on as soon as they are complete
-    instead of waiting for a whole buffer. Items are (buffer, length, end of input).
+    """The reader thread: fills pooled buffers with whole units (frames), several per buffer,
+    through `gatherer.UnitReader` (a pipe hands over early at a unit boundary on a short read).
+    Items are (buffer, length, end of input).
     """
 
     def __init__(self, source: Any, size: int, unit: int, first_offset: int = 0) -> None:
         self.pool = Pool(size)
         self.filled: queue.Queue[Any] = queue.Queue()
-        # readinto1 makes at most one system read, so a buffered pipe returns what it has
-        # instead of blocking until the whole request is filled.
-        self._readinto = getattr(source, "readinto1", None) or source.readinto
-        self._unit = unit
-        self._offset = first_offset  # bytes of a unit already held elsewhere (first buffer only)
+        # first_offset: bytes of the first unit already held elsewhere (first buffer only).
+        self._units = UnitReader(source, unit, first_offset)
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="envelope-reader", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            carry = b""
             while not self._stopping:
                 buf = self.pool.take()
                 if buf is _STOP:
                     return
-                offset, self._offset = self._offset, 0
-                want = len(buf) - offset  # so that unit boundaries fall where the consumer expects
-                buf[:len(carry)] = carry
-                total, carry = len(carry), b""
-                at_end = False
-                while total < want:
-                    n = self._readinto(buf[total:want])
-                    if not n:
-                        at_end = True
-                        break
-                    total += n
-                    boundary = total - (total + offset) % self._unit
-                    if total < want and boundary > 0 and n < want - (total - n):
-                        carry = bytes(buf[boundary:total])  # less than one unit
-                        total = boundary
-                        break
+                total, at_end = self._units.fill(buf)
                 self.filled.put((buf, total, at_end))
                 if at_end:
                     return

@@ -9,6 +9,8 @@ what the sync driver writes from an iterable is byte for byte what it writes fro
 from __future__ import annotations
 
 import io
+import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +24,7 @@ from envelope.format.body import FRAME_OVERHEAD
 from envelope.streaming import decryptor, limits, pipeline, sync
 from envelope.streaming.batcher import seal_run
 from envelope.streaming.buffers import Outputs, Pool
+from envelope.streaming.gatherer import UnitReader
 from envelope.streaming.session import new_encryptor
 
 KEYRING = envelope.RawAESKeyring("test-ns", "blocks-key", bytes(range(32)))
@@ -148,7 +151,84 @@ def test_the_caps_have_one_home() -> None:
     assert limits.MAX_READ_HINT == limits.MAX_TRUSTED_FRAME
     assert limits.MAX_ALIGNED_UNIT == limits.MAX_TRUSTED_FRAME + FRAME_OVERHEAD
     assert vars(decryptor)["MAX_READ_HINT"] is limits.MAX_READ_HINT  # imported, not copied
+    assert vars(decryptor)["MIN_HEADER_READ"] is limits.MIN_HEADER_READ
+    assert vars(sync)["READ_SIZE"] is limits.READ_SIZE
     assert vars(sync)["MAX_TRUSTED_FRAME"] is limits.MAX_TRUSTED_FRAME
     assert vars(pipeline)["POOL_DEPTH"] is limits.POOL_DEPTH
     assert limits.whole_units(3, 10) == 3 and limits.whole_units(20, 10) == 1
     assert limits.nearest_units(4, 10) == 3 and limits.nearest_units(20, 10) == 1
+
+
+def test_unit_reader_hands_whole_units_over_early_from_a_slow_pipe() -> None:
+    """A pipe whose producer stalls mid-unit: `UnitReader.fill` returns the whole units it has at
+    once (not waiting for a full buffer) and carries the partial unit into the next buffer."""
+    unit = 100
+    data = bytes(i % 241 for i in range(7 * unit + 30))
+    read_fd, write_fd = os.pipe()
+    handed = threading.Event()
+
+    def produce() -> None:
+        with os.fdopen(write_fd, "wb", buffering=0) as pipe:
+            pipe.write(data[:unit + 50])  # one unit and a half, then the producer stalls
+            handed.wait(10)
+            pipe.write(data[unit + 50:])
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        with os.fdopen(read_fd, "rb") as source:
+            reads = UnitReader(source, unit)
+            buffer = memoryview(bytearray(4 * unit))
+            got, ended = reads.fill(buffer)
+            assert (got, ended) == (unit, False)  # the complete unit, before the stall ends
+            assert buffer[:got] == data[:unit]
+            handed.set()
+            out = bytearray()
+            while True:
+                got, ended = reads.fill(buffer)
+                out += buffer[:got]
+                if ended:
+                    break
+                assert got % unit == 0  # every hand-over before the end is whole units
+    finally:
+        handed.set()
+        producer.join()
+    assert bytes(out) == data[unit:]
+
+
+def test_unit_reader_keeps_boundaries_after_an_offset_and_fills_exactly_without_a_unit() -> None:
+    """The first buffer ends ``offset`` bytes short (that much of the first unit is held
+    elsewhere), so every later hand-over still ends on a unit boundary; with unit 0 a buffer
+    fills until it is full or the input ends."""
+    unit, offset = 10, 3
+    data = bytes(range(95))
+
+    class Trickle(io.RawIOBase):
+        def __init__(self) -> None:
+            self.pos = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+            n = min(len(buffer), 4, len(data) - self.pos)  # short reads of at most 4 bytes
+            buffer[:n] = data[self.pos:self.pos + n]
+            self.pos += n
+            return n
+
+    reads = UnitReader(Trickle(), unit, offset)
+    buffer = memoryview(bytearray(4 * unit))
+    position = offset
+    out = bytearray()
+    while True:
+        got, ended = reads.fill(buffer)
+        out += buffer[:got]
+        position += got
+        if ended:
+            break
+        assert position % unit == 0
+    assert bytes(out) == data
+    exact = UnitReader(Trickle())
+    assert exact.fill(buffer[:25]) == (25, False)
+    assert exact.fill(buffer) == (40, False)
+    assert exact.fill(buffer) == (30, True)

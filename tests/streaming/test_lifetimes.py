@@ -227,6 +227,10 @@ def test_ranged_and_rewrap_leave_nothing_alive(entry: str, option: str, outcome:
     data = OUTCOMES[outcome][0](message(option))
     if entry == "decrypt_range" and outcome == "tampered":
         data = flip(message(option), 2000)  # inside the range read
+    if entry == "Decryptor-seek" and outcome == "tampered":
+        # Inside the frames the read after the seek opens: reading the header opens none
+        # beyond the few that arrive with it.
+        data = flip(message(option), len(message(option)) - 20_000)
     with watching() as lifetimes:
         if error is None:
             RANGED[entry](data)
