@@ -14,7 +14,7 @@ import envelope
 
 from .argtypes import positive_int
 from .exits import NO_KEY_HINT, CLIError, ExitCode, describe, naming_input
-from .files import STDIO, AtomicOutput, Job, file_mode, is_stream_target, plan_jobs, refuse_empty_message, regular_size
+from .files import STDIO, Job, OutputFile, file_mode, is_stream_target, plan_jobs, refuse_empty_message, regular_size
 from .headers import edk_key_id, header_dict
 from .keys import add_key_arguments, build_keyring, keyring_options
 from .progress import Progress, describe_job, make_progress
@@ -327,7 +327,7 @@ def _one(job: Job, manager: Any, options: Mapping[str, Any], *, decrypt: bool, o
             header = stream(source, sink, materials_manager=manager, **options)
             raw.flush()
         else:
-            output = stack.enter_context(AtomicOutput(job.target, overwrite=overwrite, mode=file_mode(job.source)))
+            output = stack.enter_context(OutputFile(job.target, overwrite=overwrite, mode=file_mode(job.source)))
             sink = _CountingSink(output.file)
             header = stream(source, sink, materials_manager=manager, **options)
             output.commit()
@@ -363,7 +363,7 @@ def _one_range(job: Job, manager: Any, options: Mapping[str, Any], byte_range: t
             _copy_range(decryptor, start, end, sink)
             raw.flush()
         else:
-            output = stack.enter_context(AtomicOutput(job.target, overwrite=overwrite, mode=file_mode(job.source)))
+            output = stack.enter_context(OutputFile(job.target, overwrite=overwrite, mode=file_mode(job.source)))
             sink = _CountingSink(output.file)
             _copy_range(decryptor, start, end, sink)
             output.commit()

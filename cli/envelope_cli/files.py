@@ -1,40 +1,32 @@
 """Which inputs go to which outputs, and outputs that appear only when complete.
 
-Output is written to an unnamed temporary file beside the target (Linux O_TMPFILE) or, where the
-file system lacks it, a hidden named one; it becomes the target only after success, so a failed,
-interrupted or killed run leaves no partial output at the destination. A named temporary file
-(the fallback, or the instant between linking an unnamed one and renaming it over an existing
-target) is locked while its run lives; a later run writing to the same directory removes the
-ones whose run died (kill -9).
+A file output is the library's `AtomicOutput` (envelope/streaming/atomic.py): it becomes the
+target only after success, so a failed, interrupted or killed run leaves no partial output; a
+run killed by kill -9 leaves at most a locked `.NAME.<hex>.envelope-tmp` that the next run
+writing to that directory removes. SIGTERM and SIGHUP become `Interrupted`, so `finally` blocks
+remove the temporary file at once.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import re
-import secrets
 import signal
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Self
+from typing import Any
+
+from envelope.streaming import atomic
 
 from .exits import CLIError, ExitCode
 
-__all__ = ["STDIO", "AtomicOutput", "Interrupted", "Job", "discard_all", "file_mode", "install_signal_handlers",
+__all__ = ["STDIO", "Interrupted", "Job", "OutputFile", "discard_all", "file_mode", "install_signal_handlers",
            "is_stream_target", "plan_jobs", "refuse_empty_message", "regular_size", "restore_signal_handlers"]
 
 STDIO = "-"
-_TMP_SUFFIX = ".envelope-tmp"
-# Our temporary names: "." + at most 64 characters of the target's name + "." + 16 hex digits +
-# the suffix. Only names of exactly this shape are ever swept.
-_TMP_NAME = re.compile(r"\..{0,64}\.[0-9a-f]{16}" + re.escape(_TMP_SUFFIX), re.DOTALL)
-_live: set[AtomicOutput] = set()
-_swept: set[str] = set()  # directories already cleaned of dead runs' leftovers by this process
+_live: set[OutputFile] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +49,7 @@ def _walk(root: Path, mode: str, suffix: str) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
-            if name.endswith(_TMP_SUFFIX):
+            if name.endswith(atomic.TEMP_SUFFIX):
                 continue
             # A directory holds plaintext and ciphertext side by side: encrypt skips what is
             # already encrypted, decrypt takes only what carries the suffix.
@@ -131,226 +123,32 @@ def _check_targets(jobs: list[Job]) -> None:
         seen.add(real)
 
 
-def _link(source: str, target: str) -> None:
-    # Python calls plain link() unless a dir fd is given, and link() would hard-link the
-    # /proc/self/fd symlink itself; linkat(AT_SYMLINK_FOLLOW) links the open file it points to.
-    fd = os.open("/", os.O_RDONLY)
-    try:
-        os.link(source, target, src_dir_fd=fd, follow_symlinks=True)
-    finally:
-        os.close(fd)
-
-
-def _temp_name(directory: str, target: str) -> str:
-    return os.path.join(directory, f".{os.path.basename(target)[:64]}.{secrets.token_hex(8)}{_TMP_SUFFIX}")
-
-
-def _lock(fd: int) -> bool:
-    """Take the lock that marks a temporary file as in use; False if another process holds it."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _same_file(fd: int, path: str) -> bool:
-    try:
-        named, held = os.lstat(path), os.fstat(fd)
-    except OSError:
-        return False
-    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
-
-
-def sweep_leftovers(directory: str) -> list[str]:
-    """Remove the temporary files that runs killed in ``directory`` left behind; return them.
-
-    Only our own: a regular file (not a symlink) of this user whose name has our temporary
-    shape, and whose lock no live process holds (a run holds it from the file's creation until
-    it is renamed into place or removed, and the kernel drops it when the process dies, even
-    by kill -9). The name is checked to still be that file right before it is removed.
-    """
-    removed: list[str] = []
-    try:
-        names = [name for name in os.listdir(directory) if _TMP_NAME.fullmatch(name)]
-    except OSError:
-        return removed
-    for name in names:
-        path = os.path.join(directory, name)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            continue  # gone, a symlink, or not ours to read
-        try:
-            info = os.fstat(fd)
-            if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and _lock(fd) and _same_file(fd, path):
-                os.unlink(path)
-                removed.append(path)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return removed
-
-
-def resolve_output(target: str) -> str:
-    """The path a file output is written to: ``target`` with every symlink (``/proc/self/cwd``,
-    ``/dev/stdout`` redirected to a file, a link the user made) resolved, so that the temporary
-    file sits beside the real file and the rename replaces it, not the link or the /proc entry.
-
-    :raises CLIError: ``target`` leads to an existing file that has no name to rename over (a
-        deleted file behind /dev/stdout), or to something that is neither a file, a character
-        device, a FIFO nor a socket (those are stream targets, see `is_stream_target`).
-    """
-    real = os.path.realpath(target)
-    try:
-        info = os.stat(target)
-    except FileNotFoundError:
-        return real  # nothing there yet (or a dangling link): the file is made where it leads
-    if not stat.S_ISREG(info.st_mode):
-        raise CLIError(f"{target} is not a regular file, a character device, a FIFO or a socket", ExitCode.IO)
-    try:
-        named = os.stat(real)
-    except OSError:
-        named = None
-    if named is None or (named.st_dev, named.st_ino) != (info.st_dev, info.st_ino):
-        raise CLIError(f"{target} leads to a file that has no name to replace", ExitCode.IO,
-                       hint="name the output file itself with -o")
-    return real
-
-
-class AtomicOutput:
-    """A file that becomes ``target`` only on `commit`; `discard` (or any failure) leaves no trace.
-
-    ``target`` is resolved first (`resolve_output`): a path that leads to an existing regular
-    file is that file, refused without ``overwrite`` and replaced by a rename with it.
-
-    :param overwrite: replace an existing ``target``; otherwise committing onto one fails.
-    :param mode: permission bits for the final file (the temporary one is 0600 until commit).
-    """
+class OutputFile(atomic.AtomicOutput):
+    """The library's `envelope.streaming.atomic.AtomicOutput` with the CLI's wording (an existing
+    output names ``--overwrite``), listed for `discard_all` while it is open."""
 
     def __init__(self, target: str, *, overwrite: bool, mode: int = 0o600) -> None:
-        self.target = target
-        self._path = resolve_output(target)
-        self._overwrite = overwrite
-        self._mode = mode
-        self._dir = os.path.dirname(self._path)
-        if not overwrite and (os.path.lexists(target) or os.path.lexists(self._path)):
-            raise CLIError(f"{target} exists", ExitCode.IO, hint="pass --overwrite to replace it")
-        os.makedirs(self._dir, exist_ok=True)
-        if self._dir not in _swept:
-            _swept.add(self._dir)
-            sweep_leftovers(self._dir)
-        self._tmp_path: str | None = None
-        fd = self._open_unnamed()
-        if fd is None:
-            fd, self._tmp_path = self._open_named()
-        self.file: IO[bytes] = os.fdopen(fd, "wb")
+        try:
+            super().__init__(target, overwrite=overwrite, mode=mode)
+        except FileExistsError:
+            if overwrite or not os.path.lexists(target):
+                raise  # a path component that is a file (`-o file/x`): an error of its own
+            raise _exists(target) from None
         _live.add(self)
 
-    def _open_unnamed(self) -> int | None:
-        flag = getattr(os, "O_TMPFILE", 0)
-        if not flag or not os.path.isdir("/proc/self/fd"):
-            return None
-        try:
-            fd = os.open(self._dir, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
-                return None  # the file system has no unnamed files
-            raise
-        # Locked before it ever has a name: the name it gets for an instant before the rename
-        # onto an existing target (`_link_unnamed`) is then never swept while this run lives.
-        _lock(fd)
-        return fd
-
-    def _open_named(self) -> tuple[int, str]:
-        """A new, locked temporary file beside the target (file systems without O_TMPFILE)."""
-        while True:
-            path = _temp_name(self._dir, self._path)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            # A sweeping run could take the lock between the create and ours: then the name is
-            # (or is about to be) gone, so start again with a new one.
-            if _lock(fd) and _same_file(fd, path):
-                return fd, path
-            os.close(fd)
-
     def commit(self) -> None:
-        """Flush, sync and move the finished file into place."""
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        os.fchmod(self.file.fileno(), self._mode)
         try:
-            if self._tmp_path is None:
-                self._link_unnamed()
-            elif self._overwrite:
-                os.replace(self._tmp_path, self._path)
-                self._tmp_path = None
-            else:
-                self._link_named()
-        finally:
-            self.discard()
-
-    def _link_unnamed(self) -> None:
-        proc = f"/proc/self/fd/{self.file.fileno()}"
-        if not self._overwrite:
-            self._link_exclusive(proc)
-            return
-        # No system call puts an unnamed file in place of an existing one: it gets a locked
-        # temporary name for the instant before the rename (the window a sweep covers).
-        while True:
-            staged = _temp_name(self._dir, self._path)
-            try:
-                _link(proc, staged)
-                break
-            except FileExistsError:
-                continue
-        try:
-            os.replace(staged, self._path)
-        except BaseException:
-            os.unlink(staged)
-            raise
-
-    def _link_named(self) -> None:
-        if self._tmp_path is None:  # pragma: no cover - only called for named temporaries
-            raise RuntimeError("envelope: internal error: no temporary file to link")
-        try:
-            self._link_exclusive(self._tmp_path)
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP):
-                raise
-            # No hard links here: check, then rename (a tiny race instead of no support at all).
-            if os.path.lexists(self._path):
-                raise CLIError(f"{self.target} exists", ExitCode.IO, hint="pass --overwrite to replace it") from None
-            os.replace(self._tmp_path, self._path)
-            self._tmp_path = None
-
-    def _link_exclusive(self, source: str) -> None:
-        # link() fails if the target exists, so a file that appeared meanwhile is never clobbered.
-        try:
-            _link(source, self._path)
+            super().commit()
         except FileExistsError:
-            raise CLIError(f"{self.target} exists", ExitCode.IO, hint="pass --overwrite to replace it") from None
+            raise _exists(self.target) from None  # it appeared while we wrote
 
     def discard(self) -> None:
-        """Close and remove the temporary file (idempotent; safe from a signal handler)."""
         _live.discard(self)
-        if self._tmp_path is not None:
-            # Unlinked before the close releases the lock, so no sweep ever sees it unlocked.
-            try:
-                os.unlink(self._tmp_path)
-            except FileNotFoundError:
-                pass
-            self._tmp_path = None
-        try:
-            self.file.close()
-        except OSError:
-            pass
+        super().discard()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.discard()
+def _exists(target: str) -> CLIError:
+    return CLIError(f"{target} exists", ExitCode.IO, hint="pass --overwrite to replace it")
 
 
 class Interrupted(BaseException):
@@ -392,7 +190,7 @@ def discard_all() -> None:
 def is_stream_target(target: str) -> bool:
     """True for stdout (``-``) and for an output that is a character device (/dev/null, a
     terminal), a FIFO or a socket, whatever path leads to it (/dev/stdout included): such a
-    target is written in place, as it comes. Anything else is a file (`AtomicOutput`): a path
+    target is written in place, as it comes. Anything else is a file (`OutputFile`): a path
     that leads to an existing regular file (/proc/self/cwd/x, /dev/stdout redirected to a file,
     a symlink) is that file, refused without --overwrite and replaced whole with it."""
     if target == STDIO:

@@ -13,7 +13,7 @@ import envelope
 
 from .crypt import add_context_argument, parse_context
 from .exits import CLIError, ExitCode, naming_input
-from .files import STDIO, AtomicOutput, file_mode, is_stream_target
+from .files import STDIO, OutputFile, file_mode, is_stream_target
 from .keys import KeySpec, add_key_arguments, build_keyring, keyring_options
 
 __all__ = ["add_parser", "run_rewrap"]
@@ -151,7 +151,7 @@ def _rewrap_one(source: str, src: IO[bytes], output: str | None, overwrite: bool
         return
     mode = file_mode(source) if source != STDIO else 0o600
     # In place is what rewrap is for; another existing file is replaced only with --overwrite.
-    out = stack.enter_context(AtomicOutput(target, overwrite=overwrite or target == source, mode=mode))
+    out = stack.enter_context(OutputFile(target, overwrite=overwrite or target == source, mode=mode))
     envelope.rewrap(src, out.file, **options)
     out.commit()
 

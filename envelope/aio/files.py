@@ -1,10 +1,11 @@
-"""Async file-to-file encrypt and decrypt that never leave a partial output: a temporary file
-beside the destination is renamed over it only once the message is complete (decrypt: fully
-authenticated); on error or cancellation it is removed and the destination left as it was."""
+"""Async file-to-file encrypt and decrypt that never leave a partial output: an `AtomicOutput`
+beside the destination takes its place only once the message is complete (decrypt: fully
+authenticated) and synced; on error, cancellation or kill -9 the destination is left as it was."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import IO, Unpack
 
 import anyio
@@ -12,7 +13,8 @@ import anyio
 from ..format.header import Header
 from ..keyrings.base import Keyring
 from ..materials.base import MaterialsManager
-from ..streaming.files import StrPath, check_paths, commit, discard, open_input, open_temp
+from ..streaming.atomic import AtomicOutput
+from ..streaming.files import StrPath, check_paths, open_input
 from ..streaming.options import DecryptOptions, EncryptStreamOptions
 from .materials import resolve
 from .offload import in_thread
@@ -25,23 +27,27 @@ _Run = Callable[[IO[bytes], IO[bytes]], Awaitable[Header]]
 
 
 async def _transform(src_path: StrPath, dst_path: StrPath, overwrite: bool, run: _Run) -> Header:
-    # The steps of envelope.streaming.files' sync _transform, with the blocking ones in a thread.
+    # The steps of envelope.streaming.files' sync _transform, with the blocking ones (opening,
+    # which may sweep the directory; fsync; rename; unlink) in a thread.
     src, dst = check_paths(src_path, dst_path)
-    source = await in_thread(open_input, src, dst, overwrite)
+    source = await in_thread(open_input, src, dst)
     try:
-        out, temp = open_temp(dst)
+        # Shielded: a cancellation while the thread opens the output would drop the open file
+        # unseen; it is seen at the next checkpoint instead, inside the try that discards it.
+        with anyio.CancelScope(shield=True):
+            out = await in_thread(partial(AtomicOutput, dst, overwrite=overwrite))
         try:
-            header = await run(source, out)
+            header = await run(source, out.file)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await in_thread(discard, out, temp)
+                await in_thread(out.discard)
             raise
         # In a thread, since replacing a large file frees its blocks inside rename() (a measured
-        # 100+ ms loop stall for 256 MiB); shielded, so that a cancellation arriving now cannot
-        # separate "renamed" from "reported": the call then completes and the caller sees the
-        # cancellation at its next checkpoint.
+        # 100+ ms loop stall for 256 MiB) and fsync waits for the disk; shielded, so that a
+        # cancellation arriving now cannot separate "renamed" from "reported": the call then
+        # completes and the caller sees the cancellation at its next checkpoint.
         with anyio.CancelScope(shield=True):
-            await in_thread(commit, out, temp, dst, overwrite)
+            await in_thread(out.commit)
     finally:
         source.close()
     return header
@@ -54,7 +60,7 @@ async def encrypt_file(src_path: StrPath, dst_path: StrPath, *, keyring: AsyncKe
 
     The work runs in one worker thread (file reads, AES and writes together; a sync keyring too),
     cancellable between frames; an `AsyncKeyring` is awaited on the event loop. The new file has
-    mode 0600. The same contract as `envelope.encrypt_file`.
+    mode 0600. The same contract as `envelope.encrypt_file`: all or nothing, even on kill -9.
 
     :param overwrite: replace an existing ``dst_path`` (only on success); else it is an error.
     :param options: as for `envelope.encrypt_stream`.

@@ -13,9 +13,8 @@ import functools
 import os
 import stat
 import struct
-import tempfile
 from collections.abc import Callable, Collection, Mapping
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from typing import IO, Any, Protocol
 
 from ..crypto.signing import PUBLIC_KEY_CONTEXT_KEY, Signer, Verifier, generate_signing_key
@@ -33,6 +32,7 @@ from ..keyrings.base import Keyring
 from ..keyrings.names import edk_key_name
 from ..materials.base import MaterialsManager
 from ..materials.materials import DecryptionMaterials, EncryptionMaterials
+from .atomic import AtomicOutput
 from .buffers import Pool
 from .decryptor import MessageDecryptor
 from .limits import HANDOFF_BYTES
@@ -78,10 +78,12 @@ def rewrap(source: str | os.PathLike[str] | IO[bytes], destination: str | os.Pat
     old signature is verified and a new signing key signs the new message; the encryption
     context's public key entry changes with it.
 
-    A path ``destination`` is written to a temporary file renamed over it only when the whole
-    message is written and checked, so there is never partial output, and ``destination`` may be
-    ``source`` itself (rewrap in place). A file object ``destination`` receives the bytes as they
-    are made; discard them if this raises.
+    A path ``destination`` is all or nothing: the new message is written to an `AtomicOutput`
+    that replaces ``destination`` (an existing file is replaced; a symlink is followed) only once
+    it is whole, checked and synced to disk, so an error or a kill -9 leaves ``destination`` as it
+    was, and ``destination`` may be ``source`` itself (rewrap in place). The new file has mode
+    0600. A file object ``destination`` receives the bytes as they are made; discard them if this
+    raises.
 
     :returns: the new message's header.
     :raises AuthenticationError: the header does not authenticate, or the body is truncated, has
@@ -359,18 +361,9 @@ class _Reader:
 
 def _to_path(src: Any, destination: str, decryptor: MessageDecryptor, manager: MaterialsManager,
              plan: _Plan) -> Header:
-    """Write through a temporary file beside ``destination``, renamed over it once complete (the
-    source may be the destination itself: it is read whole before the rename)."""
-    directory = os.path.dirname(os.path.abspath(destination))
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            header = _rewrap(src, out, decryptor, manager, plan, kernel_copy=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, destination)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+    """Write through an `AtomicOutput` that replaces ``destination`` once complete (the source
+    may be the destination itself: it is read whole before the new file takes its name)."""
+    with AtomicOutput(destination, overwrite=True) as out:
+        header = _rewrap(src, out.file, decryptor, manager, plan, kernel_copy=True)
+        out.commit()
     return header

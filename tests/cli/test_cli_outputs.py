@@ -5,7 +5,6 @@ file that the next run does not remove; a reader going away ends quietly with 14
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import signal
@@ -18,13 +17,11 @@ from pathlib import Path
 
 import pytest
 from _cli_helpers import ENVELOPE, PLAIN, run_envelope
-from envelope_cli.files import AtomicOutput, sweep_leftovers
 
 import envelope
 
 KEY = bytes(range(32))
 KEYRING = envelope.RawAESKeyring("envelope", "k", KEY)
-TMP_SHAPE = ".{name}.0123456789abcdef.envelope-tmp"
 
 
 @pytest.fixture
@@ -96,42 +93,6 @@ def test_closed_downstream_pipe_ends_quietly_with_141(tmp_path: Path, key: Path)
     assert (tmp_path / "err").read_bytes() == b""
 
 
-def test_sweep_removes_only_dead_runs_own_leftovers(tmp_path: Path) -> None:
-    dead = tmp_path / TMP_SHAPE.format(name="dead")
-    dead.write_bytes(b"left by a killed run")
-    alive = tmp_path / TMP_SHAPE.format(name="alive")
-    alive.write_bytes(b"a run still writing")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.write_bytes(b"not ours")
-    link = tmp_path / TMP_SHAPE.format(name="link")
-    link.symlink_to(elsewhere)
-    foreign = [tmp_path / ".x.envelope-tmp", tmp_path / "x.0123456789abcdef.envelope-tmp",
-               tmp_path / ".x.0123456789ABCDEF.envelope-tmp"]
-    for path in foreign:
-        path.write_bytes(b"not our shape")
-    with open(alive, "rb") as held:
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # what a live run holds
-        assert sweep_leftovers(str(tmp_path)) == [str(dead)]
-    assert alive.exists() and link.is_symlink() and elsewhere.read_bytes() == b"not ours"
-    assert all(path.exists() for path in foreign)
-
-
-@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "named"])
-def test_temporary_file_is_locked_while_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                unnamed: bool) -> None:
-    if not unnamed:
-        monkeypatch.setattr(AtomicOutput, "_open_unnamed", lambda self: None)
-    (tmp_path / "target").write_bytes(b"old")
-    with AtomicOutput(str(tmp_path / "target"), overwrite=True) as output:
-        output.file.write(b"new")
-        assert sweep_leftovers(str(tmp_path)) == []  # in use: never swept
-        # an unnamed file has no name a kill could leave behind; a named one is locked
-        assert len(_leftovers(tmp_path)) == (0 if unnamed and hasattr(os, "O_TMPFILE") else 1)
-        output.commit()
-    assert (tmp_path / "target").read_bytes() == b"new"
-    assert _leftovers(tmp_path) == []
-
-
 # A run killed at the instants no kill -9 loop hits reliably: after an unnamed file got its name
 # and before the rename (--overwrite), and in the middle of writing a named one (no O_TMPFILE).
 _KILLED_AT = textwrap.dedent("""
@@ -141,13 +102,13 @@ _KILLED_AT = textwrap.dedent("""
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     if where == "named":
-        files.AtomicOutput._open_unnamed = lambda self: None
-    output = files.AtomicOutput(target, overwrite=True)
+        files.OutputFile._open_unnamed = lambda self: None
+    output = files.OutputFile(target, overwrite=True)
     output.file.write(b"partial")
     output.file.flush()
     if where == "named":
         die()
-    files.os.replace = die
+    os.replace = die
     output.commit()
 """)
 

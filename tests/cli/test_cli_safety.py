@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from _cli_helpers import ENVELOPE
+from _output_helpers import open_output_size
 
 import envelope
 
@@ -26,22 +27,6 @@ def big_message() -> bytes:
     plaintext = hashlib.shake_256(b"envelope").digest(1024 * 1024) * (SIZE // (1024 * 1024))
     return envelope.encrypt(plaintext, keyring=keyring, frame_length=4096,
                             algorithm="AES_256_GCM_HKDF_SHA512_COMMIT_KEY")
-
-
-def _temp_output_size(pid: int, directory: Path) -> int | None:
-    """Size of the file the child has open in ``directory`` (its temporary output), if any."""
-    fd_dir = Path(f"/proc/{pid}/fd")
-    for fd in fd_dir.iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith(str(directory) + os.sep):
-            try:
-                return os.stat(fd).st_size
-            except OSError:
-                return None
-    return None
 
 
 def _start_decrypt(tmp_path: Path, message: bytes) -> tuple[subprocess.Popen[bytes], Path]:
@@ -60,7 +45,7 @@ def _start_decrypt(tmp_path: Path, message: bytes) -> tuple[subprocess.Popen[byt
     proc.stdin.write(message[: len(message) // 2])
     proc.stdin.flush()
     for _ in range(2000):
-        size = _temp_output_size(proc.pid, out_dir)
+        size = open_output_size(proc.pid, out_dir)
         if size:
             break
         if proc.poll() is not None:

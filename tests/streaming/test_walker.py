@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterator
+from typing import IO, cast
 
 import pytest
 from hypothesis import given, settings
@@ -112,7 +113,7 @@ def test_rewrap_walks_a_source_that_returns_short_reads(signed: bool) -> None:
     message, _, _ = _message(5000, 128, signed)
     new = envelope.RawAESKeyring("test-ns", "walker-new", bytes(range(1, 33)))
     out = io.BytesIO()
-    envelope.rewrap(_Dribble(message), out, keyring=KEYRING, new_keyring=new)
+    envelope.rewrap(cast(IO[bytes], _Dribble(message)), out, keyring=KEYRING, new_keyring=new)
     assert envelope.decrypt(out.getvalue(), keyring=new)[0] == bytes(5000)
     with pytest.raises(AuthenticationError):
-        envelope.rewrap(_Dribble(message[:-1]), io.BytesIO(), keyring=KEYRING, new_keyring=new)
+        envelope.rewrap(cast(IO[bytes], _Dribble(message[:-1])), io.BytesIO(), keyring=KEYRING, new_keyring=new)
