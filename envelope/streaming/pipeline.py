@@ -85,6 +85,11 @@ class BackThread:
         self.check()
         self._queue.put(job)
 
+    @property
+    def behind(self) -> bool:
+        """Whether submitted jobs are waiting for the back thread (it is the slower side now)."""
+        return not self._queue.empty()
+
     def drain(self) -> None:
         done = threading.Event()
         self._queue.put(done.set)

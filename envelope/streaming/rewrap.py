@@ -170,10 +170,10 @@ def _rewrap(file: Any, dst: _Writable, decryptor: MessageDecryptor, manager: Mat
     write(header_bytes)
     if signer is None:
         if not (kernel_copy and _copy_body_by_kernel(file, dst, old)):
-            _copy_body(file, write, old, None, None)
+            _copy_body(file, _Blocks(dst, own=False), old, None, None)
         return header
     signer.update(header_bytes)
-    signature = _copy_body(file, write, old, signer, _old_verifier(decryptor))
+    signature = _copy_body(file, _Blocks(dst, own=kernel_copy), old, signer, _old_verifier(decryptor))
     if signature is None:  # pragma: no cover
         raise RuntimeError("envelope: internal error: signed body without a signature")
     write(footer(signer.finalize()))
@@ -210,15 +210,52 @@ def _read_header(src: _Reader, decryptor: MessageDecryptor) -> Header:
     return decryptor.header
 
 
-def _copy_body(file: Any, write: Callable[[bytes | memoryview], object], header: Header,
-               signer: Signer | None, verifier: Verifier | None) -> bytes | None:
+class _Blocks:
+    """Where the body's blocks go. A file object takes them in order, from one thread; our own
+    file takes each at its offset (pwrite), so that either of a signed rewrap's threads may
+    write a block and the writes go to whichever has time."""
+
+    def __init__(self, dst: Any, *, own: bool) -> None:
+        self.dst = dst
+        self._fd: int | None = None
+        self.offset = 0  # where the next block goes, in our own file
+        if own:
+            dst.flush()  # the header is written: blocks go after it
+            self._fd = dst.fileno()
+            self.offset = dst.tell()
+
+    @property
+    def positional(self) -> bool:
+        return self._fd is not None
+
+    def write(self, block: memoryview) -> None:
+        self.dst.write(block)
+
+    def write_at(self, block: memoryview, offset: int) -> None:
+        if self._fd is None:  # pragma: no cover - only our own file is written at offsets
+            raise RuntimeError("envelope: internal error: a positional write to a file object")
+        while block:
+            written = os.pwrite(self._fd, block, offset)
+            block, offset = block[written:], offset + written
+
+    def end(self) -> None:
+        """The body is written: what follows (the footer) goes after it."""
+        if self._fd is not None:
+            self.dst.seek(self.offset)
+
+
+def _copy_body(file: Any, blocks: _Blocks, header: Header, signer: Signer | None,
+               verifier: Verifier | None) -> bytes | None:
     """Copy the body in blocks, walking its framing (§5); return the old signature of a signed
     message, verified.
 
     Signed suites hash every block twice: for the new signature, and to verify the old one (§2.3).
-    This thread reads and feeds the new signer; the back thread feeds the old verifier, then
-    writes, so the two SHA-384 passes run on two cores (hashlib releases the GIL on large
-    buffers) and a block goes back to the pool only once both are done with it.
+    This thread reads and feeds the new signer; the back thread feeds the old verifier, so the
+    two SHA-384 passes run on two cores (hashlib releases the GIL on large buffers). The back
+    thread writes the blocks of a file object, in order; into our own file, a block is written
+    by this thread when the back thread is behind, else by the back thread, so the two stay
+    level whatever reads, writes and hashes cost here. A block goes back to the pool only once
+    both are done with it.
     """
     walker = FrameWalker(header.frame_length)
     readinto = _readinto(file)
@@ -233,17 +270,28 @@ def _copy_body(file: Any, write: Callable[[bytes | memoryview], object], header:
                 raise AuthenticationError("message is truncated in the body")
             body = walker.feed(buf[:n])
             after = bytes(buf[body:n])
+            block = buf[:body]
             if back is None or signer is None or verifier is None:
-                write(buf[:body])
+                blocks.write(block)
                 pool.put(buf)
                 continue
-            signer.update(buf[:body])
-            back.submit(functools.partial(_verify_and_write, verifier, write, buf[:body], pool, buf))
+            signer.update(block)
+            if not blocks.positional:
+                back.submit(functools.partial(_verify_then, verifier, block, pool, buf, blocks.write))
+                continue
+            if back.behind:  # the back thread has more to do than this one: write here
+                blocks.write_at(block, blocks.offset)
+                back.submit(functools.partial(_verify_then, verifier, block, pool, buf, None))
+            else:
+                back.submit(functools.partial(_verify_then, verifier, block, pool, buf,
+                                              functools.partial(blocks.write_at, offset=blocks.offset)))
+            blocks.offset += body
         if back is not None:
             back.drain()
     finally:
         if back is not None:
             back.stop()
+    blocks.end()
     rest = _Reader(file, after)
     if verifier is None:
         if rest.read(1):
@@ -261,11 +309,13 @@ def _copy_body(file: Any, write: Callable[[bytes | memoryview], object], header:
     return signature
 
 
-def _verify_and_write(verifier: Verifier, write: Callable[[bytes | memoryview], object], block: memoryview,
-                      pool: Pool, buf: Any) -> None:
-    """The back thread's part of a signed block: the old signature's hash, then the write."""
+def _verify_then(verifier: Verifier, block: memoryview, pool: Pool, buf: Any,
+                 write: Callable[[memoryview], object] | None) -> None:
+    """The back thread's part of a signed block: the old signature's hash, then its write if it
+    has one, then the buffer is free."""
     verifier.update(block)
-    write(block)
+    if write is not None:
+        write(block)
     pool.put(buf)
 
 

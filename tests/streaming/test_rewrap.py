@@ -165,3 +165,18 @@ def test_misuse() -> None:
         envelope.rewrap(io.BytesIO(), io.BytesIO(), keyring=OLD)
     with pytest.raises(TypeError):
         envelope.rewrap(io.BytesIO(), io.BytesIO(), keyring=OLD, remove_keys="old")
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_signed_messages_of_many_blocks_rewrap_to_a_path(tmp_path: Any, in_place: bool) -> None:
+    """A signed rewrap into our own file writes each block at its offset from whichever thread
+    has time (rewrap._Blocks): however the writes split, the file holds the blocks in order."""
+    suite = envelope.AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384
+    plaintext = os.urandom(9 * 1024 * 1024 + 123)  # five 2 MiB blocks (limits.HANDOFF_BYTES) and a part
+    source = tmp_path / "m.envelope"
+    source.write_bytes(envelope.encrypt(plaintext, keyring=OLD, algorithm=suite, frame_length=65536))
+    destination = source if in_place else tmp_path / "out.envelope"
+    envelope.rewrap(source, destination, keyring=OLD, new_keyring=NEW)
+    rewrapped = destination.read_bytes()
+    assert esdk_decrypt(rewrapped, ESDK_NEW)[0] == plaintext
+    assert envelope.decrypt(rewrapped, keyring=NEW)[0] == plaintext
