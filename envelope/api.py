@@ -33,7 +33,7 @@ def encrypt(plaintext: Buffer, *, keyring: Keyring | None = None, materials_mana
     :param encryption_context: str -> str pairs bound to the message.
     :param algorithm: an `AlgorithmSuite` member or its name; default: the commitment policy's
         default, AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384.
-    :param frame_length: plaintext bytes per frame; default 1 MiB (chosen by measurement);
+    :param frame_length: plaintext bytes per frame; default 256 KiB (chosen by measurement);
         0 writes the legacy non-framed body.
     :param commitment_policy: default REQUIRE_ENCRYPT_REQUIRE_DECRYPT.
     :param max_encrypted_data_keys: refuse materials with more encrypted data keys.

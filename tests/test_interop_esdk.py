@@ -172,7 +172,7 @@ def test_one_mebibyte(aes256: Keys, direction: str, suite: Suite, frame: int) ->
 
 
 def test_our_defaults_read_by_esdk(aes256: Keys) -> None:
-    # No suite, frame length or policy given: the 1 MiB default frame and the signed committing suite.
+    # No suite, frame length or policy given: the default frame (256 KiB) and the signed committing suite.
     plaintext = _payload(3 * 1024 * 1024 + 5, "defaults")
     out, context = esdk_decrypt(envelope.encrypt(plaintext, keyring=aes256.ours), aes256.theirs)
     assert out == plaintext

@@ -50,9 +50,12 @@ __all__ = [
 ]
 
 _DEFAULT_POLICY = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT  # what coerce(None) returns
-# Chosen by measurement (bench/bench_frames.py): per-frame cost is ~6 us of Python, so 1 MiB frames
-# keep it under 1% of the AES time while a few frames of memory stay small (format-spec §11).
-DEFAULT_FRAME_LENGTH = 1024 * 1024
+# Chosen by measurement: the smallest frame as fast as the largest ones (bench/bench_frames.py: 256 KiB
+# and 1 MiB frames stream at the same rate, file to file, on two CPUs and on one; the ~6 us of Python
+# per frame is hidden behind the AES and I/O). Smaller frames cost less to reach at random: an
+# unaligned ranged read opens one frame more than it returns, 256 KiB here rather than 1 MiB
+# (bench/bench_messages.py; format-spec/operations.md §1). Memory stays a few frames (§11).
+DEFAULT_FRAME_LENGTH = 256 * 1024
 
 
 def resolve_materials_manager(keyring: Keyring | None, materials_manager: MaterialsManager | None) -> MaterialsManager:

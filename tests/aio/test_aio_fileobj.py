@@ -259,7 +259,7 @@ async def test_large_frames_are_sealed_and_opened_off_the_event_loop(monkeypatch
     monkeypatch.setattr(FrameOpener, "open", opening)
     data = _data(4 * 1024 * 1024)
     sink = ListSink()
-    async with aio.AsyncEncryptor(sink, keyring=KEYRING, algorithm=UNSIGNED) as encryptor:
+    async with aio.AsyncEncryptor(sink, keyring=KEYRING, algorithm=UNSIGNED, frame_length=1024 * 1024) as encryptor:
         await encryptor.awrite(data)
     sealed, threads[:] = list(threads), []
     async with aio.AsyncDecryptor(sink.value(), keyring=KEYRING) as decryptor:
