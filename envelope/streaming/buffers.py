@@ -164,6 +164,8 @@ class Scratch:
 
     def take(self, size: int) -> bytearray:
         """An idle buffer of at least ``size`` bytes, or a new one."""
+        if not size:
+            return bytearray()
         with self._lock:
             for index, buffer in enumerate(self._idle):
                 if len(buffer) >= size:
@@ -173,6 +175,8 @@ class Scratch:
     def give(self, buffer: bytearray) -> None:
         """Keep ``buffer`` for later calls while the idle total stays within ``keep``; the
         smallest idle buffers make room for a larger one."""
+        if not buffer:
+            return
         with self._lock:
             idle = self._idle
             idle.append(buffer)

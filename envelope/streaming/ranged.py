@@ -250,10 +250,11 @@ def read_range(index: MessageIndex, offset: int, length: int) -> Flow[bytes]:
     size = frame_length + FRAME_OVERHEAD
     frame = offset // frame_length
     last = (end - 1) // frame_length
-    regular = min(last, index.frame_count - 1) - frame + 1  # regular frames the range touches
-    per_read = min(whole_units(size, RANGE_BATCH_BYTES), max(regular, 1))
+    regular = max(min(last, index.frame_count - 1) - frame + 1, 0)  # regular frames the range touches
+    per_read = min(whole_units(size, RANGE_BATCH_BYTES), regular)
     # The frames are read into and opened into reused buffers; the plaintext is copied out once,
-    # into the bytes returned (format-spec/operations.md §1.3).
+    # into the bytes returned (format-spec/operations.md §1.3). Sized by frames that exist: the
+    # message's size vouches for them, never the header's frame length alone (message.md §9).
     ciphertext, plaintext = SCRATCH.take(per_read * size), SCRATCH.take(per_read * frame_length)
     pieces: list[bytes | memoryview] = []
     try:

@@ -296,3 +296,19 @@ def test_scratch_keeps_at_most_its_budget_and_prefers_the_larger_buffers() -> No
     scratch.give(large)  # 110 bytes idle would exceed 100: the small one goes
     assert scratch.take(10) is large
     assert len(scratch.take(10)) == 10  # nothing idle left: a new buffer
+
+
+def test_a_huge_claimed_frame_length_allocates_only_what_the_message_holds() -> None:
+    """A header may claim frames of up to 4 GiB (message.md §5.2, §9): what a range allocates
+    follows the bytes the message holds, not the claim."""
+    import tracemalloc
+
+    message = envelope.encrypt(b"tiny", keyring=KEYRING, algorithm=UNSIGNED[-1], frame_length=2**32 - 1)
+    tracemalloc.start()
+    try:
+        assert envelope.decrypt_range(message, 1, 2, keyring=KEYRING) == b"in"
+        assert envelope.decrypt_range(io.BytesIO(message), 0, 10, keyring=KEYRING) == b"tiny"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
