@@ -11,9 +11,9 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Iterator
 
 import pytest
+from _split_helpers import split_at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,15 +33,6 @@ SIGNED = AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384
 F = 64
 
 
-def _split(data: bytes, cuts: list[int]) -> Iterator[bytes]:
-    """``data`` in pieces cut at ``cuts`` (positions, any order, repeats make empty pieces)."""
-    start = 0
-    for cut in sorted(c % (len(data) + 1) for c in cuts):
-        yield data[start:cut]
-        start = cut
-    yield data[start:]
-
-
 def _sizes() -> st.SearchStrategy[int]:
     return st.sampled_from([0, 1, F - 1, F, F + 1, 3 * F, 5 * F + 7])
 
@@ -52,7 +43,7 @@ def test_iterable_encrypt_matches_file_encrypt_and_round_trips(size: int, cuts: 
     data = bytes(i % 251 for i in range(size))
     suite = SIGNED if signed else UNSIGNED
     pieces = io.BytesIO()
-    header = envelope.encrypt_stream(_split(data, cuts), pieces, keyring=KEYRING, algorithm=suite, frame_length=F)
+    header = envelope.encrypt_stream(split_at(data, cuts), pieces, keyring=KEYRING, algorithm=suite, frame_length=F)
     message = pieces.getvalue()
     # Same length as the file path's message: frames at the same places (§5.3), nothing lost.
     whole = io.BytesIO()
@@ -61,7 +52,7 @@ def test_iterable_encrypt_matches_file_encrypt_and_round_trips(size: int, cuts: 
     assert envelope.decrypt(message, keyring=KEYRING)[0] == data
     # Decrypt from chunks cut elsewhere: through the gatherer.
     out = io.BytesIO()
-    got = envelope.decrypt_stream(_split(message, [c * 7 for c in cuts]), out, keyring=KEYRING)
+    got = envelope.decrypt_stream(split_at(message, [c * 7 for c in cuts]), out, keyring=KEYRING)
     assert out.getvalue() == data
     assert got.message_id == header.message_id
 

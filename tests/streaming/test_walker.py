@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator
 from typing import IO, cast
 
 import pytest
+from _split_helpers import split_at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,19 +45,11 @@ def _walk(body: bytes, frame_length: int, cuts: list[int]) -> tuple[FrameWalker,
     """Feed ``body`` cut at ``cuts``; return the walker and how many bytes it took as the body."""
     walker = FrameWalker(frame_length)
     taken = 0
-    for piece in _pieces(body, cuts):
+    for piece in split_at(body, cuts):
         if walker.done:
             break
         taken += walker.feed(piece)
     return walker, taken
-
-
-def _pieces(data: bytes, cuts: list[int]) -> Iterator[bytes]:
-    start = 0
-    for cut in sorted(c % (len(data) + 1) for c in cuts):
-        yield data[start:cut]
-        start = cut
-    yield data[start:]
 
 
 @settings(max_examples=60, deadline=None)
