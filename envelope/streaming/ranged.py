@@ -56,6 +56,7 @@ __all__ = [
     "open_message",
     "positional",
     "read_header",
+    "read_once",
     "read_range",
     "run_flow",
 ]
@@ -347,25 +348,10 @@ class _FileSource:
     start: int  # where the message starts in the file
     size: int
 
-    def read_at(self, offset: int, size: int) -> bytes:
-        try:
-            fd = self.file.fileno()
-        except (AttributeError, OSError):
-            fd = None  # a file-like object without a descriptor (BytesIO, a wrapper)
-        parts = []
-        got = 0
-        while got < size:
-            if fd is not None:
-                # One positional read: no seek, and no zero-filled buffer to copy out of.
-                data = os.pread(fd, size - got, self.start + offset + got)
-            else:
-                self.file.seek(self.start + offset + got)
-                data = self.file.read(size - got)
-            if not data:
-                break
-            parts.append(data)
-            got += len(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def read_at(self, offset: int, size: int) -> memoryview:
+        # ``size`` is never more than the message holds (a header field, or a frame that
+        # frame_layout placed inside the message's size), so the buffer follows the file.
+        return self.read_into(offset, memoryview(bytearray(size)))
 
     def read_into(self, offset: int, out: memoryview) -> memoryview:
         """Read up to len(out) bytes at ``offset`` into ``out`` (fewer only at the end); return
@@ -373,25 +359,28 @@ class _FileSource:
         try:
             fd = self.file.fileno()
         except (AttributeError, OSError):
-            fd = None
+            fd = None  # a file-like object without a descriptor (BytesIO, a wrapper)
         got = 0
         while got < len(out):
             if fd is not None:
-                n = os.preadv(fd, [out[got:]], self.start + offset + got)
+                n = os.preadv(fd, [out[got:]], self.start + offset + got)  # no seek
             else:
                 self.file.seek(self.start + offset + got)
-                n = _read_into(self.file, out[got:])
+                n = read_once(self.file, out[got:])
             if not n:
                 break
             got += n
         return out[:got]
 
 
-def _read_into(file: Any, out: memoryview) -> int:
+def read_once(file: Any, out: memoryview) -> int:
+    """One read from a binary file into ``out`` (``readinto``, else ``read``); 0 at its end."""
     readinto = getattr(file, "readinto", None)
     if readinto is not None:
         return int(readinto(out) or 0)
     data = file.read(len(out))
+    if isinstance(data, str):
+        raise TypeError("source must be opened in binary mode")
     out[:len(data)] = data
     return len(data)
 

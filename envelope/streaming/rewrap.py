@@ -37,7 +37,7 @@ from .buffers import Pool
 from .decryptor import MessageDecryptor
 from .limits import HANDOFF_BYTES
 from .pipeline import BackThread
-from .ranged import final_fields_fit, frame_layout
+from .ranged import final_fields_fit, frame_layout, read_once
 from .session import new_decryptor, resolve_materials_manager
 from .walker import FrameWalker
 
@@ -258,14 +258,13 @@ def _copy_body(file: Any, blocks: _Blocks, header: Header, signer: Signer | None
     both are done with it.
     """
     walker = FrameWalker(header.frame_length)
-    readinto = _readinto(file)
     pool = Pool(HANDOFF_BYTES)
     back = BackThread() if signer is not None else None
     after = b""  # what follows the body in the last block: the footer, or trailing data
     try:
         while not walker.done:
             buf = pool.take(back.check if back is not None else None)
-            n = readinto(buf)
+            n = read_once(file, buf)
             if not n:
                 raise AuthenticationError("message is truncated in the body")
             body = walker.feed(buf[:n])
@@ -317,21 +316,6 @@ def _verify_then(verifier: Verifier, block: memoryview, pool: Pool, buf: Any,
     if write is not None:
         write(block)
     pool.put(buf)
-
-
-def _readinto(file: Any) -> Callable[[memoryview], int]:
-    """One read into a buffer (fewer bytes than it holds only from a pipe or at the end)."""
-    readinto = getattr(file, "readinto", None)
-    if readinto is not None:
-        return readinto  # type: ignore[no-any-return]
-
-    def read_into(buf: memoryview) -> int:
-        data = file.read(len(buf))
-        if isinstance(data, str):
-            raise TypeError("source must be opened in binary mode")
-        buf[:len(data)] = data
-        return len(data)
-    return read_into
 
 
 def _copy_body_by_kernel(src: Any, dst: Any, header: Header) -> bool:
