@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..model.sql import Connection
+from . import forks
 from .datadir import StoreError
 
 __all__ = ["BUMP_COUNTER", "IAM_SCHEMA", "REGION_SCHEMA", "SCHEMA_VERSION", "STATE_QUERY", "Database",
@@ -75,17 +76,6 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('change_counter', 0);
 """
 
 
-# Bumped in a forked child: a child must never use its parent's SQLite connections.
-_fork_generation = 0
-
-
-def _forked() -> None:
-    global _fork_generation
-    _fork_generation += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -125,7 +115,7 @@ class Database:
         self._schema = schema
         self._prepare = prepare
         self._local = threading.local()
-        self._generation = _fork_generation
+        self._generation = forks.generation()
         self._init_lock = threading.Lock()
         self._initialized = False
         self._memory_lock = threading.RLock()
@@ -171,9 +161,9 @@ class Database:
         """This thread's connection (opened, and the schema ensured, on first use)."""
         if self._memory_conn is not None:
             return self._memory_conn
-        if self._generation != _fork_generation:
+        if self._generation != forks.generation():
             self._local = threading.local()
-            self._generation = _fork_generation
+            self._generation = forks.generation()
             self._initialized = False
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:

@@ -21,7 +21,6 @@ broken connection is dropped and the next call reconnects.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model.sql import Connection, Cursor
+from . import forks
 from .backend import StoreUnavailableError
 from .database import BUMP_COUNTER, SCHEMA_VERSION, STATE_QUERY, refuse_newer
 
@@ -42,16 +42,6 @@ _SCHEMA_LOCK = 0x656E76_6B6D73  # pg_advisory_xact_lock key: one schema change a
 # needs the key; an INSERT OR ... without a column list needs the columns).
 _PRIMARY_KEYS: dict[str, tuple[str, ...]] = {}
 _COLUMNS: dict[str, tuple[str, ...]] = {}
-_fork_generation = 0
-
-
-def _forked() -> None:
-    global _fork_generation
-    _fork_generation += 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
 
 
 def _psycopg() -> Any:
@@ -320,7 +310,7 @@ class PostgresDatabase:
         self._prepare = prepare
         self._counted = tuple(counted_tables)
         self._local = threading.local()
-        self._generation = _fork_generation
+        self._generation = forks.generation()
         self._init_lock = threading.Lock()
         self._initialized = False
 
@@ -352,9 +342,9 @@ class PostgresDatabase:
     # -- connections ---------------------------------------------------------------------------
     def connect(self) -> PgConnection:
         """This thread's connection (opened, and the schema ensured, on first use)."""
-        if self._generation != _fork_generation:
+        if self._generation != forks.generation():
             self._local = threading.local()
-            self._generation = _fork_generation
+            self._generation = forks.generation()
             self._initialized = False
         conn: PgConnection | None = getattr(self._local, "conn", None)
         if conn is not None and not conn.raw.closed and not conn.raw.broken:
