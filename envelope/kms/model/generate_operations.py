@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .generated import write_or_check
+
 __all__ = ["generate", "main"]
 
 _TARGET = Path(__file__).with_name("operations.py")
@@ -170,17 +172,7 @@ def _installed() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write `operations.py` next to this module (``--check``: only report whether it is current)."""
-    args = sys.argv[1:] if argv is None else argv
-    text = _installed()
-    if "--check" in args:
-        current = _TARGET.read_text(encoding="utf-8") if _TARGET.exists() else ""
-        print("operations.py is current" if current == text else "operations.py is stale: regenerate it")
-        return 0 if current == text else 1
-    tmp = _TARGET.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(_TARGET)
-    print(f"wrote {_TARGET}")
-    return 0
+    return write_or_check(_TARGET, _installed(), sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..model.generated import write_or_check
 from ..model.operations import BOTOCORE_VERSION
 from ..model.shapes import Member, Operation
 from .registry import PLANS
@@ -117,16 +118,8 @@ def generate(operations: Iterable[Operation]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write `api.py` next to this module (``--check``: only report whether it is current)."""
-    args = sys.argv[1:] if argv is None else argv
-    text = generate(plan.operation for plan in PLANS.values())
-    if "--check" in args:
-        current = _TARGET.read_text(encoding="utf-8") if _TARGET.exists() else ""
-        print("api.py is current" if current == text else "api.py is out of date")
-        return 0 if current == text else 1
-    tmp = _TARGET.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(_TARGET)
-    return 0
+    return write_or_check(_TARGET, generate(plan.operation for plan in PLANS.values()),
+                          sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
